@@ -1,0 +1,46 @@
+"""The only file writes in gptir: atomic (temporary file in the same folder, fsync, rename).
+
+A crash or a full disk in the middle of a write leaves the old file intact, never half a file.
+``-`` means standard output for text, so commands pipe.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and ``os.replace``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".gptir-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Write ``text`` (UTF-8) atomically; ``-`` writes to standard output."""
+    if path == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_text(path: str) -> str:
+    """Read a UTF-8 text file; ``-`` reads standard input."""
+    if path == "-":
+        return sys.stdin.read()
+    with open(path, encoding="utf-8") as f:
+        return f.read()

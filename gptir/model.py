@@ -1,0 +1,147 @@
+"""The microgpt model on gptir: configuration, parameters in the reference order, and the loss.
+
+``loss_graph`` and ``logits_graph`` trace the model for one token-sequence length; the trainer and
+sampler cache one program per length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Mapping
+
+import numpy as np
+
+from gptir import rng as R
+from gptir.ir import GptirError, Graph, TensorType
+from gptir.nn import causal_attention, linear, mlp, rmsnorm, softmax
+from gptir.trace import Builder, Tracer, gather, reshape, scope, where
+
+
+class ConfigError(GptirError):
+    """An impossible model configuration."""
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    vocab_size: int
+    n_embd: int = 16
+    n_head: int = 4
+    n_layer: int = 1
+    block_size: int = 16
+    init_std: float = 0.08
+
+    def __post_init__(self) -> None:
+        for field in ("vocab_size", "n_embd", "n_head", "n_layer", "block_size"):
+            if getattr(self, field) < 1:
+                raise ConfigError(f"{field} must be at least 1, got {getattr(self, field)}")
+        if self.n_embd % self.n_head:
+            raise ConfigError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def param_shapes(cfg: GPTConfig) -> dict[str, tuple[int, ...]]:
+    """Every parameter's shape, in the reference's initialisation order (matrices are [out, in])."""
+    c = cfg.n_embd
+    shapes = {"wte": (cfg.vocab_size, c), "wpe": (cfg.block_size, c), "lm_head": (cfg.vocab_size, c)}
+    for i in range(cfg.n_layer):
+        for w in ("attn_wq", "attn_wk", "attn_wv", "attn_wo"):
+            shapes[f"layer{i}.{w}"] = (c, c)
+        shapes[f"layer{i}.mlp_fc1"] = (4 * c, c)
+        shapes[f"layer{i}.mlp_fc2"] = (c, 4 * c)
+    return shapes
+
+
+def num_params(cfg: GPTConfig) -> int:
+    return sum(int(np.prod(s)) for s in param_shapes(cfg).values())
+
+
+def init_params(cfg: GPTConfig, rng: R.Rng) -> tuple[dict[str, np.ndarray], R.Rng]:
+    """Draw every weight from N(0, init_std), row by row, in the reference order."""
+    params = {}
+    for name, shape in param_shapes(cfg).items():
+        values, rng = R.gauss_many(rng, int(np.prod(shape)), 0.0, cfg.init_std)
+        params[name] = np.array(values, dtype=np.float64).reshape(shape)
+    return params, rng
+
+
+def forward(cfg: GPTConfig, p: Mapping[str, Tracer], tokens: Tracer) -> Tracer:
+    """Logits [..., T, vocab] for token ids [..., T] (positions 0..T-1)."""
+    t = tokens.shape[-1]
+    if t > cfg.block_size:
+        raise ConfigError(f"a sequence of {t} tokens is longer than block_size {cfg.block_size}")
+    with scope("embed"):
+        x = gather(p["wte"], tokens) + p["wpe"][:t]
+        x = rmsnorm(x)
+    for i in range(cfg.n_layer):
+        with scope(f"layer{i}"):
+            with scope("attn"):
+                r = x
+                x = rmsnorm(x)
+                q = linear(x, p[f"layer{i}.attn_wq"])
+                k = linear(x, p[f"layer{i}.attn_wk"])
+                v = linear(x, p[f"layer{i}.attn_wv"])
+                x = linear(causal_attention(q, k, v, cfg.n_head), p[f"layer{i}.attn_wo"]) + r
+            with scope("mlp"):
+                r = x
+                x = mlp(rmsnorm(x), p[f"layer{i}.mlp_fc1"], p[f"layer{i}.mlp_fc2"]) + r
+    with scope("lm_head"):
+        return linear(x, p["lm_head"])
+
+
+def token_nll(logits: Tracer, targets: Tracer) -> Tracer:
+    """-log softmax(logits)[target] at every position: probabilities first, as the reference does."""
+    with scope("loss"):
+        probs = softmax(logits, axis=-1)
+        *lead, v = probs.shape
+        count = int(np.prod(lead, dtype=np.int64))
+        offsets = (np.arange(count, dtype=np.int64) * v).reshape(lead)
+        picked = gather(reshape(probs, (count * v,)), targets + offsets)
+        return -(picked.builder.emit("log", [picked]))
+
+
+def doc_loss(cfg: GPTConfig, p: Mapping[str, Tracer], tokens: Tracer, targets: Tracer) -> Tracer:
+    """The mean negative log-likelihood of one document's targets (the reference's loss)."""
+    nll = token_nll(forward(cfg, p, tokens), targets)
+    with scope("loss"):
+        return (1.0 / tokens.shape[-1]) * nll.sum()
+
+
+def batch_loss(cfg: GPTConfig, p: Mapping[str, Tracer], tokens: Tracer, targets: Tracer, mask: Tracer) -> Tracer:
+    """Mean over the real (mask true) positions of a padded batch [B, T]."""
+    nll = token_nll(forward(cfg, p, tokens), targets)
+    with scope("loss"):
+        real = where(mask, nll, 0.0).sum()
+        count = where(mask, 1.0, 0.0).sum()
+        return real / count
+
+
+def _param_inputs(b: Builder, cfg: GPTConfig) -> dict[str, Tracer]:
+    return {name: b.param(name, TensorType("f64", shape)) for name, shape in param_shapes(cfg).items()}
+
+
+def loss_graph(cfg: GPTConfig, n: int, batch: int = 0) -> Graph:
+    """The loss of one document with ``n`` positions (or a padded batch of ``batch`` documents).
+
+    Inputs: the parameters (``param``), ``tokens`` and ``targets`` (i64[n], or i64[B,n] with a bool
+    ``mask``); output ``loss``.
+    """
+    b = Builder("microgpt_loss")
+    p = _param_inputs(b, cfg)
+    shape = (batch, n) if batch else (n,)
+    tokens = b.input("tokens", TensorType("i64", shape))
+    targets = b.input("targets", TensorType("i64", shape))
+    if batch:
+        mask = b.input("mask", TensorType("bool", shape))
+        return b.finish({"loss": batch_loss(cfg, p, tokens, targets, mask)})
+    return b.finish({"loss": doc_loss(cfg, p, tokens, targets)})
+
+
+def logits_graph(cfg: GPTConfig, n: int) -> Graph:
+    """Next-token logits after a sequence of ``n`` tokens (used for sampling)."""
+    b = Builder("microgpt_logits")
+    p = _param_inputs(b, cfg)
+    tokens = b.input("tokens", TensorType("i64", (n,)))
+    logits = forward(cfg, p, tokens)
+    return b.finish({"logits": logits[n - 1]})

@@ -1,0 +1,198 @@
+"""Training: the reference recipe's state, one IR program per input shape, and the step loop.
+
+Everything here is pure: a :class:`TrainState` goes in, a new one comes out. The training step is a
+single IR program (loss, gradients by the autodiff pass, the Adam update) built once per input shape
+and cached, then run by the interpreter or the compiled backend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from gptir import rng as R
+from gptir.autodiff import grad
+from gptir.data import Tokenizer
+from gptir.interp import run as interp_run
+from gptir.ir import GptirError, Graph, TensorType
+from gptir.model import GPTConfig, init_params, loss_graph, param_shapes
+from gptir.optim import AdamConfig, adam_scalars, adam_update
+from gptir.trace import Builder
+
+RECIPES = ("microgpt", "microgptex")
+BACKENDS = ("compiled", "interp")
+
+Runner = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class TrainState:
+    """Everything a run needs to continue exactly: the checkpoint's contents."""
+
+    model: GPTConfig
+    adam: AdamConfig
+    num_steps: int
+    recipe: str
+    seed: int
+    tokenizer: Tokenizer
+    params: Mapping[str, np.ndarray]
+    m: Mapping[str, np.ndarray]
+    v: Mapping[str, np.ndarray]
+    step: int
+    rng: R.Rng
+    docs_fingerprint: str
+    batch: int = 1
+
+
+def fingerprint(docs: Sequence[str]) -> str:
+    """Identifies the (shuffled) training documents, so a resumed run can check it has the same data."""
+    return hashlib.sha256("\n".join(docs).encode()).hexdigest()[:16]
+
+
+def prepare(docs: Sequence[str], recipe: str, seed: int) -> tuple[list[str], R.Rng, R.Rng]:
+    """Shuffle the documents the way the recipe does; returns (docs, rng for init, rng after shuffle).
+
+    microgpt: one Mersenne-Twister stream shuffles, then initialises, then samples.
+    microgptex: a fresh exsss generator shuffles (and is discarded); a second fresh one initialises
+    and then samples.
+    """
+    if recipe == "microgpt":
+        shuffled, rng = R.shuffle(R.python_random(seed), docs)
+        return shuffled, rng, rng
+    if recipe == "microgptex":
+        shuffled, _ = R.shuffle(R.exsss(seed), docs)
+        return shuffled, R.exsss(seed), R.exsss(seed)
+    raise GptirError(f"unknown recipe {recipe!r} (choose from {', '.join(RECIPES)})")
+
+
+def start(docs: Sequence[str], *, recipe: str = "microgpt", seed: int = 42, num_steps: int = 1000,
+          n_embd: int = 16, n_head: int = 4, n_layer: int = 1, block_size: int = 16,
+          adam: AdamConfig = AdamConfig(), batch: int = 1) -> tuple[TrainState, list[str]]:
+    """A fresh run: shuffled documents, vocabulary, initial weights and zero Adam moments."""
+    if not docs:
+        raise GptirError("no training documents")
+    if num_steps < 1 or batch < 1:
+        raise GptirError("steps and batch must be at least 1")
+    shuffled, init_rng, _ = prepare(docs, recipe, seed)
+    tok = Tokenizer.from_docs(shuffled)
+    cfg = GPTConfig(vocab_size=tok.vocab_size, n_embd=n_embd, n_head=n_head, n_layer=n_layer,
+                    block_size=block_size)
+    params, rng = init_params(cfg, init_rng)
+    zeros = {k: np.zeros_like(p) for k, p in params.items()}
+    state = TrainState(cfg, adam, num_steps, recipe, seed, tok, params, zeros, dict(zeros), 0, rng,
+                       fingerprint(shuffled), batch)
+    return state, shuffled
+
+
+def step_graph(cfg: GPTConfig, adam: AdamConfig, num_steps: int, n: int, batch: int = 0) -> Graph:
+    """The whole training step as one IR program.
+
+    Inputs: parameters (``param``), moments ``m.<name>`` and ``v.<name>``, ``step`` (f64, 0-based),
+    ``tokens``/``targets`` (and ``mask`` when batched). Outputs: ``loss``, then for every parameter its
+    new value (output named like the parameter), ``m.<name>`` and ``v.<name>``.
+    """
+    names = list(param_shapes(cfg))
+    g = grad(loss_graph(cfg, n, batch), wrt=names, of="loss")
+    g = g.replace(name="microgpt_train_step")
+    b = Builder(g.name, base=g)
+    step = b.input("step", TensorType("f64", ()))
+    scalars = adam_scalars(adam, step, num_steps)
+    outputs = {"loss": b.value(g.outputs["loss"])}
+    grads = gradient_outputs(g, names)
+    for name in names:
+        ty = g.nodes[name].type
+        m, v = b.input(f"m.{name}", ty), b.input(f"v.{name}", ty)
+        p, m, v = adam_update(adam, scalars, b.value(name), b.value(g.outputs[grads[name]]), m, v, name)
+        outputs[name], outputs[f"m.{name}"], outputs[f"v.{name}"] = p, m, v
+    return b.finish(outputs)
+
+
+def gradient_outputs(g: Graph, wrt: Sequence[str]) -> dict[str, str]:
+    """The output name holding each parameter's gradient in a graph made by the autodiff pass."""
+    from gptir.autodiff import grad_output_name
+
+    return {name: grad_output_name(name) for name in wrt}
+
+
+def compile_program(graph: Graph, backend: str) -> Runner:
+    """A callable for ``graph``: optimised and compiled, or the reference interpreter."""
+    if backend == "interp":
+        return lambda inputs: interp_run(graph, inputs)
+    if backend == "compiled":
+        from gptir.codegen import compile_graph
+        from gptir.passes import optimize
+
+        return compile_graph(optimize(graph))
+    raise GptirError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
+
+
+@dataclass
+class ProgramCache:
+    """One compiled training-step program per input shape (document lengths vary)."""
+
+    model: GPTConfig
+    adam: AdamConfig
+    num_steps: int
+    backend: str = "compiled"
+    programs: dict[tuple[int, int], Runner] = field(default_factory=dict)
+
+    def get(self, n: int, batch: int = 0) -> Runner:
+        key = (n, batch)
+        prog = self.programs.get(key)
+        if prog is None:
+            prog = compile_program(step_graph(self.model, self.adam, self.num_steps, n, batch), self.backend)
+            self.programs[key] = prog
+        return prog
+
+
+def step_docs(state: TrainState, docs: Sequence[str]) -> list[str]:
+    """The documents of the state's next step: docs[s % len(docs)] for one document per step."""
+    b = state.batch
+    return [docs[(state.step * b + i) % len(docs)] for i in range(b)]
+
+
+def encode_batch(state: TrainState, batch_docs: Sequence[str]) -> dict[str, np.ndarray]:
+    """Token, target (and mask) arrays for a step; one document uses the unpadded reference shapes."""
+    bs = state.model.block_size
+    seqs = [state.tokenizer.encode(d) for d in batch_docs]
+    if len(seqs) == 1:
+        ids = seqs[0]
+        n = min(bs, len(ids) - 1)
+        return {"tokens": np.array(ids[:n], np.int64), "targets": np.array(ids[1:n + 1], np.int64)}
+    n = min(bs, max(len(s) - 1 for s in seqs))
+    tokens = np.full((len(seqs), n), state.tokenizer.bos, np.int64)
+    targets = np.full((len(seqs), n), state.tokenizer.bos, np.int64)
+    mask = np.zeros((len(seqs), n), bool)
+    for i, ids in enumerate(seqs):
+        k = min(n, len(ids) - 1)
+        tokens[i, :k], targets[i, :k], mask[i, :k] = ids[:k], ids[1:k + 1], True
+    return {"tokens": tokens, "targets": targets, "mask": mask}
+
+
+def train_step(state: TrainState, cache: ProgramCache, docs: Sequence[str]) -> tuple[TrainState, float]:
+    """Run one step; returns the new state and the step's loss."""
+    data = encode_batch(state, step_docs(state, docs))
+    program = cache.get(data["tokens"].shape[-1], 0 if state.batch == 1 else state.batch)
+    inputs: dict[str, np.ndarray] = dict(data)
+    inputs.update(state.params)
+    for k in state.params:
+        inputs[f"m.{k}"] = state.m[k]
+        inputs[f"v.{k}"] = state.v[k]
+    inputs["step"] = np.float64(state.step)
+    out = program(inputs)
+    params = {k: out[k] for k in state.params}
+    m = {k: out[f"m.{k}"] for k in state.params}
+    v = {k: out[f"v.{k}"] for k in state.params}
+    new = replace(state, params=params, m=m, v=v, step=state.step + 1)
+    return new, float(out["loss"])
+
+
+def train(state: TrainState, docs: Sequence[str], cache: ProgramCache, until: int | None = None) -> Iterator[tuple[TrainState, float]]:
+    """Yield (state, loss) after each step until step ``until`` (default: the run's num_steps)."""
+    stop = state.num_steps if until is None else min(until, state.num_steps)
+    while state.step < stop:
+        state, loss = train_step(state, cache, docs)
+        yield state, loss
