@@ -13,6 +13,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from gptir.ir import GptirError
+
 __all__ = ["DataError", "parse_docs", "load_docs", "default_docs", "Tokenizer"]
 
 # Python's universal newlines (what open() iterates on): \r\n, \r and \n.
@@ -21,7 +23,7 @@ _LOWER_AZ = re.compile(r"[a-z]+")
 _NAMES_FILES = ("dist.male.first", "dist.female.first")
 
 
-class DataError(ValueError):
+class DataError(GptirError, ValueError):
     """A problem with the training data: unreadable file, unknown character, bad token id."""
 
 

@@ -190,6 +190,25 @@ def train_step(state: TrainState, cache: ProgramCache, docs: Sequence[str]) -> t
     return new, float(out["loss"])
 
 
+def resume_docs(state: TrainState, docs: Sequence[str]) -> list[str]:
+    """The shuffled documents of a checkpointed run, checked to be the ones it trained on."""
+    shuffled, _, _ = prepare(docs, state.recipe, state.seed)
+    if fingerprint(shuffled) != state.docs_fingerprint:
+        raise GptirError("the training data differs from the data this checkpoint was trained on "
+                         "(pass the same --data as the original run)")
+    return shuffled
+
+
+def snapshot_graph(state: TrainState, doc: str) -> Graph:
+    """The loss graph of ``doc`` with the state's parameters inline: what ``--dump-ir-every`` writes.
+
+    The document is fixed for a run, so consecutive snapshots differ only in parameter values.
+    """
+    data = encode_batch(replace(state, batch=1), [doc])
+    g = loss_graph(state.model, len(data["tokens"]))
+    return g.replace(params={k: np.asarray(v) for k, v in state.params.items()})
+
+
 def train(state: TrainState, docs: Sequence[str], cache: ProgramCache, until: int | None = None) -> Iterator[tuple[TrainState, float]]:
     """Yield (state, loss) after each step until step ``until`` (default: the run's num_steps)."""
     stop = state.num_steps if until is None else min(until, state.num_steps)

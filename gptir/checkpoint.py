@@ -1,0 +1,150 @@
+"""Checkpoints: a training run's whole state in one file, written atomically.
+
+The file is an ``.npz`` (a zip of ``.npy`` arrays, read with ``allow_pickle=False`` so a checkpoint
+is pure data): ``params/<name>``, ``m/<name>`` and ``v/<name>`` for every parameter, and ``meta``, a
+UTF-8 JSON document (as bytes) with the format tag, configs, step, random state, recipe and
+vocabulary. Loading checks everything against the model configuration, so a truncated, corrupted or
+foreign file gets one clear error instead of a traceback or a silently wrong run.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from dataclasses import fields
+from typing import Any
+
+import numpy as np
+
+from gptir import rng as R
+from gptir.data import DataError, Tokenizer
+from gptir.fileio import atomic_write_bytes
+from gptir.ir import GptirError
+from gptir.model import ConfigError, GPTConfig, param_shapes
+from gptir.optim import AdamConfig
+from gptir.train import RECIPES, TrainState
+
+FORMAT = "gptir-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(GptirError):
+    """A checkpoint cannot be read: missing, truncated, corrupted, or not a gptir checkpoint."""
+
+
+def to_bytes(state: TrainState) -> bytes:
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": state.model.to_json(),
+        "adam": state.adam.to_json(),
+        "num_steps": state.num_steps,
+        "recipe": state.recipe,
+        "seed": state.seed,
+        "step": state.step,
+        "batch": state.batch,
+        "chars": "".join(state.tokenizer.chars),
+        "docs_fingerprint": state.docs_fingerprint,
+        "rng": R.to_json(state.rng),
+    }
+    arrays: dict[str, np.ndarray] = {"meta": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)}
+    for name in state.params:
+        arrays[f"params/{name}"] = state.params[name]
+        arrays[f"m/{name}"] = state.m[name]
+        arrays[f"v/{name}"] = state.v[name]
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def save(path: str, state: TrainState) -> None:
+    """Write ``state`` to ``path`` atomically (temporary file, then rename)."""
+    atomic_write_bytes(path, to_bytes(state))
+
+
+def load(path: str) -> TrainState:
+    """Read a checkpoint, checking every part of it; raises CheckpointError on any problem."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
+    return from_bytes(data, path)
+
+
+def from_bytes(data: bytes, path: str = "<checkpoint>") -> TrainState:
+    def bad(why: str) -> CheckpointError:
+        return CheckpointError(f"{path} is not a usable gptir checkpoint: {why}")
+
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, zipfile.LargeZipFile) as e:
+        raise bad(f"damaged or not an npz file ({type(e).__name__}: {e})") from None
+    except Exception as e:  # noqa: BLE001 - zip/npy decoding of hostile bytes can fail in many ways
+        raise bad(f"unreadable ({type(e).__name__}: {e})") from None
+    if "meta" not in arrays or arrays["meta"].dtype != np.uint8 or arrays["meta"].ndim != 1:
+        raise bad("it has no gptir metadata")
+    try:
+        meta = json.loads(arrays["meta"].tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise bad(f"its metadata is not valid JSON ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise bad("it has no gptir metadata")
+    if meta.get("version") != VERSION:
+        raise bad(f"format version {meta.get('version')!r}, this gptir reads version {VERSION}")
+    try:
+        model = GPTConfig(**_fields(meta["model"], GPTConfig))
+        adam = AdamConfig(**_fields(meta["adam"], AdamConfig))
+        chars = meta["chars"]
+        if not isinstance(chars, str):
+            raise TypeError("chars must be a string")
+        tokenizer = Tokenizer(tuple(chars), len(chars))
+        rng = R.from_json(meta["rng"])
+        step, num_steps, batch, seed = (_int(meta[k], k) for k in ("step", "num_steps", "batch", "seed"))
+        recipe = meta["recipe"]
+        fingerprint = meta["docs_fingerprint"]
+    except (KeyError, TypeError, ValueError, ConfigError, DataError, GptirError) as e:
+        raise bad(f"bad metadata ({type(e).__name__}: {e})") from None
+    if recipe not in RECIPES:
+        raise bad(f"unknown recipe {recipe!r}")
+    if tokenizer.vocab_size != model.vocab_size:
+        raise bad(f"vocabulary of {tokenizer.vocab_size} tokens but the model expects {model.vocab_size}")
+    if not 0 <= step <= num_steps or batch < 1:
+        raise bad(f"step {step} of {num_steps} (batch {batch}) is impossible")
+    shapes = param_shapes(model)
+    expected = {"meta"} | {f"{part}/{name}" for part in ("params", "m", "v") for name in shapes}
+    if set(arrays) != expected:
+        missing = sorted(expected - set(arrays))
+        extra = sorted(set(arrays) - expected)
+        raise bad(f"arrays do not match the model (missing {missing[:3]}, unexpected {extra[:3]})")
+    parts: dict[str, dict[str, np.ndarray]] = {"params": {}, "m": {}, "v": {}}
+    for part in parts:
+        for name, shape in shapes.items():
+            arr = arrays[f"{part}/{name}"]
+            if arr.dtype != np.float64 or arr.shape != shape:
+                raise bad(f"{part}/{name} is {arr.dtype}{list(arr.shape)}, expected float64{list(shape)}")
+            parts[part][name] = arr
+    return TrainState(model, adam, num_steps, recipe, seed, tokenizer, parts["params"], parts["m"], parts["v"],
+                      step, rng, str(fingerprint), batch)
+
+
+def _fields(d: Any, cls: type) -> dict[str, Any]:
+    if not isinstance(d, dict):
+        raise TypeError(f"{cls.__name__} must be an object")
+    types = {f.name: str(f.type) for f in fields(cls)}
+    unknown = set(d) - set(types)
+    if unknown:
+        raise KeyError(f"unknown {cls.__name__} fields {sorted(unknown)}")
+    for k, v in d.items():
+        want = (int,) if types[k] == "int" else (int, float)
+        if isinstance(v, bool) or not isinstance(v, want):
+            raise TypeError(f"{cls.__name__}.{k} must be {'an integer' if types[k] == 'int' else 'a number'}")
+    return dict(d)
+
+
+def _int(x: Any, what: str) -> int:
+    if isinstance(x, bool) or not isinstance(x, int):
+        raise TypeError(f"{what} must be an integer")
+    return x

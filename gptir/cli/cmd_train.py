@@ -1,0 +1,157 @@
+"""``gptir train``: train microgpt, then print sampled names (one per line on stdout).
+
+Progress goes to stderr: a live bar when stderr is a terminal, a plain line every tenth of the run
+otherwise. ``--log`` writes JSON lines (every step's loss at full precision, then every sample).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from gptir import checkpoint
+from gptir import train as T
+from gptir.data import load_docs
+from gptir.fileio import atomic_write_text
+from gptir.ir import GptirError
+from gptir.model import num_params
+from gptir.optim import AdamConfig
+from gptir.sample import LogitsCache, sample
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train microgpt and print sampled names",
+                       description="Train microgpt on names (the built-in corpus unless --data), then sample.")
+    p.add_argument("--data", help="training text, one document per line (default: the built-in first-name corpus)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="length of the run: its learning rate decays to 0 there (default 1000). With --resume: "
+                        "train until this step of the resumed run")
+    p.add_argument("--stop-after", type=int, default=None, metavar="K",
+                   help="stop after step K of the run (with --out, to continue later with --resume)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--recipe", choices=T.RECIPES, default="microgpt",
+                   help="microgpt: one Python random stream (Karpathy's run); microgptex: threaded exsss streams")
+    p.add_argument("--n-embd", type=int, default=16)
+    p.add_argument("--n-head", type=int, default=4)
+    p.add_argument("--n-layer", type=int, default=1)
+    p.add_argument("--block-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--batch", type=int, default=1, help="documents per step (padded and masked); 1 is the reference run")
+    p.add_argument("--backend", choices=T.BACKENDS, default="compiled")
+    p.add_argument("--samples", type=int, default=20, metavar="K", help="names to sample after training")
+    p.add_argument("--temperature", type=float, default=0.5)
+    p.add_argument("--out", metavar="CKPT", help="write a checkpoint here at the end (atomically)")
+    p.add_argument("--save-every", type=int, default=0, metavar="N", help="also checkpoint every N steps")
+    p.add_argument("--resume", metavar="CKPT", help="continue the run saved in this checkpoint")
+    p.add_argument("--log", metavar="FILE", help="write JSON lines: every step's loss, then every sample")
+    p.add_argument("--dump-ir-every", type=int, default=0, metavar="N",
+                   help="write the loss graph with the current parameters every N steps (needs --dump-dir)")
+    p.add_argument("--dump-dir", metavar="DIR", help="folder for --dump-ir-every files (step-0000.ir, ...)")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=run)
+
+
+def _start(args: argparse.Namespace) -> tuple[T.TrainState, list[str]]:
+    docs = load_docs(args.data)
+    if args.resume:
+        state = checkpoint.load(args.resume)
+        return state, T.resume_docs(state, docs)
+    for name in ("steps", "n_embd", "n_head", "n_layer", "block_size", "batch"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise GptirError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    return T.start(docs, recipe=args.recipe, seed=args.seed, num_steps=args.steps or 1000, n_embd=args.n_embd,
+                   n_head=args.n_head, n_layer=args.n_layer, block_size=args.block_size,
+                   adam=AdamConfig(lr=args.lr), batch=args.batch)
+
+
+def _target(args: argparse.Namespace, state: T.TrainState) -> int:
+    until = state.num_steps
+    if args.resume and args.steps is not None:
+        if args.steps > state.num_steps:
+            raise GptirError(f"the checkpointed run is {state.num_steps} steps long (its learning rate reaches 0 "
+                             f"there); --steps {args.steps} is beyond it: start a new run for a longer schedule")
+        until = args.steps
+    if args.stop_after is not None:
+        if args.stop_after < 0:
+            raise GptirError("--stop-after must be >= 0")
+        until = min(until, args.stop_after)
+    return until
+
+
+class Progress:
+    """Live bar on a terminal, periodic plain lines otherwise."""
+
+    def __init__(self, start: int, until: int, total: int, quiet: bool) -> None:
+        self.start, self.until, self.total, self.quiet = start, until, total, quiet
+        self.tty = sys.stderr.isatty()
+        self.every = max(1, (until - start) // 10)
+        self.t0 = time.perf_counter()
+
+    def update(self, step: int, loss: float) -> None:
+        if self.quiet:
+            return
+        done = step - self.start
+        rate = done / max(time.perf_counter() - self.t0, 1e-9)
+        if self.tty:
+            width = 30
+            filled = int(width * step / self.total)
+            bar = "#" * filled + "-" * (width - filled)
+            sys.stderr.write(f"\r[{bar}] step {step:4d}/{self.total} | loss {loss:.4f} | {rate:7.1f} steps/s")
+            if step == self.until:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+        elif done % self.every == 0 or step == self.until:
+            print(f"step {step:4d}/{self.total} | loss {loss:.6f} | {rate:.1f} steps/s", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.dump_ir_every and not args.dump_dir:
+        raise GptirError("--dump-ir-every needs --dump-dir")
+    if args.samples < 0:
+        raise GptirError("--samples must be >= 0")
+    state, docs = _start(args)
+    until = _target(args, state)
+    if not args.quiet:
+        print(f"num docs: {len(docs)} | vocab size: {state.model.vocab_size} | num params: {num_params(state.model)}"
+              f" | recipe {state.recipe} | backend {args.backend} | step {state.step}/{state.num_steps}",
+              file=sys.stderr, flush=True)
+    log: list[dict[str, Any]] = []
+    if args.dump_dir:
+        os.makedirs(args.dump_dir, exist_ok=True)
+    cache = T.ProgramCache(state.model, state.adam, state.num_steps, args.backend)
+    progress = Progress(state.step, until, state.num_steps, args.quiet)
+    try:
+        _dump(args, state, docs)
+        for state, loss in T.train(state, docs, cache, until=until):
+            log.append({"step": state.step, "loss": loss})
+            progress.update(state.step, loss)
+            if args.out and args.save_every and state.step % args.save_every == 0:
+                checkpoint.save(args.out, state)
+            _dump(args, state, docs)
+        if args.out:
+            checkpoint.save(args.out, state)
+        names, rng = sample(state.model, state.params, state.tokenizer, state.rng, num=args.samples,
+                            temperature=args.temperature, recipe=state.recipe,
+                            cache=LogitsCache(state.model, args.backend))
+        for i, name in enumerate(names, 1):
+            log.append({"sample": i, "text": name})
+            print(name)
+        sys.stdout.flush()
+    finally:
+        if args.log:
+            atomic_write_text(args.log, "".join(json.dumps(rec) + "\n" for rec in log))
+    return 0
+
+
+def _dump(args: argparse.Namespace, state: T.TrainState, docs: list[str]) -> None:
+    if not args.dump_ir_every or state.step % args.dump_ir_every:
+        return
+    from gptir.text import print_graph
+
+    graph = T.snapshot_graph(state, docs[0])
+    atomic_write_text(os.path.join(args.dump_dir, f"step-{state.step:04d}.ir"), print_graph(graph))

@@ -1,0 +1,70 @@
+"""``gptir trace microgpt``: the model's loss graph for one document (or the whole training step) as IR.
+
+The document's tokens and targets become constants of the graph, so the file is a complete program
+of its parameters: ``gptir exec FILE.ir --params P.npz`` (P written by ``--params-out``) computes the
+loss that training reports for that document. Parameters come from ``--checkpoint`` or, without one,
+are the run's initial weights (``--data``/``--seed``, as ``gptir train`` would draw them).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from typing import Mapping
+
+import numpy as np
+
+from gptir import checkpoint
+from gptir import train as T
+from gptir.data import load_docs
+from gptir.ir import GptirError, Graph, make_graph
+from gptir.model import loss_graph
+from gptir.optim import AdamConfig
+
+
+def _state(args: argparse.Namespace) -> tuple[T.TrainState, list[str] | None]:
+    if getattr(args, "checkpoint", None):
+        return checkpoint.load(args.checkpoint), None
+    docs = load_docs(getattr(args, "data", None))
+    opts = {k: getattr(args, k) for k in ("n_embd", "n_head", "n_layer", "block_size") if getattr(args, k, None)}
+    state, shuffled = T.start(docs, seed=args.seed if getattr(args, "seed", None) is not None else 42,
+                              adam=AdamConfig(), **opts)
+    return state, shuffled
+
+
+def constant_inputs(graph: Graph, values: Mapping[str, np.ndarray]) -> Graph:
+    """``graph`` with the named data inputs turned into constants of the given values."""
+    nodes = []
+    for node in graph.nodes.values():
+        if node.name in values and node.op == "input":
+            node = node.replace(op="const", attrs={"value": np.asarray(values[node.name], node.type.np_dtype)})
+        nodes.append(node)
+    return make_graph(graph.name, nodes, graph.outputs, graph.params, graph.params_file)
+
+
+def trace_microgpt(args: argparse.Namespace) -> Graph:
+    state, docs = _state(args)
+    batch = getattr(args, "batch", None) or 1
+    if batch < 1:
+        raise GptirError("--batch must be at least 1")
+    if getattr(args, "doc", None):
+        batch_docs = [args.doc] * batch if batch > 1 else [args.doc]
+    else:
+        if docs is None:
+            raise GptirError("with --checkpoint, name the document to trace with --doc NAME")
+        batch_docs = docs[:batch]
+    state = replace(state, batch=batch)
+    data = T.encode_batch(state, batch_docs)  # raises a clear error for characters outside the vocabulary
+    n = data["tokens"].shape[-1]
+    b = batch if batch > 1 else 0
+    if getattr(args, "train_step", False):
+        graph = T.step_graph(state.model, state.adam, state.num_steps, n, b)
+    else:
+        graph = loss_graph(state.model, n, b)
+    graph = constant_inputs(graph, data)
+    out = getattr(args, "params_out", None)
+    if out:
+        from gptir.text import save_params
+
+        save_params(out, {k: np.asarray(v) for k, v in state.params.items()})
+    return graph

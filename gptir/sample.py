@@ -1,0 +1,85 @@
+"""Sampling names from a trained model, continuing the run's random stream.
+
+The logits come from IR programs (one per sequence length, cached like the training step). The last
+step, temperature and softmax over 27 numbers and the draw, is plain Python on floats written exactly
+as each reference run writes it, so a sampled name depends only on the logits and the stream.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from gptir import rng as R
+from gptir.data import Tokenizer
+from gptir.ir import GptirError
+from gptir.model import GPTConfig, logits_graph
+from gptir.train import compile_program
+
+Runner = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
+
+
+@dataclass
+class LogitsCache:
+    """One next-token-logits program per sequence length."""
+
+    model: GPTConfig
+    backend: str = "compiled"
+    programs: dict[int, Runner] = field(default_factory=dict)
+
+    def get(self, n: int) -> Runner:
+        prog = self.programs.get(n)
+        if prog is None:
+            prog = self.programs[n] = compile_program(logits_graph(self.model, n), self.backend)
+        return prog
+
+
+def next_token_probs(logits: Sequence[float], temperature: float, recipe: str) -> list[float]:
+    """``softmax(logits / temperature)`` with each reference's float operations, in its order.
+
+    microgpt divides through its Value class (``l * T**-1``), sums from 0 left to right and divides
+    as ``e * total**-1``; MicroGPTEx multiplies by ``1/T`` and otherwise does the same arithmetic.
+    """
+    if not temperature > 0 or not math.isfinite(temperature):
+        raise GptirError(f"temperature must be a positive number, got {temperature}")
+    scale = temperature ** -1 if recipe == "microgpt" else 1.0 / temperature
+    scaled = [float(l) * scale for l in logits]
+    top = max(scaled)
+    exps = [math.exp(s + (-top)) for s in scaled]
+    total = 0.0
+    for e in exps:
+        total = total + e
+    inv = total ** -1
+    return [e * inv for e in exps]
+
+
+def sample(model: GPTConfig, params: Mapping[str, np.ndarray], tokenizer: Tokenizer, rng: R.Rng, *,
+           num: int = 20, temperature: float = 0.5, recipe: str = "microgpt",
+           cache: LogitsCache | None = None) -> tuple[list[str], R.Rng]:
+    """Draw ``num`` names; returns them and the stream after the last draw.
+
+    Each name starts from BOS at position 0 and draws one token per position until BOS is drawn or the
+    block is full; the name is the characters drawn before BOS.
+    """
+    if num < 0:
+        raise GptirError(f"the number of samples must be >= 0, got {num}")
+    cache = cache or LogitsCache(model, "interp")
+    names: list[str] = []
+    for _ in range(num):
+        ids = [tokenizer.bos]
+        drawn: list[int] = []
+        for _pos in range(model.block_size):
+            inputs = dict(params)
+            inputs["tokens"] = np.array(ids, dtype=np.int64)
+            logits = cache.get(len(ids))(inputs)["logits"]
+            probs = next_token_probs(logits.tolist(), temperature, recipe)
+            token, rng = R.choice(rng, probs)
+            if token == tokenizer.bos:
+                break
+            drawn.append(token)
+            ids.append(token)
+        names.append(tokenizer.decode(drawn))
+    return names, rng

@@ -1,0 +1,110 @@
+"""`gptir train`, `gptir sample` and `gptir trace microgpt` end to end, through a subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DOCS = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "amelia", "harper", "evelyn", "abigail"]
+
+
+def gptir(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gptir.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "names.txt"
+    path.write_text("\n".join(DOCS) + "\n")
+    return path
+
+
+SMALL = ["--n-embd", "8", "--n-head", "2", "--block-size", "8"]
+
+
+def read_log(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_train_prints_samples_and_logs(data, tmp_path):
+    log, ckpt = tmp_path / "log.jsonl", tmp_path / "run.ckpt"
+    r = gptir("train", "--data", str(data), "--steps", "6", "--samples", "4", "--log", str(log), "--out", str(ckpt),
+              *SMALL)
+    assert r.returncode == 0, r.stderr
+    names = r.stdout.splitlines()
+    assert len(names) == 4 and all(set(n) <= set("".join(DOCS)) for n in names)
+    assert "num docs: 10 | vocab size:" in r.stderr and "step    6/6" in r.stderr
+    records = read_log(log)
+    assert [rec["step"] for rec in records[:6]] == [1, 2, 3, 4, 5, 6]
+    assert all(isinstance(rec["loss"], float) and rec["loss"] > 0 for rec in records[:6])
+    assert records[6:] == [{"sample": i + 1, "text": n} for i, n in enumerate(names)]
+    # sampling from the checkpoint continues the same stream: the same names
+    s = gptir("sample", "--checkpoint", str(ckpt), "--num", "4")
+    assert s.returncode == 0, s.stderr
+    assert s.stdout.splitlines() == names
+
+
+def test_resume_continues_bit_identically(data, tmp_path):
+    full, part, rest = tmp_path / "full.jsonl", tmp_path / "part.jsonl", tmp_path / "rest.jsonl"
+    ckpt = tmp_path / "mid.ckpt"
+    assert gptir("train", "--data", str(data), "--steps", "8", "--samples", "2", "--log", str(full),
+                 *SMALL).returncode == 0
+    r = gptir("train", "--data", str(data), "--steps", "8", "--stop-after", "3", "--samples", "0", "--out", str(ckpt),
+              "--log", str(part), *SMALL)
+    assert r.returncode == 0, r.stderr
+    r = gptir("train", "--data", str(data), "--resume", str(ckpt), "--samples", "2", "--log", str(rest))
+    assert r.returncode == 0, r.stderr
+    assert read_log(part) + read_log(rest) == read_log(full)  # losses compared exactly, as JSON floats
+
+
+def test_corrupt_checkpoint_is_one_line_error(tmp_path):
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    for args in (["sample", "--checkpoint", str(bad)], ["train", "--resume", str(bad)]):
+        r = gptir(*args)
+        assert r.returncode == 1
+        assert "Traceback" not in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and "not a usable gptir checkpoint" in r.stderr
+
+
+def test_bad_usage_exits_2(data):
+    r = gptir("train", "--data", str(data), "--steps", "many")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_missing_data_file_is_a_user_error(tmp_path):
+    r = gptir("train", "--data", str(tmp_path / "missing.txt"))
+    assert r.returncode == 1 and "cannot read data file" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_dump_ir_every(data, tmp_path):
+    dump = tmp_path / "dump"
+    r = gptir("train", "--data", str(data), "--steps", "4", "--samples", "0", "--dump-ir-every", "2",
+              "--dump-dir", str(dump), *SMALL)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in dump.iterdir()) == ["step-0000.ir", "step-0002.ir", "step-0004.ir"]
+    from gptir.text import load_graph
+    a, b = load_graph(str(dump / "step-0000.ir")), load_graph(str(dump / "step-0002.ir"))
+    assert list(a.nodes) == list(b.nodes) and set(a.params) == set(b.params)
+    assert any(a.params[k].tobytes() != b.params[k].tobytes() for k in a.params)
+
+
+def test_traced_loss_matches_the_training_loss(data, tmp_path):
+    log, ir, params = tmp_path / "log.jsonl", tmp_path / "loss.ir", tmp_path / "p.npz"
+    assert gptir("train", "--data", str(data), "--steps", "1", "--samples", "0", "--log", str(log),
+                 *SMALL).returncode == 0
+    first_loss = read_log(log)[0]["loss"]
+    r = gptir("trace", "microgpt", "--data", str(data), *SMALL, "--params-out", str(params), "-o", str(ir))
+    assert r.returncode == 0, r.stderr
+    r = gptir("exec", str(ir), "--params", str(params), "--format", "json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)["outputs"]["loss"]
+    assert out["value"] == first_loss
+    r = gptir("trace", "microgpt", "--data", str(data), *SMALL, "--train-step", "-o", str(tmp_path / "step.ir"))
+    assert r.returncode == 0, r.stderr
+    assert "backward" in (tmp_path / "step.ir").read_text()
