@@ -5,14 +5,19 @@ small text format (``print_graph``, ``parse``), differentiated by a graph-rewrit
 interpreted or compiled, and used to train and sample a character-level GPT.
 """
 
+from gptir.autodiff import grad, grad_output_name
+from gptir.diff import GraphDiff, diff_graphs
 from gptir.interp import ExecError, run
 from gptir.ir import GptirError, Graph, Node, ShapeError, TensorType, VerifyError, make_graph, verify as _verify
 from gptir.ops import OPS
-from gptir.text import print_graph
+from gptir.passes import PASSES, optimize, run_pipeline
+from gptir.codegen import compile_graph, generate_source
+from gptir.text import ParseError, load_graph, load_params, parse, print_graph, save_graph, save_params
 from gptir.trace import (
     Builder, Param, Tracer, broadcast_to, cast, concat, equal, exp, gather, greater, log, matmul, maximum,
     reduce_max, reduce_sum, relu, reshape, scatter_add, scope, stop_gradient, trace, transpose, where,
 )
+from gptir import value  # noqa: E402 - the scalar Value API (``from gptir import value as V``)
 
 
 def verify(graph: Graph) -> None:
@@ -24,5 +29,7 @@ __all__ = [
     "Builder", "ExecError", "GptirError", "Graph", "Node", "OPS", "Param", "ShapeError", "TensorType", "Tracer",
     "VerifyError", "broadcast_to", "cast", "concat", "equal", "exp", "gather", "greater", "log", "make_graph",
     "matmul", "maximum", "print_graph", "reduce_max", "reduce_sum", "relu", "reshape", "run", "scatter_add",
-    "scope", "stop_gradient", "trace", "transpose", "verify", "where",
+    "scope", "stop_gradient", "trace", "transpose", "verify", "where", "ParseError", "load_graph", "load_params",
+    "parse", "save_graph", "save_params", "grad", "grad_output_name", "value", "GraphDiff", "diff_graphs",
+    "PASSES", "optimize", "run_pipeline", "compile_graph", "generate_source",
 ]

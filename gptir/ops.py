@@ -236,6 +236,189 @@ def _call(fn: str) -> EmitFn:
     return lambda a, attrs: f"{fn}({', '.join(a)})"
 
 
+# -- gradient rules --------------------------------------------------------------------------------
+# One reverse-mode rule per differentiable op, used by gptir.autodiff. A rule takes a GradContext
+# ``c`` (see gptir.autodiff): ``c.inputs`` (tracers of the operands), ``c.out`` (the node's value),
+# ``c.g`` (its cotangent), ``c.attrs``, ``c.needs`` (which operands lead to a wrt input: the others
+# get no gradient work), ``c.T`` (the gptir.trace module: rules build IR with the tracer's own
+# functions, reached through the context because the tracer sits above this module), ``c.zeros``
+# and ``c.constant``. It returns one cotangent (or None) per operand, of the operand's type.
+
+
+def _g_add(c: Any) -> tuple:
+    return (c.g if c.needs[0] else None, c.g if c.needs[1] else None)
+
+
+def _g_sub(c: Any) -> tuple:
+    return (c.g if c.needs[0] else None, -c.g if c.needs[1] else None)
+
+
+def _g_mul(c: Any) -> tuple:
+    a, b = c.inputs
+    if a.name == b.name:  # x * x: one product, not two to add up
+        return (c.g * (a + a), None)
+    return (c.g * b if c.needs[0] else None, c.g * a if c.needs[1] else None)
+
+
+def _g_div(c: Any) -> tuple:  # d(a/b)/db = -(a/b)/b: reuse the output
+    a, b = c.inputs
+    return (c.g / b if c.needs[0] else None, -(c.g * c.out) / b if c.needs[1] else None)
+
+
+def _g_pow(c: Any) -> tuple:
+    a, b = c.inputs
+    da = db = None
+    if c.needs[0]:
+        k = c.constant(1)  # a constant exponent k: k * a**(k-1) with k-1 folded now
+        if k is not None and k.ndim == 0 and float(k) == 0.0:
+            da = None  # x ** 0 is constant
+        elif k is not None and k.ndim == 0 and float(k) == 1.0:
+            da = c.g
+        elif k is not None and k.ndim == 0 and float(k) == 2.0:
+            da = c.g * (a + a)
+        elif k is not None and k.ndim == 0:
+            da = c.g * (b * a ** (float(k) - 1.0))
+        else:
+            da = c.g * (b * a ** (b - 1.0))
+    if c.needs[1]:  # only when the exponent itself depends on a wrt input
+        db = c.g * (c.out * c.T.log(a))
+    return (da, db)
+
+
+def _g_neg(c: Any) -> tuple:
+    return (-c.g,)
+
+
+def _g_exp(c: Any) -> tuple:
+    return (c.g * c.out,)
+
+
+def _g_log(c: Any) -> tuple:
+    return (c.g / c.inputs[0],)
+
+
+def _g_relu(c: Any) -> tuple:  # the kink at 0 gets gradient 0
+    z = c.zeros(c.g.shape)
+    return (c.T.where(c.T.greater(c.inputs[0], z), c.g, z),)
+
+
+def _g_maximum(c: Any) -> tuple:  # ties route to the first operand
+    a, b = c.inputs
+    z = c.zeros(c.g.shape)
+    b_wins = c.T.greater(b, a)
+    return (c.T.where(b_wins, z, c.g) if c.needs[0] else None, c.T.where(b_wins, c.g, z) if c.needs[1] else None)
+
+
+def _g_where(c: Any) -> tuple:
+    cond = c.inputs[0]
+    z = c.zeros(c.g.shape) if c.needs[1] or c.needs[2] else None
+    return (None, c.T.where(cond, c.g, z) if c.needs[1] else None, c.T.where(cond, z, c.g) if c.needs[2] else None)
+
+
+def _kept_shape(shape: Sequence[int], axes: Sequence[int]) -> tuple[int, ...]:
+    return tuple(1 if i in axes else d for i, d in enumerate(shape))
+
+
+def _g_sum(c: Any) -> tuple:  # leading reduced axes need no reshape: broadcasting prepends them
+    x, axes = c.inputs[0], c.attrs["axes"]
+    leading = axes == tuple(range(len(axes)))
+    g = c.g if c.attrs["keepdims"] or leading else c.T.reshape(c.g, _kept_shape(x.shape, axes))
+    return (c.T.broadcast_to(g, x.shape),)
+
+
+def _g_max(c: Any) -> tuple:
+    """Every maximal entry gets an equal share of the cotangent (ties split it evenly, like
+    tinygrad and torch.amax), so the gradient is the same whatever order the entries are in."""
+    T, x, axes = c.T, c.inputs[0], c.attrs["axes"]
+    kept = _kept_shape(x.shape, axes)
+    hit = T.equal(x, T.broadcast_to(T.reshape(c.out, kept), x.shape))
+    count = T.reduce_sum(T.cast(hit, "f64"), axes, keepdims=True)
+    share = T.broadcast_to(T.reshape(c.g, kept) / count, x.shape)
+    return (T.where(hit, share, c.zeros(x.shape)),)
+
+
+def _g_matmul(c: Any) -> tuple:
+    """Every rank case the type rule allows: dot, vector @ matrix, (batched) matrix @ vector,
+    (batched) matrix @ matrix, batched @ batched. Leading axes of ``a`` fold into rows for db."""
+    T, (a, b), g = c.T, c.inputs, c.g
+    da = db = None
+    if a.ndim == 1 and b.ndim == 1:  # [k] @ [k] -> []
+        gk = T.broadcast_to(g, a.shape)
+        da, db = (gk * b if c.needs[0] else None), (gk * a if c.needs[1] else None)
+    elif a.ndim == 1:  # [k] @ [k,n] -> [n]
+        k, n = b.shape
+        da = T.matmul(b, g) if c.needs[0] else None
+        db = T.matmul(T.reshape(a, (k, 1)), T.reshape(g, (1, n))) if c.needs[1] else None
+    elif b.ndim == 1:  # [..., m, k] @ [k] -> [..., m]
+        k, rows = b.shape[0], a.type.size // max(b.shape[0], 1)
+        da = T.matmul(T.reshape(g, g.shape + (1,)), T.reshape(b, (1, k))) if c.needs[0] else None
+        db = T.matmul(T.reshape(g, (rows,)), T.reshape(a, (rows, k))) if c.needs[1] else None
+    elif b.ndim == 2:  # [..., m, k] @ [k, n] -> [..., m, n]
+        k, n = b.shape
+        rows = a.type.size // max(k, 1)
+        da = T.matmul(g, c.swap_last(b)) if c.needs[0] else None
+        db = T.matmul(c.swap_last(T.reshape(a, (rows, k))), T.reshape(g, (rows, n))) if c.needs[1] else None
+    else:  # batched [..., m, k] @ [..., k, n]
+        da = T.matmul(g, c.swap_last(b)) if c.needs[0] else None
+        db = T.matmul(c.swap_last(a), g) if c.needs[1] else None
+    return (da, db)
+
+
+def _g_reshape(c: Any) -> tuple:
+    return (c.T.reshape(c.g, c.inputs[0].shape),)
+
+
+def _g_transpose(c: Any) -> tuple:
+    perm = c.attrs["perm"]
+    inverse = [0] * len(perm)
+    for i, p in enumerate(perm):
+        inverse[p] = i
+    return (c.T.transpose(c.g, inverse),)
+
+
+def _g_broadcast(c: Any) -> tuple:  # sum over the new leading axes and the stretched size-1 axes
+    x, shape = c.inputs[0], c.attrs["shape"]
+    lead = len(shape) - x.ndim
+    stretched = tuple(lead + i for i, d in enumerate(x.shape) if d == 1 and shape[lead + i] != 1)
+    if not lead:
+        return (c.T.reduce_sum(c.g, stretched, keepdims=True) if stretched else c.g,)
+    return (c.T.reshape(c.T.reduce_sum(c.g, tuple(range(lead)) + stretched), x.shape),)
+
+
+def _g_slice(c: Any) -> tuple:  # pad back with zero blocks: one concat per sliced axis
+    x, g = c.inputs[0], c.g
+    for axis, (s, e, d) in enumerate(zip(c.attrs["start"], c.attrs["stop"], x.shape)):
+        if s == 0 and e == d:
+            continue
+        parts = []
+        if s > 0:
+            parts.append(c.zeros(g.shape[:axis] + (s,) + g.shape[axis + 1:]))
+        parts.append(g)
+        if e < d:
+            parts.append(c.zeros(g.shape[:axis] + (d - e,) + g.shape[axis + 1:]))
+        g = c.T.concat(parts, axis)
+    return (g,)
+
+
+def _g_concat(c: Any) -> tuple:
+    axis, offset, out = c.attrs["axis"], 0, []
+    for x, need in zip(c.inputs, c.needs):
+        start = tuple(offset if i == axis else 0 for i in range(x.ndim))
+        stop = tuple(offset + d if i == axis else c.g.shape[i] for i, d in enumerate(x.shape))
+        out.append(c.T.slice_(c.g, start, stop) if need else None)
+        offset += x.shape[axis]
+    return tuple(out)
+
+
+def _g_gather(c: Any) -> tuple:  # rows of g summed back into the table's rows
+    table, idx = c.inputs
+    return (c.T.scatter_add(c.g, idx, table.shape[0]), None)
+
+
+def _g_scatter_add(c: Any) -> tuple:
+    return (c.T.gather(c.g, c.inputs[1]), None)
+
+
 # -- the table -------------------------------------------------------------------------------------
 
 _table: list[OpDef] = [
@@ -245,25 +428,30 @@ _table: list[OpDef] = [
     OpDef("const", 0, _source, lambda a, at: at["value"], None, {"value": "tensor"}, kind="source",
           nondiff="a constant has no inputs"),
     # elementwise arithmetic
-    OpDef("add", 2, _binary(NUMERIC), lambda a, at: np.add(*a), _call("np.add"), kind="elementwise", commutative=True),
-    OpDef("sub", 2, _binary(NUMERIC), lambda a, at: np.subtract(*a), _call("np.subtract"), kind="elementwise"),
+    OpDef("add", 2, _binary(NUMERIC), lambda a, at: np.add(*a), _call("np.add"), kind="elementwise", commutative=True,
+          grad=_g_add),
+    OpDef("sub", 2, _binary(NUMERIC), lambda a, at: np.subtract(*a), _call("np.subtract"), kind="elementwise",
+          grad=_g_sub),
     OpDef("mul", 2, _binary(NUMERIC), lambda a, at: np.multiply(*a), _call("np.multiply"), kind="elementwise",
-          commutative=True),
-    OpDef("div", 2, _binary(("f64",)), lambda a, at: np.divide(*a), _call("np.divide"), kind="elementwise"),
-    OpDef("pow", 2, _binary(("f64",)), lambda a, at: np.power(*a), _call("np.power"), kind="elementwise"),
+          commutative=True, grad=_g_mul),
+    OpDef("div", 2, _binary(("f64",)), lambda a, at: np.divide(*a), _call("np.divide"), kind="elementwise",
+          grad=_g_div),
+    OpDef("pow", 2, _binary(("f64",)), lambda a, at: np.power(*a), _call("np.power"), kind="elementwise",
+          grad=_g_pow),
     OpDef("maximum", 2, _binary(NUMERIC), lambda a, at: np.maximum(*a), _call("np.maximum"), kind="elementwise",
-          commutative=True),
-    OpDef("neg", 1, _unary(NUMERIC), lambda a, at: np.negative(a[0]), _call("np.negative"), kind="elementwise"),
-    OpDef("exp", 1, _unary(("f64",)), lambda a, at: np.exp(a[0]), _call("np.exp"), kind="elementwise"),
-    OpDef("log", 1, _unary(("f64",)), lambda a, at: np.log(a[0]), _call("np.log"), kind="elementwise"),
+          commutative=True, grad=_g_maximum),
+    OpDef("neg", 1, _unary(NUMERIC), lambda a, at: np.negative(a[0]), _call("np.negative"), kind="elementwise",
+          grad=_g_neg),
+    OpDef("exp", 1, _unary(("f64",)), lambda a, at: np.exp(a[0]), _call("np.exp"), kind="elementwise", grad=_g_exp),
+    OpDef("log", 1, _unary(("f64",)), lambda a, at: np.log(a[0]), _call("np.log"), kind="elementwise", grad=_g_log),
     OpDef("relu", 1, _unary(NUMERIC), lambda a, at: np.maximum(a[0], a[0].dtype.type(0)),
-          lambda a, at: f"np.maximum({a[0]}, 0.0)", kind="elementwise"),
+          lambda a, at: f"np.maximum({a[0]}, 0)", kind="elementwise", grad=_g_relu),  # weak 0: f64 or i64
     # comparisons and selection
     OpDef("gt", 2, _binary(NUMERIC, "bool"), lambda a, at: np.greater(*a), _call("np.greater"), kind="elementwise",
           nondiff="a comparison has a boolean result"),
     OpDef("eq", 2, _binary(("f64", "i64", "bool"), "bool"), lambda a, at: np.equal(*a), _call("np.equal"),
           kind="elementwise", commutative=True, nondiff="a comparison has a boolean result"),
-    OpDef("where", 3, _where, lambda a, at: np.where(*a), _call("np.where"), kind="elementwise"),
+    OpDef("where", 3, _where, lambda a, at: np.where(*a), _call("np.where"), kind="elementwise", grad=_g_where),
     OpDef("cast", 1, _cast, lambda a, at: a[0].astype(NUMPY_DTYPES[at["dtype"]]),
           lambda a, at: f"{a[0]}.astype(np.{NUMPY_DTYPES[at['dtype']].name})", {"dtype": "dtype"},
           kind="elementwise", nondiff="a dtype conversion is not differentiable"),
@@ -273,27 +461,32 @@ _table: list[OpDef] = [
     OpDef("sum", 1, _reduce(NUMERIC, False),
           lambda a, at: np.asarray(np.sum(a[0], axis=at["axes"], keepdims=at["keepdims"])),
           lambda a, at: f"np.sum({a[0]}, axis={at['axes']!r}, keepdims={at['keepdims']!r})",
-          {"axes": "ints", "keepdims": "bool"}, kind="reduce"),
+          {"axes": "ints", "keepdims": "bool"}, kind="reduce", grad=_g_sum),
     OpDef("max", 1, _reduce(NUMERIC, True),
           lambda a, at: np.asarray(np.max(a[0], axis=at["axes"], keepdims=at["keepdims"])),
           lambda a, at: f"np.max({a[0]}, axis={at['axes']!r}, keepdims={at['keepdims']!r})",
-          {"axes": "ints", "keepdims": "bool"}, kind="reduce"),
+          {"axes": "ints", "keepdims": "bool"}, kind="reduce", grad=_g_max),
     # linear algebra
-    OpDef("matmul", 2, _matmul, lambda a, at: np.asarray(np.matmul(*a)), _call("np.matmul")),
+    OpDef("matmul", 2, _matmul, lambda a, at: np.asarray(np.matmul(*a)), _call("np.matmul"), grad=_g_matmul),
     # movement
     OpDef("reshape", 1, _reshape, lambda a, at: np.reshape(a[0], at["shape"]),
-          lambda a, at: f"np.reshape({a[0]}, {at['shape']!r})", {"shape": "ints"}, kind="movement"),
+          lambda a, at: f"np.reshape({a[0]}, {at['shape']!r})", {"shape": "ints"}, kind="movement", grad=_g_reshape),
     OpDef("transpose", 1, _transpose, lambda a, at: np.transpose(a[0], at["perm"]),
-          lambda a, at: f"np.transpose({a[0]}, {at['perm']!r})", {"perm": "ints"}, kind="movement"),
+          lambda a, at: f"np.transpose({a[0]}, {at['perm']!r})", {"perm": "ints"}, kind="movement", grad=_g_transpose),
     OpDef("broadcast", 1, _broadcast, lambda a, at: np.broadcast_to(a[0], at["shape"]),
-          lambda a, at: f"np.broadcast_to({a[0]}, {at['shape']!r})", {"shape": "ints"}, kind="movement"),
-    OpDef("slice", 1, _slice, lambda a, at: a[0][_slices(at)], lambda a, at: f"{a[0]}{_slice_src(at)}",
-          {"start": "ints", "stop": "ints"}, kind="movement"),
+          lambda a, at: f"np.broadcast_to({a[0]}, {at['shape']!r})", {"shape": "ints"}, kind="movement",
+          grad=_g_broadcast),
+    OpDef("slice", 1, _slice, lambda a, at: a[0][_slices(at)],
+          lambda a, at: f"{a[0]}{_slice_src(at)}" if at["start"] else f"{a[0]}[()]",
+          {"start": "ints", "stop": "ints"}, kind="movement", grad=_g_slice),
     OpDef("concat", None, _concat, lambda a, at: np.concatenate(a, axis=at["axis"]),
-          lambda a, at: f"np.concatenate(({', '.join(a)},), axis={at['axis']!r})", {"axis": "int"}, kind="movement"),
+          lambda a, at: f"np.concatenate(({', '.join(a)},), axis={at['axis']!r})", {"axis": "int"}, kind="movement",
+          grad=_g_concat),
     # embedding lookup and its adjoint
-    OpDef("gather", 2, _gather, lambda a, at: a[0][a[1]], lambda a, at: f"{a[0]}[{a[1]}]"),
-    OpDef("scatter_add", 2, _scatter_add, _scatter_add_eval, None, {"size": "int"}),
+    OpDef("gather", 2, _gather, lambda a, at: a[0][a[1]], lambda a, at: f"{a[0]}[{a[1]}]", grad=_g_gather),
+    OpDef("scatter_add", 2, _scatter_add, _scatter_add_eval,
+          lambda a, at: f"_scatter_add({a[0]}, {a[1]}, {at['size']!r})",  # helper supplied by gptir.codegen
+          {"size": "int"}, grad=_g_scatter_add),
 ]
 
 OPS: dict[str, OpDef] = {op.name: op for op in _table}

@@ -12,18 +12,39 @@ One node per line, SSA, every value typed, scope and location visible::
 
 Floats print with ``repr`` (which round-trips), spelled ``inf``/``-inf``/``nan``; a NaN whose bits are
 not the canonical quiet NaN prints as ``nan(0x...)`` with its bits, so parse(print(g)) is bit-exact.
+
+The parser (:func:`parse`) reads what the printer writes, plus ``#`` comments to the end of a line
+and free whitespace; the grammar is ``grammars/gptir.lark``. Values must be defined before use.
+Every problem, syntactic or semantic, is a :class:`ParseError` with file, line, column and a caret.
+Param values can live in an ``.npz`` sidecar named by a ``params "file.npz"`` header
+(:func:`load_graph`, :func:`save_graph`, :func:`load_params`, :func:`save_params`).
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
+import io
 import json
 import math
+import os
+import re
+import site
 import struct
-from typing import Any, Mapping
+import sys
+import sysconfig
+import zipfile
+from typing import Any, Iterable, Mapping
 
 import numpy as np
+from lark import Lark, Token, Tree
+from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from gptir.ir import Graph, Node
+from gptir.fileio import atomic_write_bytes, atomic_write_text, read_text
+from gptir.ir import (
+    DTYPES, NUMPY_DTYPES, GptirError, Graph, Node, ShapeError, TensorType, VerifyError, check_node, verify,
+)
+from gptir.ops import OPS
 
 CANONICAL_NAN = 0x7FF8000000000000
 
@@ -106,3 +127,606 @@ def print_graph(graph: Graph, inline_params: bool = True) -> str:
         lines.append(f"  output {out} = %{value}")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+# ==================================================================================================
+# Parsing
+# ==================================================================================================
+#
+# The grammar (grammars/gptir.lark) only finds the statements; everything that depends on the op
+# table or on a declared type (which literal a given attribute wants, which dtype a tensor literal
+# has) is decided here, so error messages can name the op, the attribute and the expected form.
+# The tree is walked with explicit loops and recursion bounded by the declared rank, never with a
+# recursive lark Transformer: deeply nested brackets in a hostile file must not hit RecursionError.
+
+MAX_RANK = 64  # numpy's limit on dimensions
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+class ParseError(GptirError):
+    """Bad IR text: a syntax error or a semantic one (undefined value, bad type ...), with a position.
+
+    ``str(e)`` is ``file:line:col: reason`` followed by the source line and a caret under the column.
+    """
+
+    def __init__(self, reason: str, filename: str, line: int, column: int, source_line: str) -> None:
+        self.reason = reason
+        self.filename = filename
+        self.line = line
+        self.column = column
+        self.source_line = source_line
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        head = f"{self.filename}:{self.line}:{self.column}: {self.reason}"
+        if not self.source_line.strip():
+            return head
+        src, col = self.source_line.rstrip(), max(self.column - 1, 0)
+        if len(src) > 100:  # show a window around the column of a very long line
+            start = max(0, min(col - 50, len(src) - 100))
+            src = ("..." if start else "") + src[start:start + 100] + ("..." if start + 100 < len(src) else "")
+            col = col - start + (3 if start else 0)
+        # keep tabs in the padding so the caret lines up under tabbed source
+        pad = "".join(c if c == "\t" else " " for c in src[:col])
+        return f"{head}\n    {src}\n    {pad}^"
+
+
+def _grammar_path() -> str:
+    """The grammar file: in the source tree (editable install) or under ``<prefix>/share/gptir``.
+
+    The canonical copy lives in ``grammars/``; pyproject installs it as a data file to
+    ``share/gptir/gptir.lark`` for a normal ``pip install .``.
+    """
+    here = os.path.dirname(os.path.abspath(__file__))
+    candidates = [os.path.join(os.path.dirname(here), "grammars", "gptir.lark")]
+    for base in (sysconfig.get_path("data"), sys.prefix, getattr(site, "USER_BASE", None) or ""):
+        if base:
+            candidates.append(os.path.join(base, "share", "gptir", "gptir.lark"))
+    for path in candidates:
+        if os.path.isfile(path):
+            return path
+    raise GptirError("the gptir grammar (gptir.lark) is not installed; reinstall gptir")  # pragma: no cover
+
+
+@functools.lru_cache(maxsize=None)
+def _parser() -> Lark:
+    """The LALR parser, built once per process.
+
+    The grammar is strict-clean: tests/test_text.py builds it with ``strict=True`` (no shift/reduce
+    conflicts, no colliding terminals), which needs lark's ``interegular`` extra and costs ~0.5 s. That
+    check is a property of the grammar file, so it runs in the test suite, and every ``gptir`` command
+    builds the same tables without repeating it.
+    """
+    with open(_grammar_path(), encoding="utf-8") as f:
+        grammar = f.read()
+    return Lark(grammar, parser="lalr", strict=False, propagate_positions=True)
+
+
+# How each terminal reads in an error message (never lark's internal names).
+_WORDS: dict[str, str] = {
+    "GRAPH": "'graph'", "PARAMS": "'params'", "IN": "'in'", "PARAM": "'param'", "CONST": "'const'",
+    "OUTPUT": "'output'", "LOC": "loc(\"file:line\")", "BACKWARD": "'backward'",
+    "LBRACE": "'{'", "RBRACE": "'}'", "LSQB": "'['", "RSQB": "']'", "LPAR": "'('", "RPAR": "')'",
+    "COLON": "':'", "COMMA": "','", "EQUAL": "'='",
+    "NAME": "a name", "VALUE": "a value name like %x", "SCOPE": "a scope like @layer0",
+    "TYPE": "a type such as f64[3]", "NUMBER": "a number", "SPECIAL": "a number",
+    "STRING": "a string in double quotes", "$END": "the end of the file", "<END-OF-FILE>": "the end of the file",
+}
+_ORDER = list(_WORDS)
+_STATEMENT = {"IN", "PARAM", "VALUE", "OUTPUT"}
+_LITERAL = {"NUMBER", "SPECIAL", "LSQB", "LPAR"}
+_META = {"SCOPE", "LOC", "BACKWARD"}
+
+
+def _join(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _expected(names: Iterable[str], context: str = "") -> str:
+    """Turn a set of terminal names into words, grouping the usual sets (``context``: previous keyword)."""
+    names = set(names)
+    words: list[str] = []
+    if names >= _META:
+        words.append("@scope, loc(...) or 'backward'")
+        names -= _META
+    if names >= _STATEMENT:
+        words.append("a statement (in, param, %name = ..., output)")
+        names -= _STATEMENT
+    if names >= _LITERAL:
+        words.append("a value such as 1.0, true, (0, 1) or [1.0, 2.0]")
+        names -= _LITERAL | {"NAME"}
+    if names == {"CONST", "NAME"}:
+        return "an op name (such as add) or 'const'"
+    if names == {"NAME"} and context in ("output", "graph"):
+        return f"{'an output' if context == 'output' else 'a graph'} name like {'out' if context == 'output' else 'main'}"
+    if names == {"RSQB", "NAME"}:
+        return "an attribute like axes=(0,) or ']'"
+    seen: set[str] = set()
+    for n in sorted(names, key=lambda n: _ORDER.index(n) if n in _WORDS else len(_ORDER)):
+        w = _WORDS.get(n)
+        if w is not None and w not in seen:
+            seen.add(w)
+            words.append(w)
+    return _join(words) if words else "something else"
+
+
+def _describe_token(tok: Token) -> str:
+    if tok.type in ("$END", "<END-OF-FILE>"):
+        return "the end of the file"
+    text = str(tok)
+    return repr(text if len(text) <= 30 else text[:27] + "...")
+
+
+def _after(text: str, pos: int | None) -> str:
+    """`` after ':'`` when the token just before ``pos`` is punctuation, for friendlier messages."""
+    if pos is None:
+        return ""
+    i = pos - 1
+    while i >= 0 and text[i] in " \t\r\n":
+        i -= 1
+    if i >= 0 and text[i] in ":,=([{":
+        return f" after '{text[i]}'"
+    return ""
+
+
+def _previous_word(text: str, pos: int | None) -> str:
+    """The word just before ``pos`` (e.g. ``output``), to word an error for its context."""
+    m = re.search(r"([A-Za-z_]+)\s*$", text[max(0, (pos or 0) - 40):pos or 0])
+    return m.group(1) if m else ""
+
+
+class _Source:
+    """The text being parsed, for positions and source lines in errors."""
+
+    def __init__(self, text: str, filename: str) -> None:
+        self.text = text
+        self.filename = filename
+        self.lines = text.split("\n")
+
+    def error(self, reason: str, line: int, column: int) -> ParseError:
+        line = max(1, min(line, len(self.lines)))
+        src = self.lines[line - 1].rstrip("\r")
+        return ParseError(reason, self.filename, line, max(1, column), src)
+
+    def at_end(self, reason: str) -> ParseError:
+        """An error at the end of the text: just after its last non-blank character."""
+        line = len(self.lines)
+        while line > 1 and not self.lines[line - 1].strip():
+            line -= 1
+        return self.error(reason, line, len(self.lines[line - 1].rstrip()) + 1)
+
+    def at(self, tok: Token | None, reason: str) -> ParseError:
+        if tok is None or getattr(tok, "line", None) is None:
+            return self.error(reason, len(self.lines), 1)
+        return self.error(reason, tok.line, tok.column)
+
+    def syntax(self, e: UnexpectedInput) -> ParseError:
+        line = getattr(e, "line", None)
+        column = getattr(e, "column", None)
+        if isinstance(e, UnexpectedCharacters):
+            pos = e.pos_in_stream
+            ch = self.text[pos] if pos is not None and pos < len(self.text) else ""
+            if ch == '"':
+                reason = "unterminated string (strings are on one line, in double quotes)"
+            elif ch and ch in "%@":
+                reason = f"'{ch}' must be followed by a name, like {ch}x"
+            else:
+                reason = f"unexpected character {ch!r}"
+                if e.allowed:
+                    reason += f": expected {_expected(e.allowed)}{_after(self.text, pos)}"
+            return self.error(reason, line or 1, column or 1)
+        if isinstance(e, UnexpectedToken):
+            tok = e.token
+            if tok.type in ("$END", "<END-OF-FILE>"):
+                return self.at_end(f"unexpected end of file: expected {_expected(e.expected)}")
+            reason = (f"expected {_expected(e.expected, _previous_word(self.text, tok.start_pos))}"
+                      f"{_after(self.text, tok.start_pos)}, found {_describe_token(tok)}")
+            return self.error(reason, line or 1, column or 1)
+        if isinstance(e, UnexpectedEOF):
+            return self.at_end(f"unexpected end of file: expected {_expected(e.expected)}")
+        return self.error(f"syntax error ({type(e).__name__})", line or 1, column or 1)  # pragma: no cover
+
+
+def _first_token(x: Any) -> Token | None:
+    """The first token of a value (for error positions), found without recursion."""
+    while isinstance(x, Tree):
+        if not x.children:
+            return None
+        x = x.children[0]
+    return x if isinstance(x, Token) else None
+
+
+def _items(tree: Tree) -> list[Any]:
+    """The values inside a tuple or list (punctuation dropped)."""
+    return [c for c in tree.children if isinstance(c, Tree) or c.type not in ("LPAR", "RPAR", "LSQB", "RSQB", "COMMA")]
+
+
+def _parse_type(src: _Source, tok: Token) -> TensorType:
+    m = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)\[([^\]]*)\]", str(tok))
+    if m is None:  # pragma: no cover - the TYPE terminal guarantees the form
+        raise src.at(tok, f"bad type {str(tok)!r}")
+    dtype, body = m.group(1), m.group(2)
+    if dtype not in DTYPES:
+        raise src.at(tok, f"unknown dtype '{dtype}' (expected {_join(list(DTYPES))}), as in f64[3]")
+    dims: list[int] = []
+    if body.strip():
+        for d in body.split(","):
+            d = d.strip()
+            if not re.fullmatch(r"[0-9]{1,18}", d):
+                raise src.at(tok, f"bad dimension {d!r} in {str(tok)!r}: dimensions are non-negative integers "
+                                  "separated by commas, as in f64[3,4]")
+            dims.append(int(d))
+    if len(dims) > MAX_RANK:
+        raise src.at(tok, f"rank {len(dims)} is too large (at most {MAX_RANK} dimensions)")
+    return TensorType(dtype, tuple(dims))
+
+
+def _parse_int(src: _Source, tok: Token, what: str) -> int:
+    text = str(tok)
+    if tok.type != "NUMBER" or not re.fullmatch(r"[+-]?[0-9]+", text):
+        raise src.at(tok, f"{what} must be an integer, got {_describe_token(tok)}")
+    if len(text.lstrip("+-")) > 19 or not INT64_MIN <= int(text) <= INT64_MAX:
+        raise src.at(tok, f"{what}: {_describe_token(tok)} does not fit in a 64-bit integer")
+    value = int(text)
+    return value
+
+
+def _float_bits(x: float) -> int:
+    return struct.unpack("<Q", struct.pack("<d", x))[0]
+
+
+def _parse_float_bits(src: _Source, tok: Token, what: str) -> int:
+    """The IEEE bits of a float literal: repr form, inf, -inf, nan, -nan or nan(0x<bits>)."""
+    text = str(tok)
+    if tok.type == "NUMBER":
+        value = float(text)  # the NUMBER terminal only matches what float() reads
+        if math.isinf(value):
+            raise src.at(tok, f"{what}: {_describe_token(tok)} is too large for f64 (write inf if you mean it)")
+        return _float_bits(value)
+    if tok.type == "NAME" and text in ("inf", "nan"):
+        return _float_bits(math.inf) if text == "inf" else CANONICAL_NAN
+    if tok.type == "SPECIAL":
+        m = re.fullmatch(r"([+-]?)(inf|nan)(?:\(0x([0-9A-Fa-f]+)\))?", text)
+        assert m is not None
+        sign, word, hexbits = m.groups()
+        if word == "inf":
+            if hexbits:
+                raise src.at(tok, f"bad number {text!r}: only nan takes bits, as in nan(0x7ff8000000000001)")
+            return _float_bits(-math.inf if sign == "-" else math.inf)
+        if hexbits is None:
+            return CANONICAL_NAN | (1 << 63 if sign == "-" else 0)
+        if sign:
+            raise src.at(tok, f"bad NaN {text!r}: the sign is part of the bits, write nan(0x...)")
+        if len(hexbits) > 16:
+            raise src.at(tok, f"bad NaN {text!r}: the bits are 64 bits (16 hex digits)")
+        bits = int(hexbits, 16)
+        if (bits >> 52) & 0x7FF != 0x7FF or bits & ((1 << 52) - 1) == 0:
+            raise src.at(tok, f"bad NaN {text!r}: those bits are not a NaN")
+        return bits
+    raise src.at(tok, f"{what} must be a number, got {_describe_token(tok)}")
+
+
+def _parse_bool(src: _Source, tok: Any, what: str) -> bool:
+    if isinstance(tok, Token) and tok.type == "NAME" and str(tok) in ("true", "false"):
+        return str(tok) == "true"
+    raise src.at(_first_token(tok), f"{what} must be true or false, got {_describe_value(tok)}")
+
+
+def _describe_value(v: Any) -> str:
+    if isinstance(v, Tree):
+        return "a tuple" if v.data == "tuple" else "a bracketed literal"
+    return _describe_token(v)
+
+
+def _parse_scalar(src: _Source, v: Any, dtype: str, what: str) -> Any:
+    if isinstance(v, Tree):
+        raise src.at(_first_token(v), f"{what}: expected a single {dtype} value here, got {_describe_value(v)}")
+    if dtype == "f64":
+        return _parse_float_bits(src, v, what)
+    if dtype == "i64":
+        return _parse_int(src, v, what)
+    return _parse_bool(src, v, what)
+
+
+def _parse_literal(src: _Source, value: Any, ty: TensorType, what: str) -> np.ndarray:
+    """A tensor literal checked against its declared type, converted bit-exactly.
+
+    Recursion is bounded by the declared rank (at most MAX_RANK): nesting deeper than the type
+    is reported at the first extra bracket.
+    """
+    flat: list[Any] = []
+
+    def walk(v: Any, depth: int) -> None:
+        if depth == ty.rank:
+            flat.append(_parse_scalar(src, v, ty.dtype, what))
+            return
+        want = ty.shape[depth]
+        if not (isinstance(v, Tree) and v.data == "list"):
+            raise src.at(_first_token(v), f"{what} does not match its type {ty}: expected a list of {want} "
+                                          f"item(s) at depth {depth + 1}, got {_describe_value(v)}")
+        items = _items(v)
+        if len(items) != want:
+            raise src.at(_first_token(v), f"{what} does not match its type {ty}: expected {want} item(s) at "
+                                          f"depth {depth + 1}, got {len(items)}")
+        if want == 0:
+            return  # an empty list stands for all the (empty) dimensions below it
+        for item in items:
+            walk(item, depth + 1)
+
+    if ty.size == 0 and isinstance(value, Tree) and value.data == "list" and not _items(value) and ty.rank:
+        flat = []  # `[]` for any empty shape (the printer writes [] when the first dimension is 0)
+        if ty.shape[0] != 0:
+            walk(value, 0)
+    else:
+        walk(value, 0)
+    try:
+        if ty.dtype == "f64":
+            arr = np.array(flat, dtype=np.uint64).view(np.float64)
+        else:
+            arr = np.array(flat, dtype=ty.np_dtype)
+        return arr.reshape(ty.shape)
+    except (ValueError, OverflowError, MemoryError) as e:
+        raise src.at(_first_token(value), f"{what}: cannot build a {ty} value ({e})") from None
+
+
+def _parse_attr(src: _Source, kind: str, name: str, v: Any, ty: TensorType) -> Any:
+    what = f"attribute {name}"
+    if kind == "int":
+        if isinstance(v, Tree):
+            raise src.at(_first_token(v), f"{what} must be an integer, got {_describe_value(v)}")
+        return _parse_int(src, v, what)
+    if kind == "ints":
+        if not (isinstance(v, Tree) and v.data == "tuple"):
+            raise src.at(_first_token(v), f"{what} must be a tuple of integers like (0, 1) or (0,), "
+                                          f"got {_describe_value(v)}")
+        out = []
+        for item in _items(v):
+            if isinstance(item, Tree):
+                raise src.at(_first_token(item), f"{what} must be a tuple of integers, got {_describe_value(item)} inside")
+            out.append(_parse_int(src, item, what))
+        return tuple(out)
+    if kind == "float":
+        if isinstance(v, Tree):
+            raise src.at(_first_token(v), f"{what} must be a number, got {_describe_value(v)}")
+        return struct.unpack("<d", struct.pack("<Q", _parse_float_bits(src, v, what)))[0]
+    if kind == "bool":
+        return _parse_bool(src, v, what)
+    if kind == "dtype":
+        if isinstance(v, Token) and v.type == "NAME" and str(v) in DTYPES:
+            return str(v)
+        raise src.at(_first_token(v), f"{what} must be a dtype ({_join(list(DTYPES))}), got {_describe_value(v)}")
+    if kind == "tensor":
+        return _parse_literal(src, v, ty, what)
+    raise src.at(_first_token(v), f"{what} has an unsupported kind {kind!r}")  # pragma: no cover
+
+
+def _meta_fields(src: _Source, meta: Tree) -> tuple[str, str, bool]:
+    scope_tok, loc_tree, backward_tok = meta.children
+    scope_path = str(scope_tok)[1:] if scope_tok is not None else ""
+    loc = _parse_string(src, loc_tree.children[2]) if loc_tree is not None else ""
+    return scope_path, loc, backward_tok is not None
+
+
+def _parse_string(src: _Source, tok: Token) -> str:
+    try:
+        value = json.loads(str(tok))
+    except ValueError as e:
+        raise src.at(tok, f"bad string {str(tok)!r} ({e.args[0] if e.args else e})") from None
+    assert isinstance(value, str)
+    return value
+
+
+def parse(text: str, filename: str = "<string>", base_dir: str | None = None) -> Graph:
+    """Parse IR text into a verified Graph; raises ParseError (with file:line:col) on any bad input.
+
+    Values must be defined before they are used (which also makes cycles impossible to write).
+    With ``base_dir``, a ``params "file.npz"`` header is loaded from that folder; without it the
+    graph only records the sidecar's name (``graph.params_file``) and has no values from it.
+    """
+    src = _Source(text, filename)
+    try:
+        tree = _parser().parse(text)
+    except UnexpectedInput as e:
+        raise src.syntax(e) from None
+    except LarkError as e:  # pragma: no cover - any other lark failure is still a parse error
+        raise src.error(f"syntax error ({e})", 1, 1) from None
+    return _build(src, tree.children[0], base_dir)
+
+
+def _build(src: _Source, gtree: Tree, base_dir: str | None) -> Graph:
+    children = gtree.children
+    graph_name = str(children[1])
+    params_file: str | None = None
+    params_tok: Token | None = None
+    nodes: dict[str, Node] = {}
+    where: dict[str, Token] = {}
+    params: dict[str, np.ndarray] = {}
+    outputs: dict[str, str] = {}
+    output_toks: dict[str, tuple[Token, Token]] = {}
+
+    def define(tok: Token, node: Node) -> None:
+        if node.name in nodes:
+            first = where[node.name]
+            raise src.at(tok, f"duplicate definition of %{node.name} (first defined on line {first.line})")
+        nodes[node.name] = node
+        where[node.name] = tok
+
+    for stmt in children[3:-1]:
+        kind = stmt.data
+        c = stmt.children
+        if kind == "header":
+            params_tok = c[1]
+            params_file = _parse_string(src, params_tok)
+            if not params_file:
+                raise src.at(params_tok, "the params file name is empty")
+        elif kind == "input_stmt":
+            ty = _parse_type(src, c[3])
+            define(c[1], Node(str(c[1])[1:], "input", (), ty, {}, *_meta_fields(src, c[4])))
+        elif kind == "param_stmt":
+            name, ty = str(c[1])[1:], _parse_type(src, c[3])
+            if c[5] is not None:
+                if params_file is not None:
+                    raise src.at(c[4], f"param %{name} has an inline value, but this graph takes its "
+                                       f"param values from {format_string(params_file)}")
+                params[name] = _parse_literal(src, c[5], ty, f"the value of %{name}")
+            define(c[1], Node(name, "param", (), ty, {}, *_meta_fields(src, c[6])))
+        elif kind == "const_stmt":
+            name, ty = str(c[0])[1:], _parse_type(src, c[5])
+            value = _parse_literal(src, c[3], ty, "the literal")
+            define(c[0], Node(name, "const", (), ty, {"value": value}, *_meta_fields(src, c[6])))
+        elif kind == "op_stmt":
+            define(c[0], _op_node(src, c, nodes, where))
+        elif kind == "output_stmt":
+            out, vtok = str(c[1]), c[3]
+            if out in outputs:
+                raise src.at(c[1], f"duplicate output {out}")
+            outputs[out] = str(vtok)[1:]
+            output_toks[out] = (c[1], vtok)
+        else:  # pragma: no cover - the grammar has no other statements
+            raise src.at(_first_token(stmt), f"unexpected statement {kind}")
+
+    end_tok = children[-1]
+    for out, value in outputs.items():
+        if value not in nodes:
+            raise src.at(output_toks[out][1], f"output {out} refers to undefined value %{value}")
+    if not outputs:
+        raise src.at(end_tok, f"graph {graph_name} has no outputs (add a line like: output out = %x)")
+    if params_file is not None and base_dir is not None:
+        try:
+            loaded = load_params(os.path.join(base_dir, params_file))
+        except GptirError as e:
+            raise src.at(params_tok, str(e)) from None
+        for pname, arr in loaded.items():
+            node = nodes.get(pname)
+            if node is None or node.op != "param":
+                raise src.at(params_tok, f"{params_file} holds a value for {pname}, which is not a param of "
+                                         f"graph {graph_name}")
+            if TensorType.of(arr) != node.type:
+                raise src.at(where[pname], f"%{pname} is {node.type}, but {params_file} holds a "
+                                           f"{TensorType.of(arr)} value for it")
+        params = loaded
+    graph = Graph(graph_name, nodes, outputs, params, params_file)
+    try:
+        verify(graph, OPS)
+    except VerifyError as e:  # a backstop: the checks above should have caught it with a better position
+        tok = where.get(e.node) if e.node else None
+        raise src.at(tok or end_tok, e.reason) from None
+    return graph
+
+
+def _op_node(src: _Source, c: list[Any], nodes: dict[str, Node], where: dict[str, Token]) -> Node:
+    name_tok, op_tok, attrs_tree, operands_tree, type_tok, meta = c[0], c[2], c[3], c[4], c[6], c[7]
+    name, op = str(name_tok)[1:], str(op_tok)
+    opdef = OPS.get(op)
+    if opdef is None or opdef.kind == "source":
+        if op in ("input", "param"):
+            raise src.at(op_tok, f"'{op}' is not an op here: declare inputs with 'in %x : f64[3]' and params "
+                                 "with 'param %w : f64[3]'")
+        close = difflib.get_close_matches(op, [o for o, d in OPS.items() if d.kind != "source"], n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise src.at(op_tok, f"unknown op '{op}'{hint}")
+    ty = _parse_type(src, type_tok)
+    inputs: list[str] = []
+    for tok in operands_tree.children:
+        if tok.type != "VALUE":
+            continue
+        ref = str(tok)[1:]
+        if ref not in nodes:
+            raise src.at(tok, f"undefined value %{ref} (values must be defined before they are used)")
+        inputs.append(ref)
+    attrs: dict[str, Any] = {}
+    if attrs_tree is not None:
+        for attr in attrs_tree.children:
+            if not isinstance(attr, Tree):
+                continue
+            key_tok, _, value = attr.children
+            key = str(key_tok)
+            if key in attrs:
+                raise src.at(key_tok, f"attribute {key} is given twice")
+            kind = opdef.attrs.get(key)
+            if kind is None:
+                takes = ", ".join(opdef.attrs) or "none"
+                raise src.at(key_tok, f"{op} has no attribute {key} (it takes: {takes})")
+            attrs[key] = _parse_attr(src, kind, key, value, ty)
+    try:
+        check_node(opdef, Node(name, op, tuple(inputs), ty, attrs), [nodes[i].type for i in inputs])
+    except ShapeError as e:
+        raise src.at(name_tok, f"%{name} = {op}: {e}") from None
+    except (ValueError, TypeError, IndexError, OverflowError, KeyError) as e:  # a type rule choking on odd input
+        raise src.at(name_tok, f"%{name} = {op}: invalid operands or attributes ({e})") from None
+    return Node(name, op, tuple(inputs), ty, attrs, *_meta_fields(src, meta))
+
+
+# ==================================================================================================
+# Files: IR text, and parameter values in .npz sidecars
+# ==================================================================================================
+
+
+def load_graph(path: str) -> Graph:
+    """Read and parse an IR file (``-`` = standard input); a sidecar is resolved next to the file."""
+    filename = "<stdin>" if path == "-" else path
+    try:
+        text = read_text(path)
+    except UnicodeDecodeError:
+        raise GptirError(f"{filename}: not a UTF-8 text file") from None
+    except OSError as e:
+        raise GptirError(f"cannot read {filename}: {e.strerror or e}") from None
+    base_dir = os.getcwd() if path == "-" else (os.path.dirname(path) or ".")
+    return parse(text, filename, base_dir)
+
+
+def save_graph(graph: Graph, path: str, sidecar: str | None = None) -> None:
+    """Write ``graph`` as IR text (atomically; ``-`` = standard output).
+
+    With ``sidecar`` the param values go to that .npz and the text names it (relative to the IR
+    file's folder). Without it, values are written inline; a graph that names a sidecar but holds
+    no values keeps naming it.
+    """
+    if sidecar is not None:
+        folder = os.getcwd() if path == "-" else os.path.dirname(os.path.abspath(path))
+        rel = os.path.relpath(os.path.abspath(sidecar), folder).replace(os.sep, "/")
+        save_params(sidecar, graph.params)
+        text = print_graph(graph.replace(params_file=rel))
+    elif graph.params:
+        text = print_graph(graph.replace(params_file=None))
+    else:
+        text = print_graph(graph)
+    atomic_write_text(path, text)
+
+
+def load_params(path: str) -> dict[str, np.ndarray]:
+    """Parameter values from an .npz archive (never unpickles); raises GptirError when unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if not isinstance(data, np.lib.npyio.NpzFile):  # pragma: no cover - np.load of .npy returns an array
+                raise GptirError(f"{path} is not an .npz archive")
+            out = {k: np.asarray(data[k]) for k in data.files}
+    except GptirError:
+        raise
+    except AttributeError:
+        raise GptirError(f"params file {path} is not an .npz archive") from None
+    except FileNotFoundError:
+        raise GptirError(f"params file {path} does not exist") from None
+    except OSError as e:
+        raise GptirError(f"cannot read params file {path}: {e.strerror or e}") from None
+    except (ValueError, EOFError, zipfile.BadZipFile, KeyError, TypeError) as e:
+        raise GptirError(f"params file {path} is not a valid .npz archive ({e})") from None
+    for k, v in out.items():
+        if v.dtype not in NUMPY_DTYPES.values():
+            raise GptirError(f"params file {path}: {k} has dtype {v.dtype} (gptir has {', '.join(DTYPES)})")
+    return out
+
+
+def save_params(path: str, params: Mapping[str, np.ndarray]) -> None:
+    """Write parameter values to an .npz archive, atomically.
+
+    The archive is what ``np.savez`` writes (one ``NAME.npy`` member per array), built with
+    zipfile directly so that any param name works (``np.savez(**params)`` breaks on a param
+    called ``file``).
+    """
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name, value in params.items():
+            with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asarray(value), allow_pickle=False)
+    atomic_write_bytes(path, buf.getvalue())

@@ -9,6 +9,7 @@ everywhere. Names come from the active scope path plus a base name (the op, or a
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import os
 import sys
@@ -48,11 +49,19 @@ def current_scope() -> str:
 
 def _caller_location() -> str:
     frame = sys._getframe(2)
-    while frame is not None and os.path.abspath(frame.f_code.co_filename) in _INTERNAL_FILES:
+    cwd = os.getcwd()
+    while frame is not None:
+        internal, shown = _file_info(frame.f_code.co_filename, cwd)
+        if not internal:
+            return f"{shown}:{frame.f_lineno}"
         frame = frame.f_back
-    if frame is None:  # pragma: no cover - only when called from gptir internals alone
-        return ""
-    return f"{_display_path(frame.f_code.co_filename)}:{frame.f_lineno}"
+    return ""  # pragma: no cover - only when called from gptir internals alone
+
+
+@functools.lru_cache(maxsize=1024)
+def _file_info(path: str, cwd: str) -> tuple[bool, str]:
+    """(is gptir machinery, display name) of a code file; cached because every traced op asks."""
+    return os.path.abspath(path) in _INTERNAL_FILES, _display_path(path)
 
 
 def _display_path(path: str) -> str:

@@ -1,0 +1,402 @@
+"""Training benchmark: gptir (compiled and interp backends) against a PyTorch eager twin, one core each.
+
+Two runs, both the microgpt recipe from the same initial weights:
+
+* default: n_embd 16, n_head 4, n_layer 1, block_size 16, batch 1, ``--steps`` (1000) steps;
+* scaled:  n_embd 64, n_head 4, n_layer 2, block_size 16, batch 32, ``--scaled-steps`` (200) steps.
+
+Build time (trace + grad + passes + codegen for every input shape the run needs, done up front
+through ``ProgramCache.get``) is timed apart from step time. The interpreter is slow, so by default
+it runs only ``--interp-steps`` / ``--interp-scaled-steps`` steps and its train time is extrapolated
+to the full run (marked ``~`` in the table); ``--full-interp`` runs it all, ``--skip-interp`` not at all.
+
+    python benchmarks/bench_train.py [--steps 1000] [--scaled-steps 200] [--data PATH]
+        [--skip-torch] [--skip-interp] [--full-interp] [--repeat N] [--profile] [--only default|scaled]
+
+Targets (PASS/FAIL): default compiled 1000 steps incl. build < 0.5 s; default build of all programs
+< 1 s; scaled compiled time per step <= 1.1x torch eager's.
+"""
+
+from __future__ import annotations
+
+import os
+
+# One core for everyone, set before numpy (and torch) load their BLAS libraries.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import cProfile  # noqa: E402
+import io  # noqa: E402
+import pstats  # noqa: E402
+import re  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Callable  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import torch_microgpt as tm  # noqa: E402  (also puts the repo root on sys.path)
+
+from gptir import data as gdata  # noqa: E402
+
+CONFIGS: dict[str, dict[str, int]] = {
+    "default": dict(n_embd=16, n_head=4, n_layer=1, block_size=16, batch=1),
+    "scaled": dict(n_embd=64, n_head=4, n_layer=2, block_size=16, batch=32),
+}
+DEFAULT_TARGET_S = 0.5  # default config: 1000 steps including build
+DEFAULT_BUILD_TARGET_S = 1.0  # default config: building every program it needs
+SCALED_RATIO_TARGET = 1.1  # scaled config: gptir compiled time per step / torch eager's
+
+
+@dataclass
+class Row:
+    config: str
+    backend: str
+    steps: int  # the run's length (what train s refers to)
+    build_s: float | None
+    train_s: float | None
+    measured_steps: int = 0  # steps actually run (< steps: train_s is extrapolated)
+    programs: int = 0
+    losses: list[float] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def per_step(self) -> float | None:
+        return None if self.train_s is None else self.train_s / self.steps
+
+
+def load_gptir_train() -> tuple[Any, str]:
+    """gptir.train, or None and the reason (other layers may still be in progress)."""
+    try:
+        from gptir import train as gtrain
+
+        return gtrain, ""
+    except Exception as e:  # noqa: BLE001 - reported in the table, the torch side still runs
+        return None, f"{type(e).__name__}: {e}"
+
+
+def shapes_needed(run: tm.Run, steps: int) -> list[tuple[int, int]]:
+    """Every (n, batch) program key the first ``steps`` steps use, in first-use order."""
+    seen: dict[tuple[int, int], None] = {}
+    bkey = 0 if run.batch == 1 else run.batch
+    for s in range(steps):
+        seen.setdefault((tm.encode(run, tm.step_docs(run, s))["tokens"].shape[-1], bkey), None)
+    return list(seen)
+
+
+def time_gptir(gtrain: Any, run: tm.Run, backend: str, shapes: list[tuple[int, int]],
+               measured: int) -> tuple[float, float, list[float]]:
+    """One measurement: build every program (fresh cache), then run ``measured`` steps.
+
+    Returns (build seconds, train seconds, losses).
+    """
+    cache = gtrain.ProgramCache(run.state.model, run.state.adam, run.state.num_steps, backend=backend)
+    t0 = time.perf_counter()
+    for n, b in shapes:
+        cache.get(n, b)
+    build = time.perf_counter() - t0
+    losses = []
+    t0 = time.perf_counter()
+    for _, loss in gtrain.train(run.state, run.docs, cache, until=measured):
+        losses.append(loss)
+    return build, time.perf_counter() - t0, losses
+
+
+def bench_config(name: str, run: tm.Run, steps: int, gtrain: Any, backends: list[tuple[str, int]],
+                 with_torch: bool, repeat: int) -> list[Row]:
+    """Rows for one config: torch eager (if wanted) and each (gptir backend, steps actually run).
+
+    The ``repeat`` measurements go round-robin over the backends and each keeps its best, so a
+    machine whose load changes over time treats every backend alike.
+    """
+    shapes = shapes_needed(run, steps) if backends else []
+    builds: dict[str, list[float]] = {b: [] for b, _ in backends}
+    trains: dict[str, list[float]] = {b: [] for b, _ in backends}
+    losses: dict[str, list[float]] = {}
+    errors: dict[str, str] = {}
+    torch_secs: list[float] = []
+    if with_torch:
+        tm.train_torch(run, min(3, steps))  # warm-up, discarded: torch's one-time dispatch setup
+    for _ in range(repeat):
+        if with_torch:
+            losses["torch eager"], secs = tm.train_torch(run, steps)
+            torch_secs.append(secs)
+        for backend, measured in backends:
+            if backend in errors:
+                continue
+            try:
+                build, train_s, losses[backend] = time_gptir(gtrain, run, backend, shapes, measured)
+            except Exception as e:  # noqa: BLE001 - one failing backend must not hide the others
+                errors[backend] = f"{type(e).__name__}: {e}"
+                continue
+            builds[backend].append(build)
+            trains[backend].append(train_s)
+    rows = []
+    if with_torch:
+        rows.append(Row(name, "torch eager", steps, 0.0, min(torch_secs), steps, 0, losses["torch eager"]))
+    for backend, measured in backends:
+        if backend in errors:
+            rows.append(Row(name, backend, steps, None, None, error=errors[backend]))
+        else:
+            rows.append(Row(name, backend, steps, min(builds[backend]), min(trains[backend]) * steps / measured,
+                            measured, len(shapes), losses[backend]))
+    return rows
+
+
+def profile_compiled(gtrain: Any, run: tm.Run, steps: int, top: int = 15) -> str:
+    """cProfile of ``steps`` compiled training steps (programs built beforehand).
+
+    Good for the Python around the program (input checks, dicts, encoding); it under-counts the
+    exec-generated program itself, which :func:`profile_statements` times directly.
+    """
+    cache = gtrain.ProgramCache(run.state.model, run.state.adam, run.state.num_steps, backend="compiled")
+    for n, b in shapes_needed(run, steps):
+        cache.get(n, b)
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in gtrain.train(run.state, run.docs, cache, until=steps):
+        pass
+    prof.disable()
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(top)
+    return out.getvalue()
+
+
+def _classify(expr: str) -> str:
+    """The kind of numpy work one generated statement does, from its text."""
+    if "@" in expr:
+        return "matmul"
+    for key, kind in (("_add.reduce", "sum"), ("_maximum.reduce", "max"), ("_scatter_add", "scatter_add"),
+                      (".transpose(", "transpose (view)"), (".reshape(", "reshape"),
+                      ("_broadcast_to(", "broadcast (view)"), (".astype(", "cast")):
+        if key in expr:
+            return kind
+    m = re.match(r"_(\w+)\(", expr)
+    if m:
+        return m.group(1)
+    if re.fullmatch(r"\w+\[\w+\]", expr):
+        return "gather"
+    if re.fullmatch(r"\w+\[.*\]", expr):
+        return "slice"
+    return "add/sub/mul/div/neg"
+
+
+def profile_statements(gtrain: Any, run: tm.Run, reps: int, top: int = 10) -> str:
+    """Time every statement of the compiled program of the run's first step, grouped by kind.
+
+    Uses codegen internals (``plan``, the namespace) on purpose: a diagnostic for whoever optimises
+    codegen, so it may need adjusting when they change. Each statement is exec'd alone (~0.3 us extra).
+    """
+    from gptir import codegen, passes
+
+    st = run.state
+    inputs: dict[str, Any] = dict(tm.encode(run, tm.step_docs(run, 0)))
+    graph = passes.optimize(gtrain.step_graph(st.model, st.adam, st.num_steps, inputs["tokens"].shape[-1],
+                                              0 if run.batch == 1 else run.batch))
+    prog = codegen.plan(graph)
+    ns = codegen._namespace_base()  # noqa: SLF001 - diagnostic
+    ns["_asarray"] = np.asarray
+    ns.update(prog.consts)
+    inputs.update(st.params)
+    for k in st.params:
+        inputs[f"m.{k}"], inputs[f"v.{k}"] = st.m[k], st.v[k]
+    inputs["step"] = np.float64(0)
+    for name, var in prog.args:
+        ns[var] = np.asarray(inputs[name]) if name in inputs else graph.params[name]
+    stmts = []
+    for line in prog.source.splitlines():
+        line = line.strip()
+        if " = " in line and line.startswith("v_") and not line.startswith("return"):
+            var, expr = line.split(" = ", 1)
+            stmts.append((var, expr, compile(line, "<stmt>", "exec")))
+    by_kind: dict[str, float] = {}
+    count: dict[str, int] = {}
+    by_stmt: dict[str, float] = {}
+    with np.errstate(all="ignore"):
+        for r in range(reps + 1):  # the first pass warms caches and is not counted
+            for var, expr, code in stmts:
+                t0 = time.perf_counter()
+                exec(code, ns)  # noqa: S102 - gptir's own generated code, being timed
+                dt = time.perf_counter() - t0
+                if r:
+                    kind = _classify(expr)
+                    by_kind[kind] = by_kind.get(kind, 0.0) + dt / reps
+                    by_stmt[f"{var} = {expr}"] = by_stmt.get(f"{var} = {expr}", 0.0) + dt / reps
+                    count[kind] = count.get(kind, 0) + (r == 1)
+    total = sum(by_kind.values())
+    lines = [f"{len(stmts)} statements, {1e3 * total:.3f} ms per step summed over statements "
+             f"(n={inputs['tokens'].shape[-1]}, batch {run.batch})"]
+    for kind, t in sorted(by_kind.items(), key=lambda kv: -kv[1]):
+        lines.append(f"  {kind:22s} {count[kind]:4d} stmts  {1e3 * t:8.3f} ms  {100 * t / total:5.1f}%")
+    lines.append("  slowest statements:")
+    for text, t in sorted(by_stmt.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"  {1e6 * t:9.1f} us  {text[:120]}")
+    return "\n".join(lines)
+
+
+def fmt(x: float | None, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def loss_diff(row: Row, ref: Row | None) -> float | None:
+    if ref is None or not row.losses or not ref.losses or row is ref:
+        return None
+    k = min(len(row.losses), len(ref.losses))
+    return float(np.max(np.abs(np.array(row.losses[:k]) - np.array(ref.losses[:k]))))
+
+
+def table(rows: list[Row]) -> str:
+    torch_rows = {r.config: r for r in rows if r.backend == "torch eager" and r.train_s is not None}
+    head = ("config", "backend", "progs", "build s", "steps", "train s", "steps/s", "ms/step", "x torch",
+            "max|dloss|")
+    lines = [head]
+    for r in rows:
+        t = torch_rows.get(r.config)
+        if r.error:
+            lines.append((r.config, r.backend, "-", "-", str(r.steps), "-", "-", "-", "-", "-"))
+            continue
+        approx = "~" if r.measured_steps < r.steps else ""
+        ratio = None if t is None or r.per_step is None else r.per_step / t.per_step
+        d = loss_diff(r, t)
+        lines.append((r.config, r.backend, str(r.programs) if r.backend != "torch eager" else "-",
+                      fmt(r.build_s, ".3f"), str(r.steps), approx + fmt(r.train_s, ".3f"),
+                      approx + fmt(None if r.per_step is None else 1 / r.per_step, ".1f"),
+                      approx + fmt(None if r.per_step is None else 1e3 * r.per_step, ".3f"),
+                      fmt(ratio, ".2f"), fmt(d, ".1e")))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    out = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
+           for line in lines]
+    out.insert(1, "-" * len(out[0]))
+    return "\n".join(out)
+
+
+def targets(rows: list[Row]) -> list[str]:
+    """The three goals, PASS/FAIL (or n/a when a needed row is missing)."""
+    get: Callable[[str, str], Row | None] = lambda c, b: next(  # noqa: E731
+        (r for r in rows if r.config == c and r.backend == b and r.train_s is not None), None)
+    out = []
+    d = get("default", "compiled")
+    if d is None:
+        out.append("default: 1000 steps incl. build < 0.5 s: n/a (no compiled default run)")
+        out.append("default: build of all programs < 1 s: n/a (no compiled default run)")
+    else:
+        total = d.build_s + d.train_s * 1000 / d.steps
+        note = "" if d.steps == 1000 else f" (train time scaled from {d.steps} steps)"
+        out.append(f"default: 1000 steps incl. build < {DEFAULT_TARGET_S} s: {total:.3f} s"
+                   f"{note} -> {'PASS' if total < DEFAULT_TARGET_S else 'FAIL'}")
+        out.append(f"default: build of all {d.programs} programs < {DEFAULT_BUILD_TARGET_S} s: {d.build_s:.3f} s "
+                   f"-> {'PASS' if d.build_s < DEFAULT_BUILD_TARGET_S else 'FAIL'}")
+    s, t = get("scaled", "compiled"), get("scaled", "torch eager")
+    if s is None or t is None:
+        out.append(f"scaled: time per step <= {SCALED_RATIO_TARGET}x torch eager: n/a "
+                   f"(needs both the compiled and the torch scaled runs)")
+    else:
+        ratio = s.per_step / t.per_step
+        out.append(f"scaled: time per step <= {SCALED_RATIO_TARGET}x torch eager: {1e3 * s.per_step:.2f} ms vs "
+                   f"{1e3 * t.per_step:.2f} ms = {ratio:.2f}x -> {'PASS' if ratio <= SCALED_RATIO_TARGET else 'FAIL'}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--steps", type=int, default=1000, help="default-config run length (1000)")
+    ap.add_argument("--scaled-steps", type=int, default=200, help="scaled-config run length (200)")
+    ap.add_argument("--data", default=None, help="documents, one a line (default: ../shared/data/names.txt "
+                    "if present, else gptir's built-in corpus)")
+    ap.add_argument("--skip-torch", action="store_true", help="do not run the torch eager twin")
+    ap.add_argument("--skip-interp", action="store_true", help="do not run gptir's interpreter backend")
+    ap.add_argument("--full-interp", action="store_true", help="run the interpreter for every step")
+    ap.add_argument("--interp-steps", type=int, default=100,
+                    help="default config: interpreter steps actually run, then extrapolated (100)")
+    ap.add_argument("--interp-scaled-steps", type=int, default=10,
+                    help="scaled config: interpreter steps actually run, then extrapolated (10)")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="measure N times, round-robin over the backends, and report each one's best (3)")
+    ap.add_argument("--only", choices=tuple(CONFIGS), help="run one config only")
+    ap.add_argument("--profile", action="store_true",
+                    help="also cProfile the compiled steps of each config and print the top costs")
+    args = ap.parse_args(argv)
+    if min(args.steps, args.scaled_steps, args.interp_steps, args.interp_scaled_steps, args.repeat) < 1:
+        print("error: step counts and --repeat must be at least 1", file=sys.stderr)
+        return 2
+
+    torch = None if args.skip_torch else tm.torch
+    if torch is not None:
+        torch.set_num_threads(1)
+    gtrain, why = load_gptir_train()
+    path = args.data if args.data is not None else tm.default_data_path()
+    try:
+        docs = gdata.load_docs(path)
+        if not docs:
+            raise gdata.DataError(f"no documents in {path}")
+    except gdata.DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"data: {path or 'built-in corpus'} ({len(docs)} docs); threads: OMP={os.environ['OMP_NUM_THREADS']} "
+          f"OPENBLAS={os.environ['OPENBLAS_NUM_THREADS']} MKL={os.environ['MKL_NUM_THREADS']}"
+          + (f", torch {torch.__version__} ({torch.get_num_threads()} thread)" if torch is not None else ""))
+    if args.skip_torch:
+        print("torch eager: skipped (--skip-torch)")
+    elif torch is None:
+        print("torch not installed: skipping the torch eager twin")
+    if gtrain is None:
+        print(f"gptir trainer unavailable: {why}")
+
+    rows: list[Row] = []
+    profiles: list[tuple[str, str]] = []
+    notes: list[str] = []
+    for name, cfg in CONFIGS.items():
+        if args.only and name != args.only:
+            continue
+        steps = args.steps if name == "default" else args.scaled_steps
+        run = tm.start_run(docs, num_steps=steps, **cfg)
+        c = run.cfg
+        print(f"[{name}] n_embd {c.n_embd}, n_head {c.n_head}, n_layer {c.n_layer}, block_size {c.block_size}, "
+              f"batch {run.batch}, vocab {c.vocab_size}: {steps} steps ...", flush=True)
+        backends: list[tuple[str, int]] = []
+        if gtrain is not None and run.state is not None:
+            backends.append(("compiled", steps))
+            if not args.skip_interp:
+                k = steps if args.full_interp else min(steps, args.interp_steps if name == "default"
+                                                       else args.interp_scaled_steps)
+                backends.append(("interp", k))
+                if k < steps:
+                    notes.append(f"{name}/interp: ran {k} of {steps} steps; train s, steps/s and ms/step (~) "
+                                 f"are extrapolated")
+        new_rows = bench_config(name, run, steps, gtrain, backends, torch is not None, args.repeat)
+        rows.extend(new_rows)
+        compiled = next((r for r in new_rows if r.backend == "compiled"), None)
+        if args.profile and compiled is not None and not compiled.error:
+            profiles.append((f"cProfile, {name} config, {steps} compiled steps (programs prebuilt), top by "
+                             f"tottime:", profile_compiled(gtrain, run, steps)))
+            try:
+                text = profile_statements(gtrain, run, reps=200 if name == "default" else 20)
+            except Exception as e:  # noqa: BLE001 - a diagnostic relying on codegen internals
+                text = f"unavailable ({type(e).__name__}: {e})"
+            profiles.append((f"generated program of {name}'s first step, per statement:", text))
+
+    print()
+    print(table(rows))
+    for r in rows:
+        if r.error:
+            print(f"{r.config}/{r.backend} failed: {r.error}")
+    for n in notes:
+        print(f"note: {n}")
+    print("build s: trace + grad + passes + codegen of every input-shape program the run needs (interp: no "
+          "passes/codegen); x torch: time per step / torch eager's; max|dloss|: largest loss difference vs "
+          "torch over the steps both ran")
+    print()
+    for line in targets(rows):
+        print(line)
+    for title, text in profiles:
+        print(f"\n{title}")
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,203 @@
+"""Reverse-mode automatic differentiation as a graph rewrite.
+
+``grad(graph, wrt, of)`` appends the backward pass to a copy of ``graph`` as ordinary IR nodes and adds
+one output per ``wrt`` input (named ``grad.<input>``). The per-op rules live in the op table
+(``OpDef.grad``, see gptir.ops); this module only decides which nodes need them, walks those in
+reverse topological order and sums fan-out contributions. Because the result is plain IR it prints,
+parses, verifies, runs, compiles, and can itself be differentiated (second derivatives).
+
+Only nodes on a path from a ``wrt`` input to the differentiated output get gradient work: operands
+that do not lead to a ``wrt`` input (constants, data, other parameters) cost nothing, and
+``stop_gradient``, comparisons and casts end every path.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping, Sequence
+
+import numpy as np
+
+from gptir.ir import INPUT_OPS, GptirError, Graph, Node, TensorType
+from gptir.ops import OPS
+from gptir.trace import Builder, Tracer
+
+# The tracer module itself (``gptir.trace`` the attribute is the trace() function, re-exported by the
+# package): gradient rules call its functions through GradContext.T.
+T = importlib.import_module("gptir.trace")
+
+__all__ = ["GradContext", "GradError", "grad", "grad_output_name"]
+
+
+class GradError(GptirError):
+    """The gradient asked for does not exist (unknown, non-float or non-scalar values)."""
+
+
+def grad_output_name(name: str) -> str:
+    """The output holding the gradient with respect to input ``name``."""
+    return f"grad.{name}"
+
+
+class _BackwardBuilder(Builder):
+    """A Builder whose backward nodes are named ``<scope>.grad_<op>`` (stable and readable)."""
+
+    def _add(self, op: str, inputs: tuple[str, ...], ty: TensorType, attrs: Mapping[str, Any],
+             name: str | None) -> Tracer:
+        if self._origin is not None and self._origin[2] and not (name or "").startswith("grad_"):
+            name = f"grad_{name or op}"  # also renames the tracer's lifted constants (name "const")
+        return super()._add(op, inputs, ty, attrs, name)
+
+
+@dataclass
+class GradContext:
+    """What a gradient rule sees (the rule signature is ``rule(ctx) -> tuple[Tracer | None, ...]``).
+
+    ``needs[i]`` is false when operand ``i`` does not lead to a wrt input: the rule should return
+    None there and build nothing for it.
+    """
+
+    node: Node
+    inputs: tuple[Tracer, ...]
+    out: Tracer
+    g: Tracer
+    needs: tuple[bool, ...]
+    _zeros: dict[tuple[int, ...], Tracer] = field(repr=False)
+    T: ClassVar[Any] = T  # the gptir.trace module: rules build IR with the tracer's functions
+
+    @property
+    def attrs(self) -> Mapping[str, Any]:
+        return self.node.attrs
+
+    @property
+    def builder(self) -> Builder:
+        return self.g.builder
+
+    def zeros(self, shape: Sequence[int]) -> Tracer:
+        """An f64 zero tensor: one scalar constant broadcast (shared by every rule of the pass)."""
+        return _zeros(self.builder, self._zeros, tuple(shape))
+
+    def constant(self, i: int) -> np.ndarray | None:
+        """The value of operand ``i`` if it is a constant (looking through broadcast and reshape,
+        so ``x ** 2.0`` reports the scalar 2.0), else None."""
+        node = self.builder.nodes[self.inputs[i].name]
+        while node.op in ("broadcast", "reshape"):
+            node = self.builder.nodes[node.inputs[0]]
+        return node.attrs["value"] if node.op == "const" else None
+
+    def swap_last(self, t: Tracer) -> Tracer:
+        """``t`` with its last two axes swapped; undoes an existing swap instead of stacking one."""
+        node = self.builder.nodes[t.name]
+        swap = tuple(range(t.ndim - 2)) + (t.ndim - 1, t.ndim - 2)
+        if node.op == "transpose" and node.attrs["perm"] == swap:
+            return self.builder.value(node.inputs[0])
+        return T.transpose(t, swap)
+
+
+def _zeros(b: Builder, cache: dict[tuple[int, ...], Tracer], shape: tuple[int, ...]) -> Tracer:
+    z = cache.get(shape)
+    if z is None:
+        if () not in cache:
+            cache[()] = b.const(np.float64(0.0), name="grad_zero")
+        z = cache[()] if not shape else b.emit("broadcast", [cache[()]], {"shape": shape}, name="grad_zeros")
+        cache[shape] = z
+    return z
+
+
+def _check_request(graph: Graph, wrt: Sequence[str], of: str | None) -> tuple[list[str], str]:
+    """Validate the request; returns (wrt names, the output's value name)."""
+    if isinstance(wrt, str):
+        wrt = [wrt]
+    if of is None:
+        if len(graph.outputs) != 1:
+            raise GradError(f"graph {graph.name} has outputs {', '.join(graph.outputs)}: say which one to "
+                            "differentiate (of=...)")
+        of = next(iter(graph.outputs))
+    if of not in graph.outputs:
+        raise GradError(f"no output named {of!r} (outputs: {', '.join(graph.outputs)})")
+    value = graph.outputs[of]
+    ty = graph.nodes[value].type
+    if ty != TensorType("f64", ()):
+        raise GradError(f"can only differentiate a scalar f64 output, but {of} is {ty} (reduce it to a scalar first)")
+    floats = [n.name for n in graph.inputs if n.type.dtype == "f64"]
+    names: list[str] = []
+    if not wrt:
+        raise GradError("nothing to differentiate with respect to (wrt is empty)")
+    for name in wrt:
+        node = graph.nodes.get(name)
+        if node is None or node.op not in INPUT_OPS:
+            raise GradError(f"{name!r} is not an input or param of graph {graph.name} "
+                            f"(f64 inputs: {', '.join(floats) or 'none'})")
+        if node.type.dtype != "f64":
+            raise GradError(f"cannot differentiate with respect to {name}: it is {node.type}, not f64")
+        if name in names:
+            raise GradError(f"{name} is listed twice in wrt")
+        names.append(name)
+    return names, value
+
+
+def _active(graph: Graph, wrt: Sequence[str], value: str) -> set[str]:
+    """Nodes on a differentiable path from a wrt input to ``value``."""
+    reach = set(wrt)
+    for node in graph.nodes.values():
+        if node.name in reach or node.type.dtype != "f64" or OPS[node.op].nondiff is not None:
+            continue
+        if any(i in reach for i in node.inputs):
+            reach.add(node.name)
+    active: set[str] = set()
+    stack = [value] if value in reach else []
+    while stack:
+        name = stack.pop()
+        if name in active:
+            continue
+        active.add(name)
+        stack.extend(i for i in graph.nodes[name].inputs if i in reach and i not in active)
+    return active
+
+
+def grad(graph: Graph, wrt: Sequence[str], of: str | None = None) -> Graph:
+    """A new graph: ``graph``'s outputs plus ``grad.<name>`` = d(of)/d(name) for every wrt input.
+
+    ``of`` names a scalar f64 output (default: the only output). An output of ``graph`` that is
+    already called ``grad.<name>`` is replaced by the new gradient, so differentiating ``grad.x``
+    with respect to ``x`` leaves the second derivative under ``grad.x``.
+    """
+    names, value = _check_request(graph, wrt, of)
+    active = _active(graph, names, value)
+    b = _BackwardBuilder(graph.name, base=graph)
+    zeros: dict[tuple[int, ...], Tracer] = {}
+    cot: dict[str, Tracer] = {}
+    if value in active:
+        out = graph.nodes[value]
+        with b.origin(out.scope, out.loc):
+            cot[value] = b.const(np.float64(1.0), name="grad_seed")
+    for node in reversed(list(graph.nodes.values())):
+        g = cot.get(node.name)
+        if g is None or node.op in INPUT_OPS:
+            continue
+        rule = OPS[node.op].grad
+        if rule is None:  # pragma: no cover - test_autodiff checks every differentiable op has a rule
+            raise GradError(f"op {node.op} (%{node.name}) has no gradient rule")
+        ctx = GradContext(node, tuple(b.value(i) for i in node.inputs), b.value(node.name), g,
+                          tuple(i in active for i in node.inputs), zeros)
+        with b.origin(node.scope, node.loc):
+            parts = rule(ctx)
+            if len(parts) != len(node.inputs):  # pragma: no cover - a broken rule is a gptir bug
+                raise GradError(f"the {node.op} gradient rule gave {len(parts)} results "
+                                f"for {len(node.inputs)} operands")
+            for inp, part, need in zip(node.inputs, parts, ctx.needs):
+                if part is None or not need:
+                    continue
+                want = graph.nodes[inp].type
+                if part.type != want:  # pragma: no cover - a broken rule is a gptir bug
+                    raise GradError(f"the {node.op} gradient rule gave {part.type} for %{inp} : {want}")
+                cot[inp] = T.add(cot[inp], part) if inp in cot else part
+    outputs = {k: b.value(v) for k, v in graph.outputs.items()}
+    for name in names:
+        g = cot.get(name)
+        if g is None:  # no path: an explicit zero of the input's type
+            node = graph.nodes[name]
+            with b.origin(node.scope, node.loc):
+                g = _zeros(b, zeros, node.type.shape)
+        outputs[grad_output_name(name)] = g
+    return b.finish(outputs)

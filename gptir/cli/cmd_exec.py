@@ -1,0 +1,44 @@
+"""``gptir exec FILE.ir``: run a graph on inputs given on the command line and print its outputs.
+
+Inputs are ``--input NAME=VALUE`` (a JSON number or nested list, ``inf``/``-inf``/``nan``,
+``true``/``false``) or ``NAME=@file.npy``. Param values come from the IR (inline or its sidecar)
+and from ``--params FILE.npz``. Text output is ``name = value`` per output, values printed at full
+precision in the IR's literal syntax; JSON output spells non-finite floats "inf", "-inf", "nan".
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from gptir.cli.common import format_outputs, parse_inputs, read_graph
+from gptir.interp import bind_inputs, run as interp_run
+from gptir.ir import GptirError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("exec", help="run an IR file on inputs and print its outputs",
+                       description="Run FILE.ir ('-' for stdin) and print its outputs.")
+    p.add_argument("file", metavar="FILE.ir")
+    p.add_argument("--input", action="append", default=[], metavar="NAME=VALUE",
+                   help="an input value: JSON number or nested list, inf/nan, true/false, or @file.npy")
+    p.add_argument("--params", metavar="FILE.npz", help="param values (override the IR's own)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--backend", choices=("interp", "compiled"), default="interp")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    inputs = parse_inputs(args.input, "--input")
+    graph = read_graph(args.file, args.params)
+    if args.backend == "compiled":
+        try:
+            from gptir.codegen import compile_graph
+        except ImportError:
+            raise GptirError("the compiled backend is not available") from None
+        env = bind_inputs(graph, inputs)  # checks and converts every input and param
+        outputs = compile_graph(graph)(env)
+    else:
+        outputs = interp_run(graph, inputs)
+    sys.stdout.write(format_outputs(outputs, graph, args.format))
+    return 0

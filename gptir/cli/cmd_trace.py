@@ -1,0 +1,175 @@
+"""``gptir trace FILE.py:FUNCTION``: trace a Python function into IR and print it.
+
+Each ``--arg NAME=SPEC`` becomes a data input named after the function's parameter: SPEC is a type
+(``f64[3,4]``), an example value (``[1.0, 2.0]``, its type is what counts) or ``@file.npy``. Each
+``--param NAME=VALUE`` becomes a trainable ``param`` with that value. Parameters that are not given
+keep their Python defaults. ``gptir trace microgpt`` traces the built-in model (see --n-embd ...).
+
+The file is the user's own model code: it is imported and run, like ``python FILE.py`` would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import inspect
+import os
+import sys
+import traceback
+from typing import Any, Callable
+
+from gptir.cli import UsageError
+from gptir.cli.common import is_type_spec, split_spec, value_or_file, write_graph
+from gptir.ir import GptirError, Graph, TensorType
+from gptir.trace import Param, trace
+
+MICROGPT_OPTIONS = ("n_embd", "n_head", "n_layer", "block_size", "doc", "train_step", "data", "seed",
+                    "checkpoint", "batch")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("trace", help="trace a Python function (FILE.py:FUNCTION) or microgpt into IR",
+                       description="Trace FILE.py:FUNCTION (or the built-in 'microgpt') and print its IR.")
+    p.add_argument("target", metavar="FILE.py:FUNCTION|microgpt")
+    p.add_argument("--arg", action="append", default=[], metavar="NAME=SPEC",
+                   help="a data input: NAME=f64[3,4] (a type), NAME=VALUE (JSON number/list) or NAME=@file.npy")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a trainable param with this value: NAME=VALUE or NAME=@file.npy")
+    p.add_argument("-o", "--output", default="-", metavar="OUT.ir", help="where to write the IR (default: stdout)")
+    p.add_argument("--params-out", metavar="FILE.npz",
+                   help="write param values to this .npz sidecar instead of inline in the IR")
+    g = p.add_argument_group("microgpt target")
+    g.add_argument("--n-embd", type=int, default=None)
+    g.add_argument("--n-head", type=int, default=None)
+    g.add_argument("--n-layer", type=int, default=None)
+    g.add_argument("--block-size", type=int, default=None)
+    g.add_argument("--doc", metavar="NAME", help="the document (name) to trace the loss of")
+    g.add_argument("--train-step", action="store_true", help="trace a whole training step (loss, grads, Adam)")
+    g.add_argument("--data", metavar="FILE", help="training text, one document per line")
+    g.add_argument("--seed", type=int, default=None, metavar="S")
+    g.add_argument("--checkpoint", metavar="CKPT", help="take the model and parameters from this checkpoint")
+    g.add_argument("--batch", type=int, default=None, metavar="B", help="documents per step")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.target == "microgpt":
+        if args.arg or args.param:
+            raise UsageError("--arg and --param apply to FILE.py:FUNCTION targets, not microgpt")
+        try:
+            from gptir.cli.trace_microgpt import trace_microgpt
+        except ModuleNotFoundError as e:
+            if e.name != "gptir.cli.trace_microgpt":
+                raise
+            raise GptirError("microgpt tracing is not available") from None
+        graph = trace_microgpt(args)
+        # trace_microgpt writes --params-out itself (the values of its training state)
+        write_graph(graph, args.output, args.params_out, params_written=bool(args.params_out))
+        return 0
+    given = [o for o in MICROGPT_OPTIONS if getattr(args, o) not in (None, False)]
+    if given:
+        raise UsageError(f"--{given[0].replace('_', '-')} only applies to the microgpt target")
+    graph = trace_file(args.target, args.arg, args.param)
+    write_graph(graph, args.output, args.params_out)
+    return 0
+
+
+def trace_file(target: str, arg_specs: list[str], param_specs: list[str]) -> Graph:
+    """Import FILE.py, find FUNCTION and trace it with the given inputs (matched by parameter name)."""
+    path, sep, fname = target.rpartition(":")
+    if not sep or not path or not fname:
+        raise UsageError(f"the target must be FILE.py:FUNCTION or microgpt, got {target!r}")
+    fn = _load_function(path, fname)
+    sig = inspect.signature(fn)
+    names = [n for n, p in sig.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    specs: dict[str, Any] = {}
+    for option, items in (("--arg", arg_specs), ("--param", param_specs)):
+        for spec in items:
+            name, rest = split_spec(spec, option)
+            if name not in names:
+                raise GptirError(f"{fname} has no parameter {name} (it takes: {', '.join(names) or 'nothing'})")
+            if name in specs:
+                raise UsageError(f"parameter {name} is given twice")
+            specs[name] = _spec(option, name, rest)
+    missing = [n for n in names if n not in specs and sig.parameters[n].default is inspect.Parameter.empty]
+    if missing:
+        raise GptirError(f"missing --arg for {', '.join(missing)} ({fname} takes: {', '.join(names)}; "
+                         f"give each as --arg NAME=f64[3] or --param NAME=VALUE)")
+    order = [n for n in names if n in specs]  # inputs appear in the function's parameter order
+
+    def call(*args: Any) -> Any:
+        return fn(**dict(zip(order, args)))
+
+    call.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in order])
+    try:
+        graph = trace(call, *[specs[n] for n in order], name=fname)
+    except GptirError:
+        raise
+    except Exception as e:  # the user's model code failed: say where, without a traceback
+        raise GptirError(_user_error(e, path)) from None
+    return _inputs_at_definition(graph, fn)
+
+
+def _inputs_at_definition(graph: Graph, fn: Callable[..., Any]) -> Graph:
+    """Inputs made from the function's parameters point at its ``def`` line, not at this module."""
+    code = getattr(fn, "__code__", None)
+    if code is None:  # pragma: no cover - a callable object without code
+        return graph
+    rel = os.path.relpath(code.co_filename)
+    where = f"{rel if not rel.startswith('..') else os.path.basename(code.co_filename)}:{code.co_firstlineno}"
+    nodes = {k: (n.replace(loc=where.replace(os.sep, "/")) if n.op in ("input", "param")
+                 and n.loc.startswith("gptir/cli/") else n) for k, n in graph.nodes.items()}
+    return graph.replace(nodes=nodes)
+
+
+def _spec(option: str, name: str, rest: str) -> Any:
+    if option == "--arg" and is_type_spec(rest):
+        return TensorType.parse(rest)
+    if option == "--param" and is_type_spec(rest):
+        ty = TensorType.parse(rest)
+        import numpy as np
+
+        return Param(np.zeros(ty.shape, ty.np_dtype))
+    value = value_or_file(rest, f"{option} {name}")
+    return Param(value) if option == "--param" else value
+
+
+def _load_function(path: str, fname: str) -> Callable[..., Any]:
+    if not os.path.isfile(path):
+        raise GptirError(f"{path}: no such file")
+    module_name = "_gptir_user_" + "".join(c if c.isalnum() else "_" for c in os.path.abspath(path))
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise GptirError(f"{path}: cannot be imported as Python (is it a .py file?)")
+    module = importlib.util.module_from_spec(spec)
+    folder = os.path.dirname(os.path.abspath(path))
+    sys.path.insert(0, folder)  # the model's own helper modules beside it
+    try:
+        spec.loader.exec_module(module)
+    except GptirError:
+        raise
+    except SyntaxError as e:
+        raise GptirError(f"{path}:{e.lineno}: syntax error: {e.msg}") from None
+    except Exception as e:
+        raise GptirError(_user_error(e, path)) from None
+    finally:
+        try:
+            sys.path.remove(folder)
+        except ValueError:  # pragma: no cover
+            pass
+    fn = getattr(module, fname, None)
+    if not callable(fn):
+        defined = sorted(n for n, v in vars(module).items()
+                         if inspect.isfunction(v) and v.__module__ == module_name and not n.startswith("_"))
+        raise GptirError(f"{path} has no function {fname!r} (it defines: {', '.join(defined) or 'none'})")
+    return fn
+
+
+def _user_error(e: BaseException, path: str) -> str:
+    """``file.py:12: TypeError: ...`` at the innermost frame of the user's file."""
+    frames = traceback.extract_tb(e.__traceback__)
+    full = os.path.abspath(path)
+    mine = [f for f in frames if os.path.abspath(f.filename) == full] or frames[-1:]
+    where = f"{path}:{mine[-1].lineno}: " if mine else f"{path}: "
+    return f"{where}{type(e).__name__}: {e}"

@@ -1,0 +1,172 @@
+"""Helpers shared by the CLI verbs: reading IR files, ``NAME=VALUE`` specs, printing results.
+
+Values on the command line are JSON numbers or nested lists (plus ``inf``, ``-inf``, ``nan``),
+``true``/``false`` for booleans, or ``@file.npy`` to load an array. They are parsed with ``json``,
+never evaluated.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from typing import Any, Mapping
+
+import numpy as np
+
+from gptir.cli import UsageError
+from gptir.fileio import atomic_write_text
+from gptir.ir import GptirError, Graph, TensorType, is_identifier
+from gptir.text import format_literal, load_graph, load_params, print_graph, save_graph
+
+_TYPE_SPEC = re.compile(r"\s*[A-Za-z_][A-Za-z0-9_]*\s*\[")
+# lowercase inf/nan (not inside a word) become the spellings Python's json module reads
+_SPECIAL = re.compile(r"(?<![A-Za-z0-9_])(-?)(inf|nan)(?![A-Za-z0-9_])")
+
+
+def split_spec(spec: str, option: str) -> tuple[str, str]:
+    """``NAME=REST`` -> (NAME, REST); a malformed spec is a usage error (exit 2)."""
+    name, sep, rest = spec.partition("=")
+    name = name.strip()
+    if not sep or not is_identifier(name):
+        raise UsageError(f"{option} expects NAME=VALUE (NAME an identifier such as x or layer0.w), got {spec!r}")
+    return name, rest
+
+
+def parse_value(text: str, what: str) -> np.ndarray:
+    """A JSON number, bool or nested list (with inf/-inf/nan) as an array: f64 if any float, else i64/bool."""
+    src = _SPECIAL.sub(lambda m: m.group(1) + ("Infinity" if m.group(2) == "inf" else "NaN"), text.strip())
+    try:
+        value = json.loads(src)
+    except (ValueError, RecursionError) as e:
+        raise GptirError(f"{what}: cannot read {text!r} as a number or nested list ({_short(e)})") from None
+    _check_json(value, what, text)
+    try:
+        arr = np.asarray(value)
+    except (ValueError, OverflowError) as e:
+        raise GptirError(f"{what}: {text!r} is not a rectangular array ({_short(e)})") from None
+    if arr.dtype.kind == "f":
+        return arr.astype(np.float64)
+    if arr.dtype.kind in "iu":
+        if arr.dtype.kind == "u":
+            raise GptirError(f"{what}: integers in {text!r} do not fit in 64 bits")
+        return arr.astype(np.int64)
+    if arr.dtype.kind == "b":
+        return arr
+    raise GptirError(f"{what}: {text!r} is not a rectangular array of numbers")
+
+
+def _check_json(value: Any, what: str, text: str) -> None:
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, list):
+            stack.extend(v)
+        elif isinstance(v, bool) or isinstance(v, float):
+            continue
+        elif isinstance(v, int):
+            if not -(2**63) <= v < 2**63:
+                raise GptirError(f"{what}: the integer {v} does not fit in 64 bits")
+        else:
+            raise GptirError(f"{what}: {text!r} must hold only numbers, true/false and lists")
+
+
+def _short(e: BaseException) -> str:
+    msg = str(e) or type(e).__name__
+    return msg if len(msg) < 120 else msg[:117] + "..."
+
+
+def load_array(path: str, what: str) -> np.ndarray:
+    """An array from a .npy file (never unpickles)."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise GptirError(f"{what}: {path} does not exist") from None
+    except OSError as e:
+        raise GptirError(f"{what}: cannot read {path}: {e.strerror or e}") from None
+    except (ValueError, EOFError) as e:
+        raise GptirError(f"{what}: {path} is not a valid .npy file ({_short(e)})") from None
+    if not isinstance(arr, np.ndarray):
+        arr.close()
+        raise GptirError(f"{what}: {path} is an .npz archive; give a single array as .npy")
+    try:
+        TensorType.of(arr)
+    except GptirError as e:
+        raise GptirError(f"{what}: {path}: {e}") from None
+    return arr
+
+
+def value_or_file(rest: str, what: str) -> np.ndarray:
+    """VALUE or @file.npy."""
+    if rest.startswith("@"):
+        return load_array(rest[1:], what)
+    return parse_value(rest, what)
+
+
+def is_type_spec(rest: str) -> bool:
+    return bool(_TYPE_SPEC.match(rest))
+
+
+def parse_inputs(specs: list[str] | None, option: str) -> dict[str, np.ndarray]:
+    """``--input NAME=VALUE`` (or ``NAME=@file.npy``) options as {name: array}."""
+    out: dict[str, np.ndarray] = {}
+    for spec in specs or []:
+        name, rest = split_spec(spec, option)
+        if name in out:
+            raise UsageError(f"{option} {name} is given twice")
+        out[name] = value_or_file(rest, f"{option} {name}")
+    return out
+
+
+def read_graph(path: str, params_path: str | None = None) -> Graph:
+    """Parse an IR file (``-`` = stdin) and merge param values from ``params_path`` (.npz) if given."""
+    graph = load_graph(path)
+    if params_path:
+        values = load_params(params_path)
+        params = dict(graph.params)
+        for name, arr in values.items():
+            node = graph.nodes.get(name)
+            if node is None or node.op != "param":
+                raise GptirError(f"{params_path} holds a value for {name}, which is not a param of graph {graph.name}")
+            if TensorType.of(arr) != node.type:
+                raise GptirError(f"{params_path}: %{name} is {node.type}, but the file holds {TensorType.of(arr)}")
+            params[name] = arr
+        graph = graph.replace(params=params)
+    return graph
+
+
+def write_graph(graph: Graph, out: str, params_out: str | None = None, params_written: bool = False) -> None:
+    """Print ``graph`` to ``out`` (``-`` = stdout). With ``params_out`` the values go to that .npz
+    (unless the caller already wrote it: ``params_written``) and the text names it."""
+    if params_out and params_written:
+        folder = os.getcwd() if out == "-" else os.path.dirname(os.path.abspath(out))
+        rel = os.path.relpath(os.path.abspath(params_out), folder).replace(os.sep, "/")
+        atomic_write_text(out, print_graph(graph.replace(params_file=rel)))
+    else:
+        save_graph(graph, out, sidecar=params_out)
+
+
+def format_value(arr: np.ndarray) -> str:
+    """Full precision, round-trippable: the IR's literal syntax (floats in repr form, nan(0x..) bits)."""
+    return format_literal(np.asarray(arr))
+
+
+def _json_safe(v: Any) -> Any:
+    """Non-finite floats become the strings "inf", "-inf", "nan" (JSON has no spelling for them)."""
+    if isinstance(v, list):
+        return [_json_safe(x) for x in v]
+    if isinstance(v, float) and not math.isfinite(v):
+        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    return v
+
+
+def format_outputs(outputs: Mapping[str, np.ndarray], graph: Graph, fmt: str) -> str:
+    if fmt == "json":
+        doc = {"outputs": {}}
+        for name, arr in outputs.items():
+            arr = np.asarray(arr)
+            ty = graph.nodes[graph.outputs[name]].type
+            doc["outputs"][name] = {"dtype": ty.dtype, "shape": list(arr.shape), "value": _json_safe(arr.tolist())}
+        return json.dumps(doc, allow_nan=False) + "\n"
+    return "".join(f"{name} = {format_value(arr)}\n" for name, arr in outputs.items())

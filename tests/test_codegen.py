@@ -1,0 +1,381 @@
+"""The compiled backend: bit-identical to the interpreter (random graphs, microgpt loss and training
+step), safe against hostile IR, and checked at its inputs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gptir.codegen import CodegenError, compile_graph, generate_source, plan
+from gptir.interp import ExecError, run
+from gptir.ir import Graph, Node, TensorType, make_graph, verify
+from gptir.ops import OPS
+from gptir.passes import optimize
+from gptir.trace import (Builder, broadcast_to, cast, concat, exp, gather, log, relu, reshape, scatter_add,
+                         stop_gradient, transpose, where)
+
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+F = TensorType("f64", (2, 3))
+
+
+def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    """Same dtype, shape, bits and layout (later sums and matmuls depend on it). The stride of an
+    axis of length 1 is never used, and numpy itself sets it differently from case to case."""
+    a, b = np.asarray(a), np.asarray(b)
+    return a.dtype == b.dtype and a.shape == b.shape and layout(a) == layout(b) and \
+        np.ascontiguousarray(a).tobytes() == np.ascontiguousarray(b).tobytes()
+
+
+def layout(a: np.ndarray) -> tuple[int, ...]:
+    return tuple(s for s, d in zip(a.strides, a.shape) if d > 1)
+
+
+def assert_same(x: dict, y: dict) -> None:
+    assert list(x) == list(y)
+    for k in x:
+        assert same_bits(x[k], y[k]), (k, x[k], y[k])
+
+
+# -- a strategy for random graphs over (almost) every op ------------------------------------------
+
+SPECIAL = st.sampled_from([0.0, -0.0, 1.0, -1.0, 2.5, math.inf, -math.inf, math.nan, 1e-300, 3.0])
+VALUES = st.one_of(SPECIAL, st.floats(-10, 10, allow_nan=False))
+
+
+@st.composite
+def random_graphs(draw) -> tuple[Graph, dict[str, np.ndarray]]:
+    b = Builder("rand")
+    x = b.input("x", F)
+    y = b.param("y", F, np.zeros((2, 3)))
+    pool = [x, y]
+    for _ in range(draw(st.integers(1, 14))):
+        a = draw(st.sampled_from(pool))
+        same = [p for p in pool if p.shape == a.shape and p.dtype == "f64"]
+        other = draw(st.sampled_from(same)) if draw(st.booleans()) else draw(SPECIAL)
+        kind = draw(st.sampled_from(
+            ["add", "sub", "mul", "div", "pow", "max2", "neg", "exp", "log", "relu", "stop", "sum", "max",
+             "transpose", "reshape", "matmul", "where", "cast", "slice", "concat", "gather", "scatter",
+             "broadcast", "mul1", "negneg"]))
+        r = None
+        if kind in ("add", "sub", "mul", "div", "pow"):
+            r = {"add": a + other, "sub": a - other, "mul": a * other, "div": a / other,
+                 "pow": a ** other}[kind]
+        elif kind == "max2":
+            r = b.emit("maximum", [a, a if isinstance(other, float) else other])
+        elif kind == "mul1":
+            r = a * 1.0 if draw(st.booleans()) else 1.0 * a
+        elif kind == "negneg":
+            r = -(-a)
+        elif kind in ("neg", "exp", "log", "relu", "stop"):
+            r = {"neg": lambda t: -t, "exp": exp, "log": log, "relu": relu, "stop": stop_gradient}[kind](a)
+        elif kind in ("sum", "max") and a.ndim:
+            axes = tuple(sorted(draw(st.sets(st.integers(0, a.ndim - 1)))))
+            keep = draw(st.booleans())
+            r = a.sum(axes, keep) if kind == "sum" else (a.max(axes, keep) if all(a.shape) else None)
+        elif kind == "transpose" and a.ndim >= 2:
+            r = transpose(transpose(a)) if draw(st.booleans()) else transpose(a)
+        elif kind == "reshape" and a.ndim:
+            r = reshape(reshape(a, (a.type.size,)), a.shape) if draw(st.booleans()) else reshape(a, (a.type.size,))
+        elif kind == "matmul" and a.ndim == 2:
+            r = a @ transpose(draw(st.sampled_from(same)))
+        elif kind == "where":
+            r = where(a > other, a, other)
+        elif kind == "cast":
+            r = cast(a > other, "f64")
+        elif kind == "slice" and a.ndim and a.shape[0] >= 1:
+            r = a[:1]
+        elif kind == "concat" and a.ndim:
+            r = concat([a, a], 0)
+        elif kind == "gather" and a.ndim and a.shape[0] >= 1:
+            idx = draw(st.lists(st.integers(0, a.shape[0] - 1), min_size=1, max_size=4))
+            r = gather(a, np.array(idx, np.int64))
+        elif kind == "scatter" and a.ndim and a.shape[0] >= 1:
+            idx = b.const(np.array(draw(st.lists(st.integers(0, 3), min_size=a.shape[0], max_size=a.shape[0])),
+                                   np.int64))
+            r = scatter_add(a, idx, 4)
+        elif kind == "broadcast":
+            r = broadcast_to(a, (2,) + a.shape) * 1.0
+        if r is not None and r.dtype == "f64":
+            pool.append(r)
+    outs = {f"o{i}": t for i, t in enumerate(pool[-3:])}
+    g = b.finish(outs)
+    vals = draw(st.lists(VALUES, min_size=12, max_size=12))
+    inputs = {"x": np.array(vals[:6]).reshape(2, 3), "y": np.array(vals[6:]).reshape(2, 3)}
+    if draw(st.booleans()):  # a non-C layout: both backends must see (and keep) the same strides
+        inputs["x"] = np.asfortranarray(inputs["x"])
+    return g, inputs
+
+
+@SETTINGS
+@given(random_graphs())
+def test_compiled_matches_interpreter_bit_for_bit(case):
+    g, inputs = case
+    verify(g, OPS)
+    assert_same(compile_graph(g)(inputs), run(g, inputs))
+
+
+@SETTINGS
+@given(random_graphs())
+def test_optimised_compiled_matches_unoptimised_interpreter(case):
+    g, inputs = case
+    assert_same(compile_graph(optimize(g))(inputs), run(g, inputs))
+
+
+# -- microgpt ----------------------------------------------------------------------------------------
+
+
+def _microgpt_inputs(n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    from gptir import rng as R
+    from gptir.model import GPTConfig, init_params
+
+    cfg = GPTConfig(vocab_size=27)
+    params, _ = init_params(cfg, R.python_random(42))
+    rs = np.random.RandomState(seed)
+    inputs = dict(params)
+    inputs["tokens"] = rs.randint(0, 27, n).astype(np.int64)
+    inputs["targets"] = rs.randint(0, 27, n).astype(np.int64)
+    return inputs
+
+
+@pytest.mark.parametrize("n", [1, 5, 16])
+def test_microgpt_loss_bit_identical(n):
+    from gptir.model import GPTConfig, loss_graph
+
+    g = loss_graph(GPTConfig(vocab_size=27), n)
+    inputs = _microgpt_inputs(n)
+    ref = run(g, inputs)
+    assert_same(compile_graph(g)(inputs), ref)
+    assert_same(compile_graph(optimize(g))(inputs), ref)
+    assert 2.0 < float(ref["loss"]) < 5.0
+
+
+def test_microgpt_training_steps_bit_identical():
+    """Several chained training steps (outputs fed back as inputs, so layouts carry over)."""
+    pytest.importorskip("gptir.autodiff")
+    from gptir.model import GPTConfig
+    from gptir.optim import AdamConfig
+    from gptir.train import step_graph
+
+    cfg = GPTConfig(vocab_size=27)
+    state_i = state_c = None
+    for step, n in enumerate([3, 16, 3, 7]):
+        g = step_graph(cfg, AdamConfig(), 1000, n)
+        prog = compile_graph(optimize(g))
+        base = _microgpt_inputs(n, seed=step)
+        if state_i is None:
+            state_i = {k: base[k] for k in base if k not in ("tokens", "targets")}
+            for k in list(state_i):
+                state_i[f"m.{k}"] = np.zeros_like(state_i[k])
+                state_i[f"v.{k}"] = np.zeros_like(state_i[k])
+            state_c = dict(state_i)
+        data = {"tokens": base["tokens"], "targets": base["targets"], "step": np.float64(step)}
+        out_i = run(g, {**state_i, **data})
+        out_c = prog({**state_c, **data})
+        assert_same(out_c, out_i)
+        state_i = {k: v for k, v in out_i.items() if k != "loss"}
+        state_c = {k: v for k, v in out_c.items() if k != "loss"}
+    assert np.isfinite(float(out_i["loss"]))
+
+
+# -- security ------------------------------------------------------------------------------------------
+
+EVIL = "x\"); __import__('os').system('echo pwned') #\n'''"
+
+
+def test_locations_scopes_and_graph_names_never_reach_the_source():
+    b = Builder("evil'\"name")
+    x = b.input("x", F)
+    y = exp(x) * 2.0
+    g = b.finish({"out": y})
+    nodes = [n.replace(loc=EVIL, scope="a.b") for n in g.nodes.values()]
+    g = make_graph(EVIL, nodes, g.outputs)
+    src = generate_source(g)
+    assert "__import__" not in src and "pwned" not in src and "'''" not in src and '"' not in src
+    assert "evil" not in src
+    xv = np.arange(6.0).reshape(2, 3)
+    assert_same(compile_graph(g)({"x": xv}), {"out": np.exp(xv) * 2.0})
+
+
+def test_unsafe_value_names_are_rejected():
+    bad = Node("x); __import__('os')", "input", (), F)
+    g = Graph("g", {bad.name: bad}, {"out": bad.name})
+    with pytest.raises(CodegenError, match="unsafe value name"):
+        generate_source(g)
+
+
+def test_hostile_attribute_reprs_cannot_inject():
+    class EvilInt(int):
+        def __repr__(self) -> str:  # pragma: no cover - must never be called
+            return "__import__('os')"
+
+    b = Builder("g")
+    x = b.input("x", F)
+    g = b.finish({"out": x.sum(axis=1), "r": reshape(x, (6,))})
+    node = g.nodes[g.outputs["out"]]
+    g.nodes[node.name] = node.replace(attrs={"axes": (EvilInt(1),), "keepdims": False})
+    node = g.nodes[g.outputs["r"]]
+    g.nodes[node.name] = node.replace(attrs={"shape": (EvilInt(6),)})
+    src = generate_source(g)
+    assert "__import__" not in src and "_add.reduce(v_x, (1,), None, None, False)" in src
+    out = compile_graph(g)({"x": np.arange(6.0).reshape(2, 3)})
+    assert out["out"].tolist() == [3.0, 12.0] and out["r"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+def test_constants_are_not_printed_into_the_source():
+    b = Builder("g")
+    x = b.input("x", F)
+    g = b.finish({"out": x + np.full((2, 3), 123.456)})
+    src = generate_source(g)
+    assert "123.456" not in src
+    assert_same(compile_graph(g)({"x": np.ones((2, 3))}), {"out": np.full((2, 3), 124.456)})
+
+
+def test_malicious_ir_text_cannot_inject():
+    text_mod = pytest.importorskip("gptir.text")
+    if not hasattr(text_mod, "parse"):
+        pytest.skip("parser not available")
+    src_text = (
+        'graph g {\n'
+        '  in %x : f64[2]\n'
+        '  %e = exp %x : f64[2] @a.b loc("\\"); __import__(\'os\').system(\'echo pwned\') #\\n")\n'
+        '  output out = %e\n'
+        '}\n'
+    )
+    g = text_mod.parse(src_text, "evil.ir")
+    src = generate_source(g)
+    assert "__import__" not in src and "pwned" not in src
+    assert_same(compile_graph(g)({"x": np.array([0.0, 1.0])}), {"out": np.exp(np.array([0.0, 1.0]))})
+
+
+# -- naming and the calling convention ------------------------------------------------------------------
+
+
+def test_variable_names_are_sanitised_and_collision_free():
+    b = Builder("g")
+    a1 = b.input("a.b", F)
+    a2 = b.input("a_b", F)
+    g = b.finish({"out": a1 - a2})
+    p = plan(g)
+    names = [v for _, v in p.args]
+    assert len(set(names)) == 2 and all(v.isidentifier() and v.startswith("v_a_b") for v in names)
+    out = compile_graph(g)({"a.b": np.full((2, 3), 5.0), "a_b": np.full((2, 3), 2.0)})
+    assert_same(out, {"out": np.full((2, 3), 3.0)})
+
+
+def test_checked_inputs_params_defaults_and_errors():
+    b = Builder("g")
+    x = b.input("x", F)
+    w = b.param("w", F, np.full((2, 3), 2.0))
+    g = b.finish({"out": x * w, "s": (x * w).sum()})
+    f = compile_graph(g)
+    out = f({"x": [[1, 2, 3], [4, 5, 6]]})  # lists are converted like the interpreter does
+    assert_same(out, run(g, {"x": np.array([[1, 2, 3], [4, 5, 6]], float)}))
+    assert out["s"].shape == () and isinstance(out["s"], np.ndarray) and float(out["s"]) == 42.0
+    out = f({"x": np.ones((2, 3)), "w": np.full((2, 3), 3.0)})  # params override the graph's values
+    assert float(out["s"]) == 18.0
+    with pytest.raises(ExecError, match="missing input"):
+        f({})
+    with pytest.raises(ExecError, match="unknown input"):
+        f({"x": np.ones((2, 3)), "zz": np.ones(1)})
+    with pytest.raises(ExecError, match="must be f64\\[2,3\\]"):
+        f({"x": np.ones((3, 2))})
+
+
+def test_runtime_errors_name_the_node():
+    b = Builder("g")
+    t = b.input("t", TensorType("f64", (3, 2)))
+    i = b.input("i", TensorType("i64", (2,)))
+    g = b.finish({"out": gather(t, i)})
+    f = compile_graph(g)
+    with pytest.raises(ExecError, match="gather"):
+        f({"t": np.zeros((3, 2)), "i": np.array([0, 7])})
+
+
+def test_constant_outputs_are_copies():
+    b = Builder("g")
+    x = b.input("x", F)
+    g = b.finish({"x": x, "c": b.const(np.arange(3.0))})
+    f = compile_graph(g)
+    first = f({"x": np.ones((2, 3))})
+    first["c"][0] = 99.0
+    assert f({"x": np.ones((2, 3))})["c"][0] == 0.0
+
+
+def test_hoisting_and_broadcast_elision_shorten_the_program():
+    b = Builder("g")
+    x = b.input("x", TensorType("f64", (4, 5)))
+    s = x.sum(axis=1, keepdims=True)
+    y = (x - s) * 0.5 + 1.0  # s broadcasts at run time; 0.5 and 1.0 are hoisted constant broadcasts
+    g = b.finish({"out": y})
+    p = plan(g)
+    assert p.n_statements == 4  # sum, sub, mul, add: no broadcast_to at run time
+    assert "_broadcast_to" not in p.source
+    xv = np.arange(20.0).reshape(4, 5)
+    assert_same(compile_graph(g)({"x": xv}), run(g, {"x": xv}))
+
+
+def test_every_op_is_compilable():
+    from gptir.codegen import _FAST
+
+    missing = [op for op, d in OPS.items() if d.kind != "source" and op not in _FAST and op != "stop_gradient"
+               and d.emit is None]
+    assert missing == []
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_graphs())
+def test_op_table_emitters_alone_are_bit_identical(case):
+    """The op table's own ``emit`` (the fallback for ops without a fast emitter) is exact too."""
+    from unittest import mock
+
+    import gptir.codegen as cg
+
+    g, inputs = case
+    with mock.patch.dict(cg._FAST, clear=True):
+        f = compile_graph(g)
+    assert_same(f(inputs), run(g, inputs))
+
+
+def test_unverified_garbage_gives_codegen_errors_not_crashes():
+    x = Node("x", "input", (), F)
+    bad_op = Node("y", "frobnicate", ("x",), F)
+    with pytest.raises(CodegenError, match="unknown op"):
+        generate_source(Graph("g", {"x": x, "y": bad_op}, {"out": "y"}))
+    bad_attr = Node("y", "reshape", ("x",), TensorType("f64", (6,)), {"shape": ("6",)})
+    with pytest.raises(CodegenError, match="must be ints"):
+        generate_source(Graph("g", {"x": x, "y": bad_attr}, {"out": "y"}))
+    no_attr = Node("y", "reshape", ("x",), TensorType("f64", (6,)), {})
+    with pytest.raises(CodegenError, match="missing attribute"):
+        generate_source(Graph("g", {"x": x, "y": no_attr}, {"out": "y"}))
+
+
+def test_programs_for_different_lengths_share_their_source():
+    """Shapes are closure constants, so the per-length programs compile once (and stay exact)."""
+    from gptir.model import GPTConfig, loss_graph
+
+    cfg = GPTConfig(vocab_size=27)
+    g5, g7 = optimize(loss_graph(cfg, 5)), optimize(loss_graph(cfg, 7))
+    assert generate_source(g5) == generate_source(g7)
+    for n, g in ((5, g5), (7, g7)):
+        inputs = _microgpt_inputs(n)
+        assert_same(compile_graph(g)(inputs), run(loss_graph(cfg, n), inputs))
+
+
+def test_scalar_constants_and_lifted_shapes_do_not_collide():
+    b = Builder("g")
+    s = b.input("s", TensorType("f64", ()))
+    x = b.input("x", TensorType("f64", (2, 3)))
+    k = b.const(2.0)
+    y = s * k  # k becomes a numpy-scalar closure constant
+    r1 = reshape(x, (3, 2))
+    z = (y + k) * k  # k again (same closure name, inserted twice)
+    r2 = reshape(x, (6,))
+    g = b.finish({"y": y, "z": z, "r1": r1, "r2": r2})
+    inputs = {"s": np.float64(1.5), "x": np.arange(6.0).reshape(2, 3)}
+    out = compile_graph(g)(inputs)
+    assert_same(out, run(g, inputs))
+    assert out["r1"].shape == (3, 2) and out["r2"].shape == (6,) and float(out["z"]) == 10.0
