@@ -201,10 +201,7 @@ def profile_statements(gtrain: Any, run: tm.Run, reps: int, top: int = 10) -> st
     ns = codegen._namespace_base()  # noqa: SLF001 - diagnostic
     ns["_asarray"] = np.asarray
     ns.update(prog.consts)
-    inputs.update(st.params)
-    for k in st.params:
-        inputs[f"m.{k}"], inputs[f"v.{k}"] = st.m[k], st.v[k]
-    inputs["step"] = np.float64(0)
+    inputs = gtrain.step_inputs(st, inputs)
     for name, var in prog.args:
         ns[var] = np.asarray(inputs[name]) if name in inputs else graph.params[name]
     stmts = []

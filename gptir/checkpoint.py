@@ -1,7 +1,8 @@
 """Checkpoints: a training run's whole state in one file, written atomically.
 
 The file is an ``.npz`` (a zip of ``.npy`` arrays, read with ``allow_pickle=False`` so a checkpoint
-is pure data): ``params/<name>``, ``m/<name>`` and ``v/<name>`` for every parameter, and ``meta``, a
+is pure data): ``params/<name>`` for every parameter, the Adam moments ``adam/m`` and ``adam/v`` (flat, in
+parameter order), and ``meta``, a
 UTF-8 JSON document (as bytes) with the format tag, configs, step, random state, recipe and
 vocabulary. Loading checks everything against the model configuration, so a truncated, corrupted or
 foreign file gets one clear error instead of a traceback or a silently wrong run.
@@ -21,7 +22,7 @@ from gptir import rng as R
 from gptir.data import DataError, Tokenizer
 from gptir.fileio import atomic_write_bytes
 from gptir.ir import GptirError
-from gptir.model import ConfigError, GPTConfig, param_shapes
+from gptir.model import ConfigError, GPTConfig, num_params, param_shapes
 from gptir.optim import AdamConfig
 from gptir.train import RECIPES, TrainState
 
@@ -51,8 +52,7 @@ def to_bytes(state: TrainState) -> bytes:
     arrays: dict[str, np.ndarray] = {"meta": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)}
     for name in state.params:
         arrays[f"params/{name}"] = state.params[name]
-        arrays[f"m/{name}"] = state.m[name]
-        arrays[f"v/{name}"] = state.v[name]
+    arrays["adam/m"], arrays["adam/v"] = state.m, state.v
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     return buf.getvalue()
@@ -113,20 +113,18 @@ def from_bytes(data: bytes, path: str = "<checkpoint>") -> TrainState:
         raise bad(f"vocabulary of {tokenizer.vocab_size} tokens but the model expects {model.vocab_size}")
     if not 0 <= step <= num_steps or batch < 1:
         raise bad(f"step {step} of {num_steps} (batch {batch}) is impossible")
-    shapes = param_shapes(model)
-    expected = {"meta"} | {f"{part}/{name}" for part in ("params", "m", "v") for name in shapes}
-    if set(arrays) != expected:
-        missing = sorted(expected - set(arrays))
-        extra = sorted(set(arrays) - expected)
+    shapes = {f"params/{name}": shape for name, shape in param_shapes(model).items()}
+    shapes["adam/m"] = shapes["adam/v"] = (num_params(model),)
+    if set(arrays) != set(shapes) | {"meta"}:
+        missing = sorted(set(shapes) - set(arrays))
+        extra = sorted(set(arrays) - set(shapes) - {"meta"})
         raise bad(f"arrays do not match the model (missing {missing[:3]}, unexpected {extra[:3]})")
-    parts: dict[str, dict[str, np.ndarray]] = {"params": {}, "m": {}, "v": {}}
-    for part in parts:
-        for name, shape in shapes.items():
-            arr = arrays[f"{part}/{name}"]
-            if arr.dtype != np.float64 or arr.shape != shape:
-                raise bad(f"{part}/{name} is {arr.dtype}{list(arr.shape)}, expected float64{list(shape)}")
-            parts[part][name] = arr
-    return TrainState(model, adam, num_steps, recipe, seed, tokenizer, parts["params"], parts["m"], parts["v"],
+    for key, shape in shapes.items():
+        arr = arrays[key]
+        if arr.dtype != np.float64 or arr.shape != shape:
+            raise bad(f"{key} is {arr.dtype}{list(arr.shape)}, expected float64{list(shape)}")
+    params = {key.split("/", 1)[1]: arrays[key] for key in shapes if key.startswith("params/")}
+    return TrainState(model, adam, num_steps, recipe, seed, tokenizer, params, arrays["adam/m"], arrays["adam/v"],
                       step, rng, str(fingerprint), batch)
 
 

@@ -168,9 +168,8 @@ def test_microgpt_training_steps_bit_identical():
         base = _microgpt_inputs(n, seed=step)
         if state_i is None:
             state_i = {k: base[k] for k in base if k not in ("tokens", "targets")}
-            for k in list(state_i):
-                state_i[f"m.{k}"] = np.zeros_like(state_i[k])
-                state_i[f"v.{k}"] = np.zeros_like(state_i[k])
+            size = sum(v.size for v in state_i.values())
+            state_i["adam.m"], state_i["adam.v"] = np.zeros(size), np.zeros(size)
             state_c = dict(state_i)
         data = {"tokens": base["tokens"], "targets": base["targets"], "step": np.float64(step)}
         out_i = run(g, {**state_i, **data})
