@@ -14,7 +14,10 @@ import tempfile
 def atomic_write_bytes(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and ``os.replace``."""
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".gptir-", suffix=".tmp", dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".gptir-", suffix=".tmp", dir=folder)
+    except OSError as e:  # name the file the user asked for, not our temporary
+        raise OSError(e.errno, f"cannot write there ({e.strerror})", path) from None
     try:
         # mkstemp makes the file private (0600); give it the mode a plain open() would have, or the
         # mode of the file it replaces
@@ -34,6 +37,17 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+def check_writable(path: str) -> None:
+    """Fail early (before a long run) when ``path`` cannot be written: its folder must exist."""
+    if path == "-":
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise OSError(2, "its folder does not exist", path)
+    if os.path.isdir(path):
+        raise OSError(21, "is a folder", path)
 
 
 def _umask() -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -16,7 +17,7 @@ from typing import Any
 from gptir import checkpoint
 from gptir import train as T
 from gptir.data import load_docs
-from gptir.fileio import atomic_write_text
+from gptir.fileio import atomic_write_text, check_writable
 from gptir.ir import GptirError
 from gptir.model import num_params
 from gptir.optim import AdamConfig
@@ -114,6 +115,13 @@ def run(args: argparse.Namespace) -> int:
         raise GptirError("--dump-ir-every needs --dump-dir")
     if args.samples < 0:
         raise GptirError("--samples must be >= 0")
+    if not (args.temperature > 0 and math.isfinite(args.temperature)):
+        raise GptirError(f"--temperature must be a positive number, got {args.temperature}")
+    for path in (args.out, args.log):
+        if path:
+            check_writable(path)
+    if args.dump_dir and os.path.exists(args.dump_dir) and not os.path.isdir(args.dump_dir):
+        raise GptirError(f"--dump-dir {args.dump_dir}: exists and is not a folder")
     state, docs = _start(args)
     until = _target(args, state)
     if not args.quiet:
@@ -127,12 +135,19 @@ def run(args: argparse.Namespace) -> int:
     progress = Progress(state.step, until, state.num_steps, args.quiet)
     try:
         _dump(args, state, docs)
-        for state, loss in T.train(state, docs, cache, until=until):
-            log.append({"step": state.step, "loss": loss})
-            progress.update(state.step, loss)
-            if args.out and args.save_every and state.step % args.save_every == 0:
+        try:
+            for state, loss in T.train(state, docs, cache, until=until):
+                log.append({"step": state.step, "loss": loss})
+                progress.update(state.step, loss)
+                if args.out and args.save_every and state.step % args.save_every == 0:
+                    checkpoint.save(args.out, state)
+                _dump(args, state, docs)
+        except KeyboardInterrupt:
+            if args.out:  # keep the finished steps: the run can go on with --resume
                 checkpoint.save(args.out, state)
-            _dump(args, state, docs)
+                print(f"\ninterrupted after step {state.step}; checkpoint written to {args.out} "
+                      f"(continue with --resume {args.out})", file=sys.stderr)
+            raise
         if args.out:
             checkpoint.save(args.out, state)
         names, rng = sample(state.model, state.params, state.tokenizer, state.rng, num=args.samples,
