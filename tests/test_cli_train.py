@@ -108,3 +108,32 @@ def test_traced_loss_matches_the_training_loss(data, tmp_path):
     r = gptir("trace", "microgpt", "--data", str(data), *SMALL, "--train-step", "-o", str(tmp_path / "step.ir"))
     assert r.returncode == 0, r.stderr
     assert "backward" in (tmp_path / "step.ir").read_text()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--out", "/nonexistent-gptir/run.ckpt"], "its folder does not exist"),
+    (["--log", "/nonexistent-gptir/log.jsonl"], "its folder does not exist"),
+    (["--temperature", "0"], "--temperature must be a positive number"),
+    (["--n-embd", "6", "--n-head", "4"], "must be a multiple of n_head"),
+])
+def test_bad_options_fail_before_training(data, extra, message):
+    r = gptir("train", "--data", str(data), "--steps", "1000", *extra)
+    assert r.returncode == 1 and message in r.stderr and "Traceback" not in r.stderr
+    assert "step" not in r.stderr  # refused before any training step
+
+
+def test_traced_loss_with_a_checkpoint_matches_the_next_training_step(data, tmp_path):
+    from gptir.train import start
+    ckpt, log, ir, params = tmp_path / "c.ckpt", tmp_path / "rest.jsonl", tmp_path / "l.ir", tmp_path / "p.npz"
+    assert gptir("train", "--data", str(data), "--steps", "6", "--stop-after", "3", "--samples", "0", "--out",
+                 str(ckpt), *SMALL).returncode == 0
+    _, shuffled = start(DOCS, seed=42, num_steps=6, n_embd=8, n_head=2, block_size=8)
+    doc = shuffled[3]  # the document of step 4
+    r = gptir("trace", "microgpt", "--checkpoint", str(ckpt), "--doc", doc, "--params-out", str(params),
+              "-o", str(ir))
+    assert r.returncode == 0, r.stderr
+    exec_loss = json.loads(gptir("exec", str(ir), "--params", str(params), "--format", "json").stdout)
+    assert gptir("train", "--data", str(data), "--resume", str(ckpt), "--samples", "0", "--log",
+                 str(log)).returncode == 0
+    step4 = read_log(log)[0]
+    assert step4["step"] == 4 and exec_loss["outputs"]["loss"]["value"] == step4["loss"]
