@@ -57,7 +57,7 @@ def test_resume_continues_bit_identically(data, tmp_path):
     r = gptir("train", "--data", str(data), "--steps", "8", "--stop-after", "3", "--samples", "0", "--out", str(ckpt),
               "--log", str(part), *SMALL)
     assert r.returncode == 0, r.stderr
-    r = gptir("train", "--data", str(data), "--resume", str(ckpt), "--samples", "2", "--log", str(rest))
+    r = gptir("train", "--data", str(data), "--resume", str(ckpt), "--steps", "8", "--samples", "2", "--log", str(rest))
     assert r.returncode == 0, r.stderr
     assert read_log(part) + read_log(rest) == read_log(full)  # losses compared exactly, as JSON floats
 
