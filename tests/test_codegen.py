@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gptir.codegen import CodegenError, compile_graph, generate_source, plan
+from gptir.codegen import REUSE_MIN_ELEMENTS, CodegenError, compile_graph, generate_source, plan
 from gptir.interp import ExecError, run
 from gptir.ir import Graph, Node, TensorType, make_graph, verify
 from gptir.ops import OPS
@@ -47,10 +47,10 @@ VALUES = st.one_of(SPECIAL, st.floats(-10, 10, allow_nan=False))
 
 
 @st.composite
-def random_graphs(draw) -> tuple[Graph, dict[str, np.ndarray]]:
+def random_graphs(draw, t: TensorType = F) -> tuple[Graph, dict[str, np.ndarray]]:
     b = Builder("rand")
-    x = b.input("x", F)
-    y = b.param("y", F, np.zeros((2, 3)))
+    x = b.input("x", t)
+    y = b.param("y", t, np.zeros(t.shape))
     pool = [x, y]
     for _ in range(draw(st.integers(1, 14))):
         a = draw(st.sampled_from(pool))
@@ -103,8 +103,8 @@ def random_graphs(draw) -> tuple[Graph, dict[str, np.ndarray]]:
             pool.append(r)
     outs = {f"o{i}": t for i, t in enumerate(pool[-3:])}
     g = b.finish(outs)
-    vals = draw(st.lists(VALUES, min_size=12, max_size=12))
-    inputs = {"x": np.array(vals[:6]).reshape(2, 3), "y": np.array(vals[6:]).reshape(2, 3)}
+    vals = draw(st.lists(VALUES, min_size=2 * t.size, max_size=2 * t.size))
+    inputs = {"x": np.array(vals[:t.size]).reshape(t.shape), "y": np.array(vals[t.size:]).reshape(t.shape)}
     if draw(st.booleans()):  # a non-C layout: both backends must see (and keep) the same strides
         inputs["x"] = np.asfortranarray(inputs["x"])
     return g, inputs
@@ -378,3 +378,216 @@ def test_scalar_constants_and_lifted_shapes_do_not_collide():
     out = compile_graph(g)(inputs)
     assert_same(out, run(g, inputs))
     assert out["r1"].shape == (3, 2) and out["r2"].shape == (6,) and float(out["z"]) == 10.0
+
+
+# -- buffer reuse and freeing dead values ------------------------------------------------------------------
+
+F8 = TensorType("f64", (8,))
+
+
+def _reuse_graph_cases():
+    """Graphs over arrays big enough for every reusable op (exp/log need >= 64 bytes), 1-D
+    (fresh 1-D results are C-contiguous whatever the inputs) and 2-D (only matmuls prove it)."""
+    return st.one_of(random_graphs(TensorType("f64", (16,))), random_graphs(TensorType("f64", (4, 8))),
+                     random_graphs())
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_reuse_graph_cases(), st.booleans())
+def test_reuse_forced_on_is_bit_identical_and_leaves_inputs_alone(case, optimised):
+    g, inputs = case
+    if optimised:
+        g = optimize(g)
+    saved = {k: v.copy(order="K") for k, v in inputs.items()}
+    ref = run(g, inputs)
+    f = compile_graph(g, reuse_min=0, free_dead=True)
+    first = f(inputs)
+    kept = {k: v.copy(order="K") for k, v in first.items()}
+    assert_same(first, ref)
+    second = f(inputs)  # no state carried between calls ...
+    assert_same(second, ref)
+    for k in first:  # ... and the first call's results are not overwritten by the second
+        assert same_values(first[k], kept[k]), k
+    for k in inputs:  # inputs are never written
+        assert same_values(inputs[k], saved[k]) and inputs[k].flags.f_contiguous == saved[k].flags.f_contiguous
+
+
+def same_values(a: np.ndarray, b: np.ndarray) -> bool:
+    """Same dtype, shape and bits, whatever the layout (a copy may normalise a view's strides)."""
+    a, b = np.asarray(a), np.asarray(b)
+    return a.dtype == b.dtype and a.shape == b.shape and \
+        np.ascontiguousarray(a).tobytes() == np.ascontiguousarray(b).tobytes()
+
+
+def _outs(src: str) -> list[str]:
+    return [line.strip() for line in src.splitlines() if "out=" in line]
+
+
+def test_elementwise_chain_reuses_its_own_buffers():
+    b = Builder("g")
+    x = b.input("x", F8)
+    y = exp(x * 2.0) + 1.0
+    g = b.finish({"y": y})
+    src = generate_source(g, reuse_min=0)
+    assert _outs(src) == ["v_exp = _exp(v_mul, out=v_mul)", "v_add = _add(v_exp, v_const_1, out=v_exp)"]
+    assert plan(g, reuse_min=0).n_reused == 2
+    assert "out=" not in generate_source(g, reuse_min=None) and "del " not in generate_source(g, None, False)
+    assert "out=" not in generate_source(g, reuse_min=9)  # below the threshold: fresh arrays
+    xv = np.linspace(-1.0, 1.0, 8)
+    out = compile_graph(g, reuse_min=0)({"x": xv})
+    assert_same(out, run(g, {"x": xv}))
+    assert out["y"].tolist() == (np.exp(xv * 2.0) + 1.0).tolist()
+
+
+def test_a_dead_value_that_is_not_an_operand_is_reused():
+    b = Builder("g")
+    x = b.input("x", F8)
+    m = x * 2.0
+    s = m.sum()  # m's last use: its buffer is free from here on
+    y = exp(x) * s  # exp(x) cannot be in place (x is an input): it takes m's buffer
+    g = b.finish({"y": y})
+    src = generate_source(g, reuse_min=0)
+    assert "v_exp = _exp(v_x, out=v_mul)" in src
+    xv = np.arange(8.0) / 8
+    assert_same(compile_graph(g, reuse_min=0)({"x": xv}), run(g, {"x": xv}))
+
+
+def test_inputs_params_and_constants_are_never_donors():
+    b = Builder("g")
+    x = b.input("x", F8)
+    w = b.param("w", F8, np.full(8, 3.0))
+    c = b.const(np.arange(8.0))
+    g = b.finish({"y": (x + w) * c, "z": -x})
+    src = generate_source(g, reuse_min=0)
+    assert _outs(src) == ["v_mul = _multiply(v_add, v_const, out=v_add)"]  # only the program's own sum
+    xv, wv = np.ones(8), np.full(8, 2.0)
+    out = compile_graph(g, reuse_min=0)({"x": xv, "w": wv})
+    assert xv.tolist() == [1.0] * 8 and wv.tolist() == [2.0] * 8
+    assert out["y"].tolist() == [3.0 * i for i in range(8)] and out["z"].tolist() == [-1.0] * 8
+    assert_same(compile_graph(g, reuse_min=0)({"x": xv}), run(g, {"x": xv}))  # the param's default too
+    assert g.params["w"].tolist() == [3.0] * 8
+
+
+def test_outputs_are_never_donors_but_may_be_reused_buffers():
+    b = Builder("g")
+    x = b.input("x", F8)
+    m = x * 2.0
+    y = exp(m)
+    g = b.finish({"m": m, "y": y})
+    assert "out=" not in generate_source(g, reuse_min=0)  # m is returned: it must keep its values
+    xv = np.arange(8.0)
+    out = compile_graph(g, reuse_min=0)({"x": xv})
+    assert out["m"].tolist() == (xv * 2.0).tolist() and not np.shares_memory(out["m"], out["y"])
+    g2 = b.finish({"y": y})  # the same without m returned: y is written over m and returned
+    assert _outs(generate_source(g2, reuse_min=0)) == ["v_exp = _exp(v_mul, out=v_mul)"]
+    assert_same(compile_graph(g2, reuse_min=0)({"x": xv}), run(g2, {"x": xv}))
+
+
+def test_a_live_view_keeps_its_base_from_being_overwritten():
+    b = Builder("g")
+    x = b.input("x", F8)
+    m = x * 2.0
+    r = reshape(m, (2, 4))  # a view of m's buffer
+    y = exp(m)  # m's last direct use, but r still reads the buffer below
+    z = r * 3.0
+    g = b.finish({"y": y, "z": z})
+    src = generate_source(g, reuse_min=0)
+    assert "out=v_mul" not in src and _outs(src) == []
+    xv = np.arange(8.0) / 4
+    out = compile_graph(g, reuse_min=0)({"x": xv})
+    assert_same(out, run(g, {"x": xv}))
+    assert out["z"].ravel().tolist() == (xv * 6.0).tolist()
+    # the same graph with the view read before exp: m is dead then, and exp overwrites it
+    b = Builder("g")
+    x = b.input("x", F8)
+    m = x * 2.0
+    z = reshape(m, (2, 4)) * 3.0
+    y = exp(m)
+    g = b.finish({"y": y, "z": z})
+    assert "v_exp = _exp(v_mul, out=v_mul)" in generate_source(g, reuse_min=0)
+    assert_same(compile_graph(g, reuse_min=0)({"x": xv}), run(g, {"x": xv}))
+
+
+def test_no_in_place_when_another_operand_views_the_donor():
+    b = Builder("g")
+    x = b.input("x", TensorType("f64", (4, 4)))
+    a = x @ x  # a fresh C-contiguous matrix
+    y = a + transpose(a)  # a.T reads a's buffer in another order
+    g = b.finish({"y": y})
+    assert _outs(generate_source(g, reuse_min=0)) == []
+    xv = np.arange(16.0).reshape(4, 4)
+    assert_same(compile_graph(g, reuse_min=0)({"x": xv}), run(g, {"x": xv}))
+
+
+def test_no_reuse_without_a_proved_layout_or_across_shapes_and_dtypes():
+    b = Builder("g")
+    x = b.input("x", F)  # any layout: x * 2 may be Fortran-ordered, like the interpreter's
+    y = exp(x * 2.0)
+    s = b.input("s", F8)
+    k = cast((s * 2.0) > 1.0, "f64")  # a bool result never takes an f64 buffer and vice versa
+    g = b.finish({"y": y, "k": k})
+    assert _outs(generate_source(g, reuse_min=0)) == []
+    xv = np.asfortranarray(np.arange(6.0).reshape(2, 3))
+    inputs = {"x": xv, "s": np.arange(8.0)}
+    assert_same(compile_graph(g, reuse_min=0)(inputs), run(g, inputs))
+
+
+def test_tiny_exp_and_log_stay_out_of_place():
+    b = Builder("g")
+    x = b.input("x", TensorType("f64", (7,)))  # 56 bytes: numpy may pick another kernel in place
+    g = b.finish({"y": log(exp(x * 2.0) * 2.0)})
+    assert _outs(generate_source(g, reuse_min=0)) == ["v_mul_1 = _multiply(v_exp, v_const_1, out=v_exp)"]
+
+
+def test_dead_values_are_dropped_but_outputs_are_not():
+    b = Builder("g")
+    x = b.input("x", F8)
+    m = x * 2.0
+    y = m + 1.0
+    z = m * 3.0
+    g = b.finish({"y": y, "z": z})
+    src = generate_source(g, reuse_min=None, free_dead=True)
+    dels = [line.strip() for line in src.splitlines() if line.strip().startswith("del ")]
+    assert dels == ["del v_mul"] and src.index("del v_mul") > src.index("v_mul_1 =")
+    xv = np.arange(8.0)
+    assert_same(compile_graph(g)({"x": xv}), run(g, {"x": xv}))
+
+
+def test_training_step_reuses_buffers_by_default():
+    pytest.importorskip("gptir.autodiff")
+    from gptir.model import GPTConfig
+    from gptir.optim import AdamConfig
+    from gptir.train import step_graph
+
+    assert REUSE_MIN_ELEMENTS is not None
+    p = plan(optimize(step_graph(GPTConfig(vocab_size=27), AdamConfig(), 1000, 5)))
+    assert p.n_reused >= 10 and p.source.count("out=") == p.n_reused and "del " in p.source
+
+
+def test_batched_training_steps_with_reuse_stay_bit_identical():
+    """Chained batched steps (mask, padding): reused buffers and dropped values change no bit, and
+    the state fed back in (views of the program's buffers) is never overwritten by the next call."""
+    pytest.importorskip("gptir.autodiff")
+    from gptir import rng as R
+    from gptir.model import GPTConfig, init_params
+    from gptir.optim import AdamConfig
+    from gptir.train import step_graph
+
+    cfg = GPTConfig(vocab_size=27, n_embd=32, n_layer=2)
+    params, _ = init_params(cfg, R.python_random(1))
+    size = sum(v.size for v in params.values())
+    state_i = {**params, "adam.m": np.zeros(size), "adam.v": np.zeros(size)}
+    state_c = dict(state_i)
+    rs = np.random.RandomState(0)
+    for step, n in enumerate([5, 9, 5]):
+        g = step_graph(cfg, AdamConfig(), 100, n, 4)
+        prog = compile_graph(optimize(g))
+        data = {"tokens": rs.randint(0, 27, (4, n)), "targets": rs.randint(0, 27, (4, n)),
+                "mask": rs.rand(4, n) > 0.2, "step": np.float64(step)}
+        before = {k: v.copy() for k, v in state_c.items()}
+        out_i = run(g, {**state_i, **data})
+        out_c = prog({**state_c, **data})
+        assert_same(out_c, out_i)
+        assert all(same_values(state_c[k], before[k]) for k in before)
+        state_i = {k: v for k, v in out_i.items() if k != "loss"}
+        state_c = {k: v for k, v in out_c.items() if k != "loss"}
