@@ -48,6 +48,7 @@ def to_bytes(state: TrainState) -> bytes:
         "chars": "".join(state.tokenizer.chars),
         "docs_fingerprint": state.docs_fingerprint,
         "rng": R.to_json(state.rng),
+        "data": state.data,
     }
     arrays: dict[str, np.ndarray] = {"meta": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)}
     for name in state.params:
@@ -77,6 +78,8 @@ def from_bytes(data: bytes, path: str = "<checkpoint>") -> TrainState:
     def bad(why: str) -> CheckpointError:
         return CheckpointError(f"{path} is not a usable gptir checkpoint: {why}")
 
+    if not data.startswith(b"PK"):
+        raise bad("it is not an .npz (zip) file" if data else "the file is empty")
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -105,6 +108,11 @@ def from_bytes(data: bytes, path: str = "<checkpoint>") -> TrainState:
         step, num_steps, batch, seed = (_int(meta[k], k) for k in ("step", "num_steps", "batch", "seed"))
         recipe = meta["recipe"]
         fingerprint = meta["docs_fingerprint"]
+        data_path = meta.get("data")
+        if data_path is not None and not isinstance(data_path, str):
+            raise TypeError("data must be a path or null")
+        if any(c in chars for c in "\n\r\x00"):
+            raise ValueError("the vocabulary has line breaks or NUL characters")
     except (KeyError, TypeError, ValueError, ConfigError, DataError, GptirError) as e:
         raise bad(f"bad metadata ({type(e).__name__}: {e})") from None
     if recipe not in RECIPES:
@@ -125,7 +133,7 @@ def from_bytes(data: bytes, path: str = "<checkpoint>") -> TrainState:
             raise bad(f"{key} is {arr.dtype}{list(arr.shape)}, expected float64{list(shape)}")
     params = {key.split("/", 1)[1]: arrays[key] for key in shapes if key.startswith("params/")}
     return TrainState(model, adam, num_steps, recipe, seed, tokenizer, params, arrays["adam/m"], arrays["adam/v"],
-                      step, rng, str(fingerprint), batch)
+                      step, rng, str(fingerprint), batch, data_path)
 
 
 def _fields(d: Any, cls: type) -> dict[str, Any]:

@@ -8,6 +8,7 @@ The arithmetic follows the reference line for line: ``m = b1*m + (1-b1)*g``, ``v
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 from gptir.ir import GptirError
@@ -24,6 +25,8 @@ class AdamConfig:
     def __post_init__(self) -> None:
         if not (0.0 <= self.beta1 < 1.0 and 0.0 <= self.beta2 < 1.0):
             raise GptirError(f"Adam betas must be in [0, 1), got {self.beta1}, {self.beta2}")
+        if not all(math.isfinite(x) for x in (self.lr, self.beta1, self.beta2, self.eps)):
+            raise GptirError(f"Adam settings must be finite numbers, got lr={self.lr}, eps={self.eps}")
         if self.lr < 0 or self.eps <= 0:
             raise GptirError(f"Adam needs lr >= 0 and eps > 0, got lr={self.lr}, eps={self.eps}")
 

@@ -52,6 +52,9 @@ def next_token_probs(logits: Sequence[float], temperature: float, recipe: str) -
     total = 0.0
     for e in exps:
         total = total + e
+    if not math.isfinite(total):
+        raise GptirError("the model's next-token probabilities are not finite numbers (did training diverge? "
+                         "try a smaller --lr)")
     inv = total ** -1
     return [e * inv for e in exps]
 

@@ -45,6 +45,7 @@ class TrainState:
     rng: R.Rng
     docs_fingerprint: str
     batch: int = 1
+    data: str | None = None  # where the documents came from (a file path; None: the built-in corpus)
 
 
 def fingerprint(docs: Sequence[str]) -> str:

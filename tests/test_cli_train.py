@@ -28,7 +28,10 @@ SMALL = ["--n-embd", "8", "--n-head", "2", "--block-size", "8"]
 
 
 def read_log(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    """The step and sample records (the first line describes the run)."""
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert "run" in records[0]
+    return records[1:]
 
 
 def test_train_prints_samples_and_logs(data, tmp_path):
@@ -43,6 +46,9 @@ def test_train_prints_samples_and_logs(data, tmp_path):
     assert [rec["step"] for rec in records[:6]] == [1, 2, 3, 4, 5, 6]
     assert all(isinstance(rec["loss"], float) and rec["loss"] > 0 for rec in records[:6])
     assert records[6:] == [{"sample": i + 1, "text": n} for i, n in enumerate(names)]
+    run = json.loads(log.read_text().splitlines()[0])["run"]
+    assert run["recipe"] == "microgpt" and run["seed"] == 42 and run["model"]["n_embd"] == 8
+    assert run["data"] == str(data.resolve())
     # sampling from the checkpoint continues the same stream: the same names
     s = gptir("sample", "--checkpoint", str(ckpt), "--num", "4")
     assert s.returncode == 0, s.stderr
@@ -137,3 +143,26 @@ def test_traced_loss_with_a_checkpoint_matches_the_next_training_step(data, tmp_
                  str(log)).returncode == 0
     step4 = read_log(log)[0]
     assert step4["step"] == 4 and exec_loss["outputs"]["loss"]["value"] == step4["loss"]
+
+
+def test_resume_keeps_the_checkpoint_settings(data, tmp_path):
+    ckpt, log = tmp_path / "c.ckpt", tmp_path / "log.jsonl"
+    assert gptir("train", "--data", str(data), "--recipe", "microgptex", "--steps", "6", "--stop-after", "2",
+                 "--samples", "0", "--out", str(ckpt), *SMALL).returncode == 0
+    r = gptir("train", "--resume", str(ckpt), "--n-embd", "16", "--lr", "0.5")
+    assert r.returncode == 1 and "--n-embd, --lr cannot be changed when resuming" in r.stderr
+    # no --data: the checkpoint remembers where its documents came from
+    r = gptir("train", "--resume", str(ckpt), "--samples", "1", "--log", str(log))
+    assert r.returncode == 0, r.stderr
+    first = json.loads(log.read_text().splitlines()[0])["run"]
+    assert first["recipe"] == "microgptex" and first["start_step"] == 2
+    assert [rec["step"] for rec in read_log(log)[:-1]] == [3, 4, 5, 6]
+
+
+@pytest.mark.parametrize("lr, message", [("nan", "must be finite"), ("1e300", "training diverged at step")])
+def test_divergence_and_nonsense_rates_are_clear_errors(data, tmp_path, lr, message):
+    log = tmp_path / "log.jsonl"
+    r = gptir("train", "--data", str(data), "--steps", "5", "--lr", lr, "--log", str(log), *SMALL)
+    assert r.returncode == 1 and message in r.stderr and "Traceback" not in r.stderr
+    for line in log.read_text().splitlines() if log.exists() else []:
+        json.loads(line, parse_constant=lambda c: pytest.fail(f"bare {c} in the JSON log"))

@@ -67,3 +67,9 @@ def test_python_stream_uses_choices(state):
         out.append(tok)
         ids.append(tok)
     assert names == [state.tokenizer.decode(out)]
+
+
+def test_diverged_parameters_are_a_clear_error(state):
+    params = {k: v * float("nan") for k, v in state.params.items()}
+    with pytest.raises(GptirError, match="not finite"):
+        sample(state.model, params, state.tokenizer, R.python_random(1), num=1)

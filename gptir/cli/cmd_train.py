@@ -12,6 +12,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import replace
 from typing import Any
 
 from gptir import checkpoint
@@ -33,15 +34,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "train until this step of the resumed run")
     p.add_argument("--stop-after", type=int, default=None, metavar="K",
                    help="stop after step K of the run (with --out, to continue later with --resume)")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--recipe", choices=T.RECIPES, default="microgpt",
-                   help="microgpt: one Python random stream (Karpathy's run); microgptex: threaded exsss streams")
-    p.add_argument("--n-embd", type=int, default=16)
-    p.add_argument("--n-head", type=int, default=4)
-    p.add_argument("--n-layer", type=int, default=1)
-    p.add_argument("--block-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--batch", type=int, default=1, help="documents per step (padded and masked); 1 is the reference run")
+    # None = not given: a resumed run takes these from its checkpoint and refuses changes
+    p.add_argument("--seed", type=int, default=None, help="(default 42)")
+    p.add_argument("--recipe", choices=T.RECIPES, default=None,
+                   help="microgpt (default): one Python random stream (Karpathy's run); "
+                        "microgptex: threaded exsss streams (MicroGPTEx's run)")
+    p.add_argument("--n-embd", type=int, default=None, help="(default 16)")
+    p.add_argument("--n-head", type=int, default=None, help="(default 4)")
+    p.add_argument("--n-layer", type=int, default=None, help="(default 1)")
+    p.add_argument("--block-size", type=int, default=None, help="(default 16)")
+    p.add_argument("--lr", type=float, default=None, help="(default 0.01)")
+    p.add_argument("--batch", type=int, default=None,
+                   help="documents per step (padded and masked); 1 (the default) is the reference run")
     p.add_argument("--backend", choices=T.BACKENDS, default="compiled")
     p.add_argument("--samples", type=int, default=20, metavar="K", help="names to sample after training")
     p.add_argument("--temperature", type=float, default=0.5)
@@ -56,18 +60,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+RUN_OPTIONS = ("seed", "recipe", "n_embd", "n_head", "n_layer", "block_size", "lr", "batch")
+
+
 def _start(args: argparse.Namespace) -> tuple[T.TrainState, list[str]]:
-    docs = load_docs(args.data)
     if args.resume:
+        given = [f"--{name.replace('_', '-')}" for name in RUN_OPTIONS if getattr(args, name) is not None]
+        if given:
+            raise GptirError(f"{', '.join(given)} cannot be changed when resuming: a resumed run keeps its "
+                             "checkpoint's settings (start a new run instead)")
         state = checkpoint.load(args.resume)
-        return state, T.resume_docs(state, docs)
+        data = args.data if args.data is not None else state.data
+        if data is not None and args.data is None and not os.path.exists(data):
+            raise GptirError(f"the checkpoint was trained on {data}, which no longer exists: pass --data")
+        return state, T.resume_docs(state, load_docs(data))
     for name in ("steps", "n_embd", "n_head", "n_layer", "block_size", "batch"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise GptirError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    return T.start(docs, recipe=args.recipe, seed=args.seed, num_steps=args.steps or 1000, n_embd=args.n_embd,
-                   n_head=args.n_head, n_layer=args.n_layer, block_size=args.block_size,
-                   adam=AdamConfig(lr=args.lr), batch=args.batch)
+    docs = load_docs(args.data)
+    state, shuffled = T.start(
+        docs, recipe=args.recipe or "microgpt", seed=42 if args.seed is None else args.seed,
+        num_steps=args.steps or 1000, n_embd=args.n_embd or 16, n_head=args.n_head or 4,
+        n_layer=args.n_layer or 1, block_size=args.block_size or 16,
+        adam=AdamConfig(lr=0.01 if args.lr is None else args.lr), batch=args.batch or 1)
+    return replace(state, data=None if args.data is None else os.path.abspath(args.data)), shuffled
 
 
 def _target(args: argparse.Namespace, state: T.TrainState) -> int:
@@ -128,7 +145,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"num docs: {len(docs)} | vocab size: {state.model.vocab_size} | num params: {num_params(state.model)}"
               f" | recipe {state.recipe} | backend {args.backend} | step {state.step}/{state.num_steps}",
               file=sys.stderr, flush=True)
-    log: list[dict[str, Any]] = []
+    log: list[dict[str, Any]] = [{"run": {
+        "recipe": state.recipe, "seed": state.seed, "num_steps": state.num_steps, "start_step": state.step,
+        "data": state.data, "batch": state.batch, "model": state.model.to_json(), "adam": state.adam.to_json()}}]
     if args.dump_dir:
         os.makedirs(args.dump_dir, exist_ok=True)
     cache = T.ProgramCache(state.model, state.adam, state.num_steps, args.backend)
@@ -137,6 +156,9 @@ def run(args: argparse.Namespace) -> int:
         _dump(args, state, docs)
         try:
             for state, loss in T.train(state, docs, cache, until=until):
+                if not math.isfinite(loss):
+                    log.append({"step": state.step, "loss": str(loss)})  # JSON has no NaN or inf
+                    raise GptirError(f"training diverged at step {state.step} (loss {loss}); try a smaller --lr")
                 log.append({"step": state.step, "loss": loss})
                 progress.update(state.step, loss)
                 if args.out and args.save_every and state.step % args.save_every == 0:

@@ -1,8 +1,8 @@
 """``gptir trace microgpt``: the model's loss graph for one document (or the whole training step) as IR.
 
-The document's tokens and targets become constants of the graph, so the file is a complete program
-of its parameters: ``gptir exec FILE.ir --params P.npz`` (P written by ``--params-out``) computes the
-loss that training reports for that document. Parameters come from ``--checkpoint`` or, without one,
+The document's tokens and targets become constants of the graph and the parameter values travel with
+it (inline, or in the ``--params-out`` sidecar that the text names), so ``gptir exec FILE.ir`` computes
+the loss that training reports for that document. Parameters come from ``--checkpoint`` or, without one,
 are the run's initial weights (``--data``/``--seed``, as ``gptir train`` would draw them).
 """
 
@@ -61,7 +61,8 @@ def trace_microgpt(args: argparse.Namespace) -> Graph:
         graph = T.step_graph(state.model, state.adam, state.num_steps, n, b)
     else:
         graph = loss_graph(state.model, n, b)
-    graph = constant_inputs(graph, data)
+    # the parameter values travel with the graph: inline in the text, or in the --params-out sidecar
+    graph = constant_inputs(graph, data).replace(params={k: np.asarray(v) for k, v in state.params.items()})
     out = getattr(args, "params_out", None)
     if out:
         from gptir.text import save_params
