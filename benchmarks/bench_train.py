@@ -6,12 +6,12 @@ Two runs, both the microgpt recipe from the same initial weights:
 * scaled:  n_embd 64, n_head 4, n_layer 2, block_size 16, batch 32, ``--scaled-steps`` (200) steps.
 
 Build time (trace + grad + passes + codegen for every input shape the run needs, done up front
-through ``ProgramCache.get``) is timed apart from step time. The interpreter is slow, so by default
-it runs only ``--interp-steps`` / ``--interp-scaled-steps`` steps and its train time is extrapolated
-to the full run (marked ``~`` in the table); ``--full-interp`` runs it all, ``--skip-interp`` not at all.
+through ``ProgramCache.get``) is timed apart from step time. Every backend runs every step;
+``--quick-interp`` runs the interpreter for only ``--interp-steps`` / ``--interp-scaled-steps`` steps and
+extrapolates (marked ``~`` in the table), ``--skip-interp`` not at all.
 
     python benchmarks/bench_train.py [--steps 1000] [--scaled-steps 200] [--data PATH]
-        [--skip-torch] [--skip-interp] [--full-interp] [--repeat N] [--profile] [--only default|scaled]
+        [--skip-torch] [--skip-interp] [--quick-interp] [--repeat N] [--profile] [--only default|scaled]
 
 Targets (PASS/FAIL): default compiled 1000 steps incl. build < 0.5 s; default build of all programs
 < 1 s; scaled compiled time per step <= 1.1x torch eager's.
@@ -306,11 +306,13 @@ def main(argv: list[str] | None = None) -> int:
                     "if present, else gptir's built-in corpus)")
     ap.add_argument("--skip-torch", action="store_true", help="do not run the torch eager twin")
     ap.add_argument("--skip-interp", action="store_true", help="do not run gptir's interpreter backend")
-    ap.add_argument("--full-interp", action="store_true", help="run the interpreter for every step")
+    ap.add_argument("--quick-interp", action="store_true",
+                    help="run the interpreter for fewer steps (--interp-steps, --interp-scaled-steps) and "
+                         "extrapolate (marked ~); by default it runs every step like the other backends")
     ap.add_argument("--interp-steps", type=int, default=100,
-                    help="default config: interpreter steps actually run, then extrapolated (100)")
+                    help="with --quick-interp: default-config interpreter steps actually run (100)")
     ap.add_argument("--interp-scaled-steps", type=int, default=10,
-                    help="scaled config: interpreter steps actually run, then extrapolated (10)")
+                    help="with --quick-interp: scaled-config interpreter steps actually run (10)")
     ap.add_argument("--repeat", type=int, default=3,
                     help="measure N times, round-robin over the backends, and report each one's best (3)")
     ap.add_argument("--only", choices=tuple(CONFIGS), help="run one config only")
@@ -358,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         if gtrain is not None and run.state is not None:
             backends.append(("compiled", steps))
             if not args.skip_interp:
-                k = steps if args.full_interp else min(steps, args.interp_steps if name == "default"
+                k = steps if not args.quick_interp else min(steps, args.interp_steps if name == "default"
                                                        else args.interp_scaled_steps)
                 backends.append(("interp", k))
                 if k < steps:
