@@ -1,9 +1,10 @@
 """Reverse-mode automatic differentiation as a graph rewrite.
 
 ``grad(graph, wrt, of)`` appends the backward pass to a copy of ``graph`` as ordinary IR nodes and adds
-one output per ``wrt`` input (named ``grad.<input>``). The per-op rules live in the op table
-(``OpDef.grad``, see gptir.ops); this module only decides which nodes need them, walks those in
-reverse topological order and sums fan-out contributions. Because the result is plain IR it prints,
+one output per ``wrt`` input (named ``grad.<input>``, or ``grad.grad.<input>`` ... if that name is
+taken: existing outputs are never replaced, see :func:`gradient_output_names`). The per-op rules
+live in the op table (``OpDef.grad``, see gptir.ops); this module only decides which nodes need
+them, walks those in reverse topological order and sums fan-out contributions. Because the result is plain IR it prints,
 parses, verifies, runs, compiles, and can itself be differentiated (second derivatives).
 
 Only nodes on a path from a ``wrt`` input to the differentiated output get gradient work: operands
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar, Collection, Mapping, Sequence
 
 import numpy as np
 
@@ -27,16 +28,53 @@ from gptir.trace import Builder, Tracer
 # package): gradient rules call its functions through GradContext.T.
 T = importlib.import_module("gptir.trace")
 
-__all__ = ["GradContext", "GradError", "grad", "grad_output_name"]
+__all__ = ["GradContext", "GradError", "grad", "grad_output_name", "gradient_output_names", "gradient_outputs_of"]
 
 
 class GradError(GptirError):
     """The gradient asked for does not exist (unknown, non-float or non-scalar values)."""
 
 
-def grad_output_name(name: str) -> str:
-    """The output holding the gradient with respect to input ``name``."""
-    return f"grad.{name}"
+def grad_output_name(name: str, taken: Collection[str] = ()) -> str:
+    """The output holding the gradient with respect to input ``name``: ``grad.<name>``, prefixed
+    with ``grad.`` again while the name is in ``taken`` (the outputs the graph already has). So
+    differentiating ``grad.x`` with respect to ``x`` adds ``grad.grad.x`` and keeps ``grad.x``."""
+    out = f"grad.{name}"
+    while out in taken:
+        out = f"grad.{out}"
+    return out
+
+
+def gradient_output_names(graph: Graph, wrt: Sequence[str] | str) -> dict[str, str]:
+    """The output name :func:`grad` gives each ``wrt`` input of ``graph`` (in ``wrt`` order): its
+    :func:`grad_output_name` avoiding ``graph``'s outputs and the names given to earlier wrt inputs."""
+    taken = set(graph.outputs)
+    return _names(taken, [wrt] if isinstance(wrt, str) else wrt)
+
+
+def _names(taken: set[str], wrt: Sequence[str]) -> dict[str, str]:
+    names: dict[str, str] = {}
+    for w in wrt:
+        names[w] = grad_output_name(w, taken)
+        taken.add(names[w])
+    return names
+
+
+def gradient_outputs_of(result: Graph, wrt: Sequence[str] | str) -> dict[str, str]:
+    """For ``result = grad(graph, wrt, ...)``: each wrt input -> the output holding its gradient.
+
+    :func:`grad` appends the gradients after ``graph``'s outputs in ``wrt`` order, so the mapping is
+    recomputed from ``result`` alone; raises GradError if ``result`` was not made that way."""
+    wrt = [wrt] if isinstance(wrt, str) else list(wrt)
+    outs = list(result.outputs)
+    k = len(wrt)
+    if k == 0 or len(outs) <= k:
+        raise GradError(f"graph {result.name} does not end with {k} gradient output(s) after its own outputs")
+    names = _names(set(outs[:-k]), wrt)
+    if list(names.values()) != outs[-k:]:
+        raise GradError(f"graph {result.name} is not grad(..., wrt=[{', '.join(wrt)}]): its last outputs are "
+                        f"{', '.join(outs[-k:])}, not {', '.join(names.values())}")
+    return names
 
 
 class _BackwardBuilder(Builder):
@@ -156,11 +194,15 @@ def _active(graph: Graph, wrt: Sequence[str], value: str) -> set[str]:
 
 
 def grad(graph: Graph, wrt: Sequence[str], of: str | None = None) -> Graph:
-    """A new graph: ``graph``'s outputs plus ``grad.<name>`` = d(of)/d(name) for every wrt input.
+    """A new graph: ``graph``'s outputs (unchanged, first) plus one output per wrt input, in wrt
+    order, holding d(of)/d(name).
 
-    ``of`` names a scalar f64 output (default: the only output). An output of ``graph`` that is
-    already called ``grad.<name>`` is replaced by the new gradient, so differentiating ``grad.x``
-    with respect to ``x`` leaves the second derivative under ``grad.x``.
+    ``of`` names a scalar f64 output (default: the only output). The gradient output is called
+    ``grad.<name>``; an existing output is never replaced: if ``graph`` already has an output of
+    that name, ``grad.`` is prefixed again until the name is free (:func:`gradient_output_names`
+    says which names a call will add; :func:`gradient_outputs_of` recovers them from the result).
+    So ``grad(grad(g, ["x"]), ["x"], of="grad.x")`` has outputs ``out``, ``grad.x`` (the first
+    derivative) and ``grad.grad.x`` (the second).
     """
     names, value = _check_request(graph, wrt, of)
     active = _active(graph, names, value)
@@ -193,11 +235,12 @@ def grad(graph: Graph, wrt: Sequence[str], of: str | None = None) -> Graph:
                     raise GradError(f"the {node.op} gradient rule gave {part.type} for %{inp} : {want}")
                 cot[inp] = T.add(cot[inp], part) if inp in cot else part
     outputs = {k: b.value(v) for k, v in graph.outputs.items()}
+    out_names = gradient_output_names(graph, names)
     for name in names:
         g = cot.get(name)
         if g is None:  # no path: an explicit zero of the input's type
             node = graph.nodes[name]
             with b.origin(node.scope, node.loc):
                 g = _zeros(b, zeros, node.type.shape)
-        outputs[grad_output_name(name)] = g
+        outputs[out_names[name]] = g
     return b.finish(outputs)

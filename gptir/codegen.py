@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from gptir.interp import ExecError, coerce_input
+from gptir.interp import ExecError, bind_input
 from gptir.interp import run as interp_run
 from gptir.ir import DTYPES, NUMPY_DTYPES, GptirError, Graph, Node, TensorType
 from gptir.ops import OPS
@@ -548,6 +548,8 @@ def compile_graph(graph: Graph, checked: bool = True, reuse_min: int | None = RE
     ``inputs`` maps every data input (and any param, overriding ``graph.params``) to its value.
     With ``checked`` (the default) each call checks names, shapes and dtypes (cheaply: arrays of the
     right type pass straight through, anything else is converted like the interpreter does).
+    Checked or not, a non-C-contiguous array is copied to C order first, as the interpreter does:
+    the passes (and the buffer reuse) assume inputs are C-contiguous (see :func:`gptir.interp.bind_input`).
     On a numpy error the graph is re-run by the interpreter to report which node failed.
     ``reuse_min`` and ``free_dead`` are :func:`plan`'s memory options (results are the same bits).
     """
@@ -571,7 +573,7 @@ def compile_graph(graph: Graph, checked: bool = True, reuse_min: int | None = RE
         sig.append((name, node, node.type.shape, node.type.np_dtype, graph.params.get(name)))
     known = {name for name, _ in prog.args}
 
-    ndarray, asarray = np.ndarray, np.asarray
+    ndarray, asarray, ascontiguousarray = np.ndarray, np.asarray, np.ascontiguousarray
 
     def run(inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
         get = inputs.get
@@ -583,7 +585,9 @@ def compile_graph(graph: Graph, checked: bool = True, reuse_min: int | None = RE
                 raise ExecError(f"missing input(s): {', '.join(missing)}")
             if checked and (type(v) is not ndarray or v.dtype is not dt or v.shape != shape):
                 a = asarray(v) if type(v) is not ndarray else v  # numpy scalars: the step counter
-                v = a if a.dtype is dt and a.shape == shape else coerce_input(node, v)
+                v = a if a.dtype is dt and a.shape == shape and a.flags.c_contiguous else bind_input(node, v)
+            elif type(v) is ndarray and not v.flags.c_contiguous:
+                v = ascontiguousarray(v)  # the layout contract the passes rely on (interp.bind_input)
             args.append(v)
         if checked and not known.issuperset(inputs):
             unknown = sorted(set(inputs) - known)

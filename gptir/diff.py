@@ -14,9 +14,14 @@ re-printing a graph or reordering independent nodes gives no differences. Matchi
 3. **Downward.** A change in the middle of a graph changes the class of everything above it, so
    the still-unmatched nodes get a second class from the outputs down: ``(op, attributes, type,
    (class of each user, operand position), output names)``, with matched users standing for their pair.
-4. **Leftovers.** Unmatched nodes are paired by position under already paired users (and above paired
-   inputs), and by equal name and op, so an edited node is reported as *changed* rather than as
-   removed + added. What is still left over is added or removed.
+4. **Leftovers.** Unmatched nodes with equal name and op pair first (all of them, before any
+   positional pairing: gptir names are stable, so a node a pass rewrote keeps its partner), then the
+   rest by position under already paired users (and above paired inputs), then by equal name and
+   compatible op or type, so an edited node is reported as *changed* rather than as removed + added.
+   What is still left over is added or removed.
+5. **Repair.** A pair whose operand lists are the same names gets those operands paired by name too,
+   so a node is never reported changed with identical ``-`` and ``+`` lines: the difference is shown
+   at the operand that really differs.
 
 A pair is *changed* when its op, attributes, type, scope or backward flag differ, or when an operand
 is a different value (neither the paired node nor a structurally equal one). Design decisions:
@@ -168,6 +173,7 @@ class _Matcher:
         self._upward()
         self._downward()
         self._leftovers()
+        self._repair()
 
     # stage 1
     def _interface(self) -> None:
@@ -215,15 +221,15 @@ class _Matcher:
         for n in self.order_a:
             if n.name in key_a and n.name not in self.ab and key_a[n.name] in bucket_b:
                 bucket_a[key_a[n.name]].append(n.name)
+        # same names first, in every bucket, before any pairing by scope or order
         for k, names_a in bucket_a.items():
-            names_b = bucket_b[k]
-            set_b = set(names_b)
-            rest_a = []
+            set_b = set(bucket_b[k])
             for x in names_a:
                 if x in set_b and x not in self.ba:
                     self.pair(x, x)
-                else:
-                    rest_a.append(x)
+        for k, names_a in bucket_a.items():
+            names_b = bucket_b[k]
+            rest_a = [x for x in names_a if x not in self.ab]
             # then duplicates that agree on scope and backward flag, then whatever is left, in order
             meta_b: dict[tuple, deque[str]] = defaultdict(deque)
             for y in names_b:
@@ -273,6 +279,13 @@ class _Matcher:
 
     def _leftovers(self) -> None:
         work: deque[tuple[str, str]] = deque()
+        # same name and same op first, for every leftover at once: gptir names are stable, and pairing by
+        # position first can take a node whose namesake is still waiting (after a pass fuses two transposes,
+        # the survivor keeps its name; a user-side walk would pair it with the removed one instead)
+        for n in self.order_a:
+            if n.name in self.b.nodes and n.name not in self.ab and n.name not in self.ba \
+                    and self.b.nodes[n.name].op == n.op:
+                self.pair(n.name, n.name)
         for out in self.a.outputs.keys() & self.b.outputs.keys():
             x, y = self.a.outputs[out], self.b.outputs[out]
             if self._compatible(x, y):
@@ -305,6 +318,39 @@ class _Matcher:
                     work.append((n.name, n.name))
             if not work:
                 return
+
+
+    # stage 5
+    def _repair(self) -> None:
+        """Make a pair whose operands are the same names also pair those operands by name.
+
+        Otherwise such a pair would be reported as changed ``inputs`` with two identical printed lines:
+        its operand ``%t`` in ``a`` went to some other node of ``b`` (or to none) while ``b``'s ``%t``
+        took another partner. Re-pairing ``%t`` with ``%t`` moves the difference to where it is (``%t``
+        itself) and lets the two displaced partners pair up when they are alike. Every step adds a
+        same-name pair that is never undone, so this ends.
+        """
+        again = True
+        while again:
+            again = False
+            for y, x in list(self.ba.items()):
+                if self.ba.get(y) != x:
+                    continue  # re-paired during this sweep
+                na, nb = self.a.nodes[x], self.b.nodes[y]
+                if na.inputs != nb.inputs:
+                    continue
+                for i in dict.fromkeys(na.inputs):
+                    if self.ab.get(i) == i or self.cls_a[i] == self.cls_b[i]:
+                        continue
+                    old_b, old_a = self.ab.pop(i, None), self.ba.pop(i, None)
+                    if old_b is not None:
+                        del self.ba[old_b]
+                    if old_a is not None:
+                        del self.ab[old_a]
+                    self.pair(i, i)
+                    if old_a is not None and old_b is not None and self._compatible(old_a, old_b):
+                        self.pair(old_a, old_b)
+                    again = True
 
 
 def _uses(order: Iterable[Node]) -> dict[str, list[tuple[str, int]]]:

@@ -34,7 +34,13 @@ def coerce_input(node: Node, value: Any) -> np.ndarray:
     if arr.shape != want.shape:
         raise ExecError(f"input {node.name} must be {want}, got shape {list(arr.shape)}")
     kind = arr.dtype.kind
-    ok = {"f64": "fiub", "i64": "iub", "bool": "b"}[want.dtype]
+    # ints are fine for f64 (2 means 2.0), but true/false are not numbers and numbers are not
+    # booleans: silently reading [true, false] as [1.0, 0.0] hides a mistake in the inputs
+    if want.dtype != "bool" and kind == "b":
+        raise ExecError(f"input {node.name} must be {want}: give numbers, not true/false")
+    if want.dtype == "bool" and kind != "b":
+        raise ExecError(f"input {node.name} must be {want}: give true/false, not {arr.dtype} values")
+    ok = {"f64": "fiu", "i64": "iu", "bool": "b"}[want.dtype]
     if kind not in ok:
         raise ExecError(f"input {node.name} must be {want}, got {arr.dtype} values")
     if want.dtype == "i64" and kind == "f":  # pragma: no cover - excluded above
@@ -42,8 +48,18 @@ def coerce_input(node: Node, value: Any) -> np.ndarray:
     return arr.astype(want.np_dtype, copy=False)
 
 
+def bind_input(node: Node, value: Any) -> np.ndarray:
+    """``value`` as the program sees it: converted to the input's type (:func:`coerce_input`) and
+    C-contiguous. The layout is part of the input contract: numpy's results depend on strides
+    (summation order, SIMD or scalar kernels), so passes may treat inputs as C-contiguous only if
+    every backend binds them C-contiguous. A contiguous array is not copied."""
+    arr = coerce_input(node, value)
+    return arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)
+
+
 def bind_inputs(graph: Graph, inputs: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
-    """The environment for a run: every input and param, checked against its type."""
+    """The environment for a run: every input and param, checked against its type and made
+    C-contiguous (see :func:`bind_input`)."""
     supplied = dict(graph.params)
     supplied.update(params or {})
     supplied.update(inputs)
@@ -53,13 +69,15 @@ def bind_inputs(graph: Graph, inputs: Mapping[str, Any], params: Mapping[str, An
         if node.name not in supplied:
             missing.append(node.name)
             continue
-        env[node.name] = coerce_input(node, supplied[node.name])
+        env[node.name] = bind_input(node, supplied[node.name])
     if missing:
         types = ", ".join(f"{m}: {graph.nodes[m].type}" for m in missing)
         raise ExecError(f"missing input(s): {types}")
     unknown = sorted(set(inputs) - {n.name for n in graph.inputs})
     if unknown:
-        raise ExecError(f"unknown input(s): {', '.join(unknown)} (the graph takes: "
+        given = ", ".join(unknown)
+        given = given if len(given) <= 80 else given[:77] + "..."  # never echo 20 kB of user text
+        raise ExecError(f"unknown input(s): {given} (the graph takes: "
                         f"{', '.join(n.name for n in graph.inputs) or 'nothing'})")
     return env
 

@@ -8,6 +8,11 @@ and ``exp``/``log`` pick SIMD or scalar kernels by stride. So a rewrite that swa
 one with the same numbers (``x*1 -> x``) is applied only when both are known to be C-contiguous
 arrays of the same shape (see :func:`c_contiguous`).
 
+Input layout is a contract, not an unknown: every backend binds inputs and params C-contiguous
+(:func:`gptir.interp.bind_input`, and the compiled ``run`` wrapper does the same), so the analysis
+starts from "inputs are C-contiguous" and ordinary graphs (``exp(x)*1.0`` with ``x`` an input)
+simplify.
+
 Names are stable: a surviving node keeps its name, a rewritten node keeps the name of the node it
 replaces, and graph inputs, params and output names never change.
 """
@@ -72,13 +77,13 @@ _FRESH_IF_C = {"add", "sub", "mul", "div", "pow", "maximum", "neg", "exp", "log"
 
 def c_contiguous(node: Node, known: Mapping[str, bool], nodes: Mapping[str, Node]) -> bool:
     """Whether ``node``'s value is provably a C-contiguous array (in both the interpreter and the
-    compiled code), given the answers ``known`` for its operands. Inputs and params are unknown:
-    the caller may pass any layout."""
+    compiled code), given the answers ``known`` for its operands. Inputs and params are: both
+    backends make them C-contiguous before the program runs (the input layout contract)."""
     op = node.op
     if node.type.rank == 0:
         return True
     if op in ("input", "param"):
-        return False
+        return True
     if op == "const":
         return bool(node.attrs["value"].flags.c_contiguous)
     if op in _FRESH_IF_C:
@@ -374,6 +379,16 @@ def _r_broadcast2(ctx: Ctx, root: str, inner: str, x: str) -> NewNode:
     return NewNode("broadcast", (x,), {"shape": ctx.nodes[root].attrs["shape"]})
 
 
+def _r_broadcast_one(ctx: Ctx, root: str, inner: str, x: str) -> NewNode | None:
+    """broadcast(reshape(s)) -> broadcast(s) for a one-element ``s`` (a scalar, typically the
+    gradient of a full reduction): either way the result is its one number at stride 0 on every
+    axis longer than 1 (axes of length 1 are never stepped), so values and layout agree."""
+    xt, shape = ctx.nodes[x].type, ctx.nodes[root].attrs["shape"]
+    if xt.size != 1 or xt.rank > len(shape):
+        return None
+    return NewNode("broadcast", (x,), {"shape": shape})
+
+
 def _r_reshape2(ctx: Ctx, root: str, inner: str, x: str) -> str | NewNode | None:
     # Reshaping a C-contiguous array is a view with C strides however it is done; for other layouts
     # numpy may copy at one step and not the other, so the rule needs contiguity.
@@ -386,9 +401,12 @@ def _r_reshape2(ctx: Ctx, root: str, inner: str, x: str) -> str | NewNode | None
 
 
 def _r_sum_none(ctx: Ctx, root: str, x: str) -> str | None:
-    if ctx.nodes[root].attrs["axes"]:
+    # A reduction over no axes starts from the ufunc's identity: for max (none) it copies x, for
+    # sum it is 0 + x, exact for integers but not for floats (0.0 + -0.0 = 0.0).
+    node = ctx.nodes[root]
+    if node.attrs["axes"] or (node.op == "sum" and node.type.dtype == "f64"):
         return None
-    return _same_value(ctx, ctx.nodes[root], x)
+    return _same_value(ctx, node, x)
 
 
 def _r_cast_same(ctx: Ctx, root: str, x: str) -> str | None:
@@ -409,14 +427,21 @@ def _r_where_same(ctx: Ctx, root: str, c: str, x: str) -> str | None:
     return _same_value(ctx, ctx.nodes[root], x)
 
 
-# The rules. Kept (all exact in IEEE arithmetic, NaN in -> NaN out):
+# The rules. Kept (all exact in IEEE arithmetic, NaN in -> NaN out). A rule that replaces a value by
+# another one with the same numbers needs both C-contiguous (:func:`_same_value`); graph inputs and
+# params are (the input layout contract, see the module docstring), so the rules fire on values
+# computed from inputs too, not only on fresh intermediate arrays:
 #   x*1, 1*x, x/1           -> x   (multiplying or dividing by one changes no bit, -0.0 included)
 #   x-0.0, x+(-0.0), (-0.0)+x -> x (-0.0 is the additive identity; +0.0 is NOT: -0.0+0.0 = 0.0)
 #   neg(neg x)              -> x
 #   movement chains         -> one movement (views: same strides whichever way they are made)
-#   sum over no axes, cast to own dtype, where(c, x, x) -> x
+#   broadcast(reshape s)    -> broadcast(s) for a one-element s (a broadcast scalar is its number at
+#                              stride 0 whatever shape of ones it passed through; a reshape of a
+#                              constant scalar to a shape of ones is left to fold, which makes it a literal)
+#   max over no axes, sum of integers over no axes, cast to own dtype, where(c, x, x) -> x
 #   stop_gradient(const), stop_gradient(stop_gradient x) -> the inner value
 # Not kept: x*0 -> 0 (nan*0 = nan, inf*0 = nan, -1*0 = -0.0), x+0.0 -> x (x = -0.0), x-x -> 0 (nan, inf),
+# a float sum over no axes -> x (it is 0.0 + x: -0.0 becomes 0.0),
 # x/x -> 1, any reassociation. stop_gradient(x) -> x is not a rule: autodiff still needs it.
 RULES: list[Rule] = [
     Rule("mul_one_right", P("mul", X("x"), X("one", ONE), name="root"), _r_same),
@@ -432,6 +457,8 @@ RULES: list[Rule] = [
     Rule("transpose_identity", P("transpose", X("x"), name="root"), _r_transpose_id),
     Rule("broadcast_self", P("broadcast", X("x"), name="root"), _r_view_same),
     Rule("broadcast_broadcast", P("broadcast", P("broadcast", X("x"), name="inner"), name="root"), _r_broadcast2),
+    Rule("broadcast_reshaped_scalar", P("broadcast", P("reshape", X("x"), name="inner"), name="root"),
+         _r_broadcast_one),
     Rule("sum_no_axes", P("sum", X("x"), name="root"), _r_sum_none),
     Rule("max_no_axes", P("max", X("x"), name="root"), _r_sum_none),
     Rule("cast_same_dtype", P("cast", X("x"), name="root"), _r_cast_same),

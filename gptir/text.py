@@ -14,7 +14,8 @@ Floats print with ``repr`` (which round-trips), spelled ``inf``/``-inf``/``nan``
 not the canonical quiet NaN prints as ``nan(0x...)`` with its bits, so parse(print(g)) is bit-exact.
 
 The parser (:func:`parse`) reads what the printer writes, plus ``#`` comments to the end of a line
-and free whitespace; the grammar is ``grammars/gptir.lark``. Values must be defined before use.
+and free whitespace; the grammar is ``grammars/gptir.lark``. Values must be defined before use; a
+value used too early is reported as out of order, or as a cycle (``cycle: %a -> %b -> %a``) if it is one.
 Every problem, syntactic or semantic, is a :class:`ParseError` with file, line, column and a caret.
 Param values can live in an ``.npz`` sidecar named by a ``params "file.npz"`` header
 (:func:`load_graph`, :func:`save_graph`, :func:`load_params`, :func:`save_params`).
@@ -34,7 +35,7 @@ import struct
 import sys
 import sysconfig
 import zipfile
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 from lark import Lark, Token, Tree
@@ -519,7 +520,8 @@ def _parse_string(src: _Source, tok: Token) -> str:
 def parse(text: str, filename: str = "<string>", base_dir: str | None = None) -> Graph:
     """Parse IR text into a verified Graph; raises ParseError (with file:line:col) on any bad input.
 
-    Values must be defined before they are used (which also makes cycles impossible to write).
+    Values must be defined before they are used (which also makes cycles impossible to write); a
+    forward reference is reported as a cycle when it closes one, else as out of order.
     With ``base_dir``, a ``params "file.npz"`` header is loaded from that folder; without it the
     graph only records the sidecar's name (``graph.params_file``) and has no values from it.
     """
@@ -575,7 +577,7 @@ def _build(src: _Source, gtree: Tree, base_dir: str | None) -> Graph:
             value = _parse_literal(src, c[3], ty, "the literal")
             define(c[0], Node(name, "const", (), ty, {"value": value}, *_meta_fields(src, c[6])))
         elif kind == "op_stmt":
-            define(c[0], _op_node(src, c, nodes, where))
+            define(c[0], _op_node(src, c, nodes, where, lambda: _statement_refs(children[3:-1])))
         elif kind == "output_stmt":
             out, vtok = str(c[1]), c[3]
             if out in outputs:
@@ -614,7 +616,57 @@ def _build(src: _Source, gtree: Tree, base_dir: str | None) -> Graph:
     return graph
 
 
-def _op_node(src: _Source, c: list[Any], nodes: dict[str, Node], where: dict[str, Token]) -> Node:
+def _statement_refs(stmts: list[Tree]) -> dict[str, tuple[Token, list[str]]]:
+    """Every value the file defines (first definition): its name token and the values it reads.
+    Only built when a value is used before its definition, to tell a cycle from a misordering."""
+    refs: dict[str, tuple[Token, list[str]]] = {}
+    for stmt in stmts:
+        c = stmt.children
+        if stmt.data in ("input_stmt", "param_stmt"):
+            tok, reads = c[1], []
+        elif stmt.data == "const_stmt":
+            tok, reads = c[0], []
+        elif stmt.data == "op_stmt":
+            tok, reads = c[0], [str(t)[1:] for t in c[4].children if isinstance(t, Token) and t.type == "VALUE"]
+        else:
+            continue
+        refs.setdefault(str(tok)[1:], (tok, reads))
+    return refs
+
+
+def _forward_ref(src: _Source, name: str, ref: str, ref_tok: Token, name_tok: Token,
+                 refs: dict[str, tuple[Token, list[str]]]) -> ParseError:
+    """The error for ``%name`` reading ``%ref`` before ``%ref`` is defined.
+
+    If ``%ref`` (transitively) reads ``%name`` the values form a cycle: name it, in data-flow
+    order, at the line of ``%name`` (the cycle's first node in the file: every node before it
+    only reads values defined earlier still). Otherwise it is only out of order.
+    """
+    if ref not in refs:
+        return src.at(ref_tok, f"undefined value %{ref} (values must be defined before they are used)")
+    # breadth-first from ref along "reads" edges, looking for name: the shortest cycle through it
+    parent: dict[str, str | None] = {ref: None}
+    queue, head = [ref], 0
+    while head < len(queue):
+        cur = queue[head]
+        head += 1
+        if cur == name:
+            path = [cur]  # name, ..., ref: each is read by the next, and name reads ref
+            while (up := parent[path[-1]]) is not None:
+                path.append(up)
+            chain = " -> ".join(f"%{v}" for v in path + [name])
+            return src.at(name_tok, f"cycle: {chain} (a value cannot depend on itself)")
+        for nxt in refs.get(cur, (None, []))[1]:
+            if nxt not in parent and nxt in refs:
+                parent[nxt] = cur
+                queue.append(nxt)
+    line = refs[ref][0].line
+    return src.at(ref_tok, f"%{ref} is used before its definition (line {line}); values must be defined "
+                           "before they are used")
+
+
+def _op_node(src: _Source, c: list[Any], nodes: dict[str, Node], where: dict[str, Token],
+             statement_refs: Callable[[], dict[str, tuple[Token, list[str]]]]) -> Node:
     name_tok, op_tok, attrs_tree, operands_tree, type_tok, meta = c[0], c[2], c[3], c[4], c[6], c[7]
     name, op = str(name_tok)[1:], str(op_tok)
     opdef = OPS.get(op)
@@ -632,7 +684,7 @@ def _op_node(src: _Source, c: list[Any], nodes: dict[str, Node], where: dict[str
             continue
         ref = str(tok)[1:]
         if ref not in nodes:
-            raise src.at(tok, f"undefined value %{ref} (values must be defined before they are used)")
+            raise _forward_ref(src, name, ref, tok, name_tok, statement_refs())
         inputs.append(ref)
     attrs: dict[str, Any] = {}
     if attrs_tree is not None:

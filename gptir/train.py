@@ -126,10 +126,11 @@ def step_graph(cfg: GPTConfig, adam: AdamConfig, num_steps: int, n: int, batch: 
 
 
 def gradient_outputs(g: Graph, wrt: Sequence[str]) -> dict[str, str]:
-    """The output name holding each parameter's gradient in a graph made by the autodiff pass."""
-    from gptir.autodiff import grad_output_name
+    """The output name holding each parameter's gradient in a graph made by the autodiff pass
+    (the names the pass actually gave, which avoid outputs the graph already had)."""
+    from gptir.autodiff import gradient_outputs_of
 
-    return {name: grad_output_name(name) for name in wrt}
+    return gradient_outputs_of(g, wrt)
 
 
 def compile_program(graph: Graph, backend: str) -> Runner:

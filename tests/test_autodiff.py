@@ -11,7 +11,7 @@ import pytest
 
 import gptir
 from gptir import Param, trace
-from gptir.autodiff import GradError, grad, grad_output_name
+from gptir.autodiff import GradError, grad, grad_output_name, gradient_output_names, gradient_outputs_of
 from gptir.ir import GptirError
 from gptir.model import GPTConfig, init_params, loss_graph, param_shapes
 from gptir import rng as R
@@ -117,11 +117,46 @@ def test_result_parses_back_and_runs():
         np.testing.assert_array_equal(a[k], b[k])
 
 
-def test_differentiating_a_gradient_output_replaces_it():
+def test_differentiating_a_gradient_output_keeps_it():
+    """Outputs are the original ones plus one gradient per wrt input: the first derivative stays."""
     g = trace(lambda x: x ** 3.0, "f64[]")
-    g2 = grad(grad(g, ["x"]), ["x"], of="grad.x")
-    assert list(g2.outputs) == ["out", "grad.x"]
-    assert gptir.run(g2, {"x": 2.0})["grad.x"] == 12.0
+    g1 = grad(g, ["x"])
+    g2 = grad(g1, ["x"], of="grad.x")
+    assert list(g2.outputs) == ["out", "grad.x", "grad.grad.x"]
+    assert gradient_outputs_of(g2, ["x"]) == {"x": "grad.grad.x"}
+    v = gptir.run(g2, {"x": 3.0})  # at x = 3: x**3 = 27, 3x**2 = 27, 6x = 18
+    assert (float(v["out"]), float(v["grad.x"]), float(v["grad.grad.x"])) == (27.0, 27.0, 18.0)
+    g3 = grad(g2, ["x"], of="grad.grad.x")
+    assert list(g3.outputs) == ["out", "grad.x", "grad.grad.x", "grad.grad.grad.x"]
+    v = gptir.run(g3, {"x": 3.0})
+    assert float(v["grad.grad.x"]) == 18.0 and float(v["grad.grad.grad.x"]) == 6.0
+
+
+def test_gradient_names_avoid_existing_outputs_and_each_other():
+    def f(x, y):
+        return {"out": (x * y).sum(), "grad.x": x.sum()}  # a user output that happens to be called grad.x
+
+    g = trace(f, "f64[2]", "f64[2]")
+    assert grad_output_name("x", {"grad.x", "grad.grad.x"}) == "grad.grad.grad.x"
+    assert gradient_output_names(g, ["x", "y"]) == {"x": "grad.grad.x", "y": "grad.y"}
+    assert gradient_output_names(g, "y") == {"y": "grad.y"}
+    dg = grad(g, ["y", "x"], of="out")
+    assert list(dg.outputs) == ["out", "grad.x", "grad.y", "grad.grad.x"]
+    assert gradient_outputs_of(dg, ["y", "x"]) == {"y": "grad.y", "x": "grad.grad.x"}
+    x, y = np.array([1.0, 2.0]), np.array([5.0, -7.0])
+    v = gptir.run(dg, {"x": x, "y": y})
+    assert v["grad.x"] == 3.0  # the user's output, untouched
+    np.testing.assert_array_equal(v["grad.grad.x"], y)
+    np.testing.assert_array_equal(v["grad.y"], x)
+
+
+def test_gradient_outputs_of_rejects_other_graphs():
+    g = trace(lambda x, y: (x * y).sum(), "f64[2]", "f64[2]")
+    dg = grad(g, ["x", "y"])
+    with pytest.raises(GradError, match="not grad"):
+        gradient_outputs_of(dg, ["y", "x"])  # the gradients are in wrt order
+    with pytest.raises(GradError, match="does not end with"):
+        gradient_outputs_of(g, ["x"])
 
 
 def test_output_that_is_the_input():

@@ -380,9 +380,11 @@ def test_second_derivatives(name, x0):
     fn, exact = SECOND[name]
     g = trace(fn, "f64[]")
     g1 = grad(g, ["x"])
-    g2 = grad(g1, ["x"], of="grad.x")  # grad.x becomes d2/dx2
+    g2 = grad(g1, ["x"], of="grad.x")  # adds grad.grad.x = d2/dx2; grad.x stays the first derivative
     gptir.verify(g2)
-    d2 = float(gptir.run(g2, {"x": x0})["grad.x"])
+    out = gptir.run(g2, {"x": x0})
+    d2 = float(out["grad.grad.x"])
+    assert float(out["grad.x"]) == float(gptir.run(g1, {"x": x0})["grad.x"])
     first = lambda v: float(gptir.run(g1, {"x": v})["grad.x"])
     h = 1e-5
     fd = (first(x0 + h) - first(x0 - h)) / (2 * h)

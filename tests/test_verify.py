@@ -1,11 +1,13 @@
 """The verifier rejects each kind of bad graph with a message naming the node and the reason; the
-networkx view carries every node's fields and its topological order is the graph's order."""
+networkx view carries every node's fields, the graph's order is a topological order of it (checked
+edge by edge, not with a sort keyed by that same order) and its generations are the IR's depth levels."""
 
 from __future__ import annotations
 
 import networkx as nx
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import gptir
 from gptir.ir import Graph, Node, TensorType, VerifyError, verify
@@ -131,3 +133,51 @@ def test_networkx_view_carries_every_field() -> None:
     assert G.graph["outputs"] == {"out0": "layer0.sum", "out1": "layer0.relu"}
     position = {name: i for i, name in enumerate(g.nodes)}
     assert list(nx.lexicographical_topological_sort(G, key=position.__getitem__)) == list(g.nodes)
+
+
+def _check_networkx_order(g: Graph) -> None:
+    """Non-circular: the graph's order must be a topological order of the networkx DiGraph, checked
+    edge by edge, and networkx's generations must be the depth levels computed from the IR itself."""
+    G = g.to_networkx()
+    assert nx.is_directed_acyclic_graph(G)
+    assert G.number_of_nodes() == len(g.nodes)
+    assert G.number_of_edges() == sum(len(set(n.inputs)) for n in g)  # a repeated operand is one edge
+    pos = {name: i for i, name in enumerate(g.nodes)}
+    for u, v in G.edges:
+        assert pos[u] < pos[v], (u, v)
+        assert u in g.nodes[v].inputs  # the edge u -> v means v reads u
+    depth: dict[str, int] = {}
+    for node in g:  # longest path from a source, straight from the IR's operand lists
+        depth[node.name] = 1 + max((depth[i] for i in node.inputs), default=-1)
+    levels: dict[int, set[str]] = {}
+    for name, d in depth.items():
+        levels.setdefault(d, set()).add(name)
+    assert [set(gen) for gen in nx.topological_generations(G)] == [levels[d] for d in sorted(levels)]
+
+
+def test_networkx_order_is_a_topological_order() -> None:
+    def f(x, w):
+        with gptir.scope("layer0"):
+            h = gptir.relu(x * w)
+            a = gptir.exp(h) + h * h  # a diamond: h feeds two branches that meet again
+            return (a * x).sum(), h
+
+    g = gptir.trace(f, "f64[3]", gptir.Param(np.ones(3)))
+    _check_networkx_order(g)
+    gens = [sorted(gen) for gen in nx.topological_generations(g.to_networkx())]
+    assert gens[0] == ["w", "x"] and gens[-1] == ["layer0.sum"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["add", "mul", "neg", "exp"]), st.integers(0, 10**6),
+                          st.integers(0, 10**6)), min_size=1, max_size=25))
+def test_networkx_order_random_graphs(steps: list[tuple[str, int, int]]) -> None:
+    from gptir.trace import Builder
+
+    b = Builder("rand")
+    vals = [b.input("x", F3), b.param("w", F3, np.ones(3))]
+    for op, i, j in steps:
+        a, c = vals[i % len(vals)], vals[j % len(vals)]
+        vals.append(b.emit(op, [a] if op in ("neg", "exp") else [a, c]))
+    g = b.finish({"out": vals[-1], "first": vals[2]})
+    _check_networkx_order(g)

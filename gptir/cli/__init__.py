@@ -1,23 +1,34 @@
 """The ``gptir`` command line: one module per verb, each with ``register(subparsers)``.
 
 Exit status: 0 on success, 1 on a user error (one line on stderr, no traceback), 2 on bad usage.
+Nothing escapes as a traceback: running out of memory, too-deep recursion and any unexpected
+exception (a bug in gptir) also end in one line and exit 1. ``GPTIR_TRACEBACK=1`` shows the
+traceback of an internal error, for bug reports.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import traceback
 from typing import Sequence
 
 from gptir.ir import GptirError
 
 # verb -> module under gptir.cli; each module defines register(subparsers)
 VERBS = ("trace", "exec", "grad", "opt", "diff", "train", "sample")
+MAX_ECHO = 80  # user text echoed in an error message is cut to about this many characters
 
 
 class UsageError(Exception):
     """Bad command-line usage detected after argparse (exit 2)."""
+
+
+def shorten(text: str, limit: int = MAX_ECHO) -> str:
+    """``text`` cut to ``limit`` characters with ``...``: error messages must not echo 20 kB of input."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,26 +46,66 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def subparser(parser: argparse.ArgumentParser, verb: str | None) -> argparse.ArgumentParser:
+    """The parser of ``verb`` (so a usage error inside a verb prints that verb's usage), else ``parser``."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices.get(verb, parser) if verb else parser
+    return parser  # pragma: no cover - build_parser always adds subparsers
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    parser: argparse.ArgumentParser | None = None
+    verb: str | None = None
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)  # bad usage: argparse prints the verb's usage and exits 2
+        verb = args.verb
         code = args.func(args)
         return int(code or 0)
     except UsageError as e:
-        parser.print_usage(sys.stderr)
-        print(f"gptir {args.verb}: error: {e}", file=sys.stderr)
+        if parser is not None:
+            subparser(parser, verb).print_usage(sys.stderr)
+        print(f"{_prog(verb)}: error: {e}", file=sys.stderr)
         return 2
     except GptirError as e:
-        print(f"gptir {args.verb}: error: {_one_line(str(e))}", file=sys.stderr)
+        print(f"{_prog(verb)}: error: {_one_line(str(e))}", file=sys.stderr)
         return 1
     except OSError as e:
-        name = f"{e.filename}: " if getattr(e, "filename", None) else ""
-        print(f"gptir {args.verb}: error: {name}{e.strerror or e}", file=sys.stderr)
+        print(f"{_prog(verb)}: error: {_os_error(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("gptir: interrupted", file=sys.stderr)
         return 130
+    except MemoryError as e:
+        detail = f" ({shorten(str(e), 200)})" if str(e) else ""
+        print(f"{_prog(verb)}: error: out of memory: the computation needs more memory than is available{detail}",
+              file=sys.stderr)
+        return 1
+    except RecursionError:
+        print(f"{_prog(verb)}: error: recursion too deep: the input is nested too deeply for gptir to handle",
+              file=sys.stderr)
+        return 1
+    except Exception as e:  # a bug in gptir: still one line, the traceback only on request
+        if os.environ.get("GPTIR_TRACEBACK"):
+            traceback.print_exc(file=sys.stderr)
+        msg = shorten(" ".join(str(e).split()), 200)
+        print(f"{_prog(verb)}: internal error: {type(e).__name__}: {msg} "
+              f"(set GPTIR_TRACEBACK=1 to see the traceback)", file=sys.stderr)
+        return 1
+
+
+def _prog(verb: str | None) -> str:
+    """``gptir exec`` in messages (just ``gptir`` when the failure came before a verb was chosen)."""
+    return f"gptir {verb}" if verb else "gptir"
+
+
+def _os_error(e: OSError) -> str:
+    """``PATH: reason`` naming the user's file. ``os.replace(tmp, path)`` fails with both names
+    (filename = our temporary, filename2 = the user's path): name the user's."""
+    name = getattr(e, "filename2", None) or getattr(e, "filename", None)
+    where = f"{name}: " if name else ""
+    return f"{where}{e.strerror or e}"
 
 
 def _one_line(msg: str) -> str:

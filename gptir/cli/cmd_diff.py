@@ -1,10 +1,16 @@
-"""``gptir diff``: a structure-aware diff of two IR files, or the history of a dump folder.
+"""``gptir diff``: a structure-aware diff of two IR files or checkpoints, or the history of a dump folder.
 
-``gptir diff A.ir B.ir`` (either may be ``-``) prints the unified form, ``--stat`` a summary, ``--format json``
+``gptir diff A B`` (either may be ``-``) prints the unified form, ``--stat`` a summary, ``--format json``
 the machine form (schema in :data:`gptir.diff.JSON_SCHEMA_DOC`). ``gptir diff DIR`` diffs each consecutive
-pair of ``*.ir`` files in sorted order (``gptir opt --dump-dir`` passes, ``gptir train --dump-ir-every``
-steps), one line per pair. Exit status as diff(1): 0 equal, 1 different, 2 trouble (bad file, parse error,
-bad usage), with a one-line message and never a traceback.
+pair of ``*.ir`` / ``*.ckpt`` files in sorted order (``gptir opt --dump-dir`` passes, ``gptir train
+--dump-ir-every`` steps), one line per pair. Exit status as diff(1): 0 equal, 1 different, 2 trouble (bad
+file, parse error, bad usage), with a one-line message and never a traceback.
+
+A file that starts with the zip magic ``PK`` is read as a ``gptir train`` checkpoint and stands for the
+graph :func:`checkpoint_graph` builds from it: the logits graph of its model configuration (structure from
+the config, so two configurations differ structurally) with its parameters as values, plus the Adam
+moments as unused ``param`` inputs ``adam.m.<param>`` / ``adam.v.<param>`` (value-only: no output reads
+them). IR and checkpoints mix freely; an IR file simply has no ``adam.*`` inputs.
 """
 
 from __future__ import annotations
@@ -15,19 +21,24 @@ import os
 import sys
 from typing import Any
 
+import numpy as np
+
 from gptir import diff as gdiff
 from gptir import text as gtext
-from gptir.ir import GptirError, Graph
+from gptir.ir import GptirError, Graph, Node, TensorType, make_graph
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "diff", help="structure-aware diff of IR graphs (exit 0 equal, 1 different, 2 error)",
-        description="Compare two IR files by structure and stable names (renumbering and reordering are not "
-                    "differences), or with one DIR, each consecutive pair of its *.ir files. "
+        description="Compare two IR files or checkpoints by structure and stable names (renumbering and\n"
+                    "reordering are not differences), or with one DIR, each consecutive pair of its *.ir and\n"
+                    "*.ckpt files. A checkpoint stands for its model's logits graph with its parameters, plus\n"
+                    "the Adam moments as unused params adam.m.<name> / adam.v.<name> (compared as values).\n"
                     "Exit status: 0 equal, 1 different, 2 error.",
         epilog=gdiff.JSON_SCHEMA_DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("paths", nargs="+", metavar="PATH", help="A.ir B.ir (either may be '-' for stdin), or one DIR")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="A B: IR files or checkpoints (either may be '-' for stdin), or one DIR")
     p.add_argument("--stat", action="store_true", help="print counts per op and per scope instead of the lines")
     p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto",
@@ -72,16 +83,17 @@ def _run(args: argparse.Namespace) -> int:
     paths = args.paths
     if len(paths) == 1:
         if not os.path.isdir(paths[0]):
-            return _fail(f"{paths[0]}: not a directory (give two IR files, or one folder of *.ir dumps)")
+            return _fail(f"{paths[0]}: not a directory (give two IR files or checkpoints, "
+                         "or one folder of *.ir / *.ckpt files)")
         return _history(args, paths[0])
     if len(paths) != 2:
-        return _fail(f"expected A.ir B.ir or one DIR, got {len(paths)} paths")
+        return _fail(f"expected two files (A B) or one DIR, got {len(paths)} paths")
     if paths == ["-", "-"]:
         return _fail("only one of the two files can be '-' (standard input)")
     for p in paths:
         if p != "-" and os.path.isdir(p):
             return _fail(f"{p} is a directory (give one DIR alone to diff its dumps in sequence)")
-    a, b = load_ir(paths[0]), load_ir(paths[1])
+    (a, note_a), (b, note_b) = load_any(paths[0]), load_any(paths[1])
     d = gdiff.diff_graphs(a, b, values=args.values, atol=args.atol, locs=args.locs)
     labels = (paths[0] if paths[0] != "-" else "<stdin>", paths[1] if paths[1] != "-" else "<stdin>")
     if args.format == "json":
@@ -89,21 +101,23 @@ def _run(args: argparse.Namespace) -> int:
     elif args.stat:
         out = gdiff.format_stat(d)
     else:
-        out = gdiff.format_unified(d, color=color, labels=labels, context=args.context)
+        headers = (labels[0] + (f" ({note_a})" if note_a else ""), labels[1] + (f" ({note_b})" if note_b else ""))
+        out = gdiff.format_unified(d, color=color, labels=headers, context=args.context)
     _write(out)
     return 0 if d.equal else 1
 
 
 def _history(args: argparse.Namespace, folder: str) -> int:
-    files = sorted(f for f in os.listdir(folder) if f.endswith(".ir") and os.path.isfile(os.path.join(folder, f)))
+    files = sorted(f for f in os.listdir(folder)
+                   if f.endswith((".ir", ".ckpt")) and os.path.isfile(os.path.join(folder, f)))
     if len(files) < 2:
-        return _fail(f"{folder}: needs at least two *.ir files to compare, found {len(files)}")
+        return _fail(f"{folder}: needs at least two *.ir or *.ckpt files to compare, found {len(files)}")
     different = False
     lines: list[str] = []
     records: list[dict[str, Any]] = []
-    prev = load_ir(os.path.join(folder, files[0]))
+    prev = load_any(os.path.join(folder, files[0]))[0]
     for name_a, name_b in zip(files, files[1:]):
-        cur = load_ir(os.path.join(folder, name_b))
+        cur = load_any(os.path.join(folder, name_b))[0]
         d = gdiff.diff_graphs(prev, cur, values=args.values, atol=args.atol, locs=args.locs)
         different = different or not d.equal
         lines.append(gdiff.history_line(d, name_a, name_b))
@@ -132,8 +146,71 @@ def _write(text: str) -> None:
 
 # -- loading --------------------------------------------------------------------------------------------
 
+ZIP_MAGIC = b"PK"  # an .npz is a zip; IR text never starts with these bytes ("graph", comments, blanks)
+
 
 def load_ir(path: str) -> Graph:
     """Parse an IR file ('-' = stdin); param values come inline or from the ``params "x.npz"`` sidecar
     the file names (resolved next to the file by :func:`gptir.text.load_graph`)."""
     return gtext.load_graph(path)
+
+
+def load_any(path: str) -> tuple[Graph, str | None]:
+    """An IR file or a checkpoint ('-' = stdin, either kind) as a graph, with a note for the text
+    header (``checkpoint, step 3/6``) when it was a checkpoint."""
+    if path == "-":
+        raw = getattr(sys.stdin, "buffer", None)
+        if raw is None:  # a text-only stdin (tests replace it): it can only be IR
+            return gtext.parse(sys.stdin.read(), "<stdin>", os.getcwd()), None
+        data = raw.read()
+        if data.startswith(ZIP_MAGIC):
+            return _from_checkpoint(lambda ck: ck.from_bytes(data, "<stdin>"))
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise GptirError("<stdin>: not a UTF-8 text file (nor a gptir checkpoint)") from None
+        return gtext.parse(text, "<stdin>", os.getcwd()), None
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(ZIP_MAGIC))
+    except OSError as e:
+        raise GptirError(f"cannot read {path}: {e.strerror or e}") from None
+    if head == ZIP_MAGIC:
+        return _from_checkpoint(lambda ck: ck.load(path))
+    try:
+        return load_ir(path), None
+    except GptirError as e:
+        if "not a UTF-8 text file" in str(e):
+            raise GptirError(f"{path}: not a UTF-8 text file (nor a gptir checkpoint)") from None
+        raise
+
+
+def _from_checkpoint(read: Any) -> tuple[Graph, str]:
+    # imported here: checkpoints pull in the trainer, which plain IR diffs do not need
+    from gptir import checkpoint as ck
+
+    state = read(ck)
+    return checkpoint_graph(state), f"checkpoint, step {state.step}/{state.num_steps}"
+
+
+def checkpoint_graph(state: Any) -> Graph:
+    """What a checkpoint (a :class:`gptir.train.TrainState`) is compared as: the model's logits graph
+    for a full block (its structure follows the configuration), the checkpoint's parameters as its
+    param values, and each parameter's Adam moments as two more ``param`` inputs ``adam.m.<name>`` and
+    ``adam.v.<name>`` of the parameter's shape (scope ``adam``). No output reads the moments: they are
+    there to be compared as values. The training step, seed and vocabulary are not compared."""
+    from gptir.model import logits_graph, param_shapes
+
+    cfg = state.model
+    g = logits_graph(cfg, cfg.block_size)
+    params = {name: np.asarray(v) for name, v in state.params.items()}
+    extra: list[Node] = []
+    for kind, flat in (("m", np.asarray(state.m)), ("v", np.asarray(state.v))):
+        offset = 0
+        for name, shape in param_shapes(cfg).items():
+            size = int(np.prod(shape, dtype=np.int64))
+            moment = f"adam.{kind}.{name}"
+            extra.append(Node(moment, "param", (), TensorType("f64", tuple(shape)), scope="adam"))
+            params[moment] = flat[offset:offset + size].reshape(shape)
+            offset += size
+    return make_graph(g.name, [*g.nodes.values(), *extra], g.outputs, params)

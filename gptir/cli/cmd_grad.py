@@ -17,7 +17,8 @@ from gptir.text import print_graph
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("grad", help="differentiate an IR graph (reverse mode)",
                        description="Append the reverse-mode gradient of a scalar f64 output with respect to "
-                                   "the given inputs; each gradient becomes an output named grad.<input>.")
+                                   "the given inputs; each gradient becomes an output named grad.<input> "
+                                   "(grad.grad.<input>, ... when that name is already an output).")
     p.add_argument("input", metavar="IN.ir", help="IR file ('-' reads standard input)")
     p.add_argument("--wrt", required=True, metavar="NAME[,NAME...]",
                    help="inputs or params to differentiate with respect to (comma-separated)")

@@ -18,8 +18,9 @@ import sys
 import traceback
 from typing import Any, Callable
 
-from gptir.cli import UsageError
-from gptir.cli.common import is_type_spec, split_spec, value_or_file, write_graph
+from gptir.cli import UsageError, shorten
+from gptir.cli.common import echo, is_type_spec, split_spec, value_or_file, write_graph
+from gptir.fileio import check_writable
 from gptir.ir import GptirError, Graph, TensorType
 from gptir.trace import Param, trace
 
@@ -53,6 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    for out in (args.output, args.params_out):  # before tracing, which may take a while
+        if out:
+            check_writable(out)
     if args.target == "microgpt":
         if args.arg or args.param:
             raise UsageError("--arg and --param apply to FILE.py:FUNCTION targets, not microgpt")
@@ -78,7 +82,7 @@ def trace_file(target: str, arg_specs: list[str], param_specs: list[str]) -> Gra
     """Import FILE.py, find FUNCTION and trace it with the given inputs (matched by parameter name)."""
     path, sep, fname = target.rpartition(":")
     if not sep or not path or not fname:
-        raise UsageError(f"the target must be FILE.py:FUNCTION or microgpt, got {target!r}")
+        raise UsageError(f"the target must be FILE.py:FUNCTION or microgpt, got {echo(target)}")
     fn = _load_function(path, fname)
     sig = inspect.signature(fn)
     names = [n for n, p in sig.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
@@ -87,9 +91,9 @@ def trace_file(target: str, arg_specs: list[str], param_specs: list[str]) -> Gra
         for spec in items:
             name, rest = split_spec(spec, option)
             if name not in names:
-                raise GptirError(f"{fname} has no parameter {name} (it takes: {', '.join(names) or 'nothing'})")
+                raise GptirError(f"{fname} has no parameter {shorten(name)} (it takes: {', '.join(names) or 'nothing'})")
             if name in specs:
-                raise UsageError(f"parameter {name} is given twice")
+                raise UsageError(f"parameter {shorten(name)} is given twice")
             specs[name] = _spec(option, name, rest)
     missing = [n for n in names if n not in specs and sig.parameters[n].default is inspect.Parameter.empty]
     if missing:
@@ -106,6 +110,8 @@ def trace_file(target: str, arg_specs: list[str], param_specs: list[str]) -> Gra
         graph = trace(call, *[specs[n] for n in order], name=fname)
     except GptirError:
         raise
+    except SystemExit as e:  # sys.exit() in the model must not end gptir silently with its status
+        raise GptirError(_exit_error(e, path)) from None
     except Exception as e:  # the user's model code failed: say where, without a traceback
         raise GptirError(_user_error(e, path)) from None
     return _inputs_at_definition(graph, fn)
@@ -151,6 +157,8 @@ def _load_function(path: str, fname: str) -> Callable[..., Any]:
         raise
     except SyntaxError as e:
         raise GptirError(f"{path}:{e.lineno}: syntax error: {e.msg}") from None
+    except SystemExit as e:
+        raise GptirError(_exit_error(e, path)) from None
     except Exception as e:
         raise GptirError(_user_error(e, path)) from None
     finally:
@@ -166,10 +174,20 @@ def _load_function(path: str, fname: str) -> Callable[..., Any]:
     return fn
 
 
+def _exit_error(e: SystemExit, path: str) -> str:
+    """``file.py:3: the model code called sys.exit(0)``: gptir must not end silently with its status."""
+    code = "" if e.code is None else shorten(repr(e.code))
+    return f"{_where(e, path)}the model code called sys.exit({code})"
+
+
 def _user_error(e: BaseException, path: str) -> str:
     """``file.py:12: TypeError: ...`` at the innermost frame of the user's file."""
+    return f"{_where(e, path)}{type(e).__name__}: {shorten(str(e), 300)}"
+
+
+def _where(e: BaseException, path: str) -> str:
+    """``file.py:12: `` for the innermost frame of the user's file that raised ``e``."""
     frames = traceback.extract_tb(e.__traceback__)
     full = os.path.abspath(path)
     mine = [f for f in frames if os.path.abspath(f.filename) == full] or frames[-1:]
-    where = f"{path}:{mine[-1].lineno}: " if mine else f"{path}: "
-    return f"{where}{type(e).__name__}: {e}"
+    return f"{path}:{mine[-1].lineno}: " if mine else f"{path}: "

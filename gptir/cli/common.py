@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from gptir.cli import UsageError
+from gptir.cli import UsageError, shorten
 from gptir.fileio import atomic_write_text
 from gptir.ir import GptirError, Graph, TensorType, is_identifier
 from gptir.text import format_literal, load_graph, load_params, print_graph, save_graph
@@ -30,46 +30,59 @@ def split_spec(spec: str, option: str) -> tuple[str, str]:
     name, sep, rest = spec.partition("=")
     name = name.strip()
     if not sep or not is_identifier(name):
-        raise UsageError(f"{option} expects NAME=VALUE (NAME an identifier such as x or layer0.w), got {spec!r}")
+        raise UsageError(f"{option} expects NAME=VALUE (NAME an identifier such as x or layer0.w), got {echo(spec)}")
     return name, rest
 
 
+def echo(text: str) -> str:
+    """User text quoted for an error message, cut to ~80 characters (a bad 20 kB value is not echoed whole)."""
+    return repr(shorten(text))
+
+
 def parse_value(text: str, what: str) -> np.ndarray:
-    """A JSON number, bool or nested list (with inf/-inf/nan) as an array: f64 if any float, else i64/bool."""
+    """A JSON number, bool or nested list (with inf/-inf/nan) as an array: f64 if any float, else i64/bool.
+
+    true/false and numbers do not mix: ``[1, true]`` is an error, not the integers ``[1, 1]``."""
     src = _SPECIAL.sub(lambda m: m.group(1) + ("Infinity" if m.group(2) == "inf" else "NaN"), text.strip())
     try:
         value = json.loads(src)
     except (ValueError, RecursionError) as e:
-        raise GptirError(f"{what}: cannot read {text!r} as a number or nested list ({_short(e)})") from None
+        raise GptirError(f"{what}: cannot read {echo(text)} as a number or nested list ({_short(e)})") from None
     _check_json(value, what, text)
     try:
         arr = np.asarray(value)
     except (ValueError, OverflowError) as e:
-        raise GptirError(f"{what}: {text!r} is not a rectangular array ({_short(e)})") from None
+        raise GptirError(f"{what}: {echo(text)} is not a rectangular array ({_short(e)})") from None
     if arr.dtype.kind == "f":
         return arr.astype(np.float64)
     if arr.dtype.kind in "iu":
         if arr.dtype.kind == "u":
-            raise GptirError(f"{what}: integers in {text!r} do not fit in 64 bits")
+            raise GptirError(f"{what}: integers in {echo(text)} do not fit in 64 bits")
         return arr.astype(np.int64)
     if arr.dtype.kind == "b":
         return arr
-    raise GptirError(f"{what}: {text!r} is not a rectangular array of numbers")
+    raise GptirError(f"{what}: {echo(text)} is not a rectangular array of numbers")
 
 
 def _check_json(value: Any, what: str, text: str) -> None:
     stack = [value]
+    kinds: set[str] = set()
     while stack:
         v = stack.pop()
         if isinstance(v, list):
             stack.extend(v)
-        elif isinstance(v, bool) or isinstance(v, float):
-            continue
+        elif isinstance(v, bool):
+            kinds.add("bool")
+        elif isinstance(v, float):
+            kinds.add("number")
         elif isinstance(v, int):
+            kinds.add("number")
             if not -(2**63) <= v < 2**63:
-                raise GptirError(f"{what}: the integer {v} does not fit in 64 bits")
+                raise GptirError(f"{what}: the integer {shorten(str(v))} does not fit in 64 bits")
         else:
-            raise GptirError(f"{what}: {text!r} must hold only numbers, true/false and lists")
+            raise GptirError(f"{what}: {echo(text)} must hold only numbers, true/false and lists")
+    if len(kinds) > 1:
+        raise GptirError(f"{what}: {echo(text)} mixes true/false with numbers; give all numbers or all true/false")
 
 
 def _short(e: BaseException) -> str:
@@ -114,8 +127,8 @@ def parse_inputs(specs: list[str] | None, option: str) -> dict[str, np.ndarray]:
     for spec in specs or []:
         name, rest = split_spec(spec, option)
         if name in out:
-            raise UsageError(f"{option} {name} is given twice")
-        out[name] = value_or_file(rest, f"{option} {name}")
+            raise UsageError(f"{option} {shorten(name)} is given twice")
+        out[name] = value_or_file(rest, f"{option} {shorten(name)}")
     return out
 
 
