@@ -32,7 +32,7 @@ from gptir.interp import ExecError, bind_input
 from gptir.interp import run as interp_run
 from gptir.ir import DTYPES, NUMPY_DTYPES, GptirError, Graph, Node, TensorType
 from gptir.ops import OPS
-from gptir.passes import c_contiguous
+from gptir.passes import c_contiguous, evaluate_node
 
 Compiled = Callable[[Mapping[str, Any]], dict[str, np.ndarray]]
 
@@ -229,17 +229,6 @@ class _Names:
         return cand
 
 
-def _hoist_value(node: Node, args: list[np.ndarray]) -> np.ndarray | None:
-    opdef = OPS[node.op]
-    if opdef.evaluate is None:
-        return None
-    try:
-        with np.errstate(all="ignore"):
-            return np.asarray(opdef.evaluate(args, node.attrs))
-    except Exception:  # noqa: BLE001 - leave it to run time, where the error names the node
-        return None
-
-
 def plan(graph: Graph, reuse_min: int | None = REUSE_MIN_ELEMENTS, free_dead: bool = FREE_DEAD) -> Program:
     """Generate the program for ``graph`` (the graph is assumed verified).
 
@@ -268,7 +257,7 @@ def plan(graph: Graph, reuse_min: int | None = REUSE_MIN_ELEMENTS, free_dead: bo
             names.make(node.name)
             continue
         if node.inputs and all(i in consts for i in node.inputs):
-            value = _hoist_value(node, [consts[i] for i in node.inputs])
+            value = evaluate_node(node, [consts[i] for i in node.inputs])
             if value is not None:
                 consts[node.name] = value
                 names.make(node.name)

@@ -319,15 +319,30 @@ def verify(graph: Graph, ops: Mapping[str, Any]) -> None:
     if [n.name for n in order] != list(graph.nodes):
         raise VerifyError("nodes are not in topological order (build graphs with make_graph)")
     for node in graph.nodes.values():
-        if not is_identifier(node.name):
-            raise VerifyError(f"bad value name %{node.name}", node.name)
-        opdef = ops.get(node.op)
-        if opdef is None:
-            raise VerifyError(f"%{node.name}: unknown op '{node.op}'", node.name)
-        try:
-            check_node(opdef, node, [graph.nodes[i].type for i in node.inputs])
-        except ShapeError as e:
-            raise VerifyError(f"%{node.name} = {node.op}: {e}", node.name) from None
+        verify_node(graph, node, ops)
+    verify_outputs(graph)
+    for pname, arr in graph.params.items():
+        node = graph.nodes.get(pname)
+        if node is None or node.op != "param":
+            raise VerifyError(f"a value is given for %{pname}, which is not a param of the graph", pname)
+        check_value(node, arr)
+
+
+def verify_node(graph: Graph, node: Node, ops: Mapping[str, Any]) -> None:
+    """One node's rules: its name, its op, arity, attributes and declared type (raises VerifyError)."""
+    if not is_identifier(node.name):
+        raise VerifyError(f"bad value name %{node.name}", node.name)
+    opdef = ops.get(node.op)
+    if opdef is None:
+        raise VerifyError(f"%{node.name}: unknown op '{node.op}'", node.name)
+    try:
+        check_node(opdef, node, [graph.nodes[i].type for i in node.inputs])
+    except ShapeError as e:
+        raise VerifyError(f"%{node.name} = {node.op}: {e}", node.name) from None
+
+
+def verify_outputs(graph: Graph) -> None:
+    """The graph has outputs, each a valid name referring to a defined value (raises VerifyError)."""
     if not graph.outputs:
         raise VerifyError("the graph has no outputs")
     for out, value in graph.outputs.items():
@@ -335,11 +350,6 @@ def verify(graph: Graph, ops: Mapping[str, Any]) -> None:
             raise VerifyError(f"bad output name {out!r}")
         if value not in graph.nodes:
             raise VerifyError(f"output {out} refers to %{value}, which is never defined")
-    for pname, arr in graph.params.items():
-        node = graph.nodes.get(pname)
-        if node is None or node.op != "param":
-            raise VerifyError(f"a value is given for %{pname}, which is not a param of the graph", pname)
-        check_value(node, arr)
 
 
 def check_signature(opdef: Any, n_inputs: int, attrs: Mapping[str, Any]) -> None:

@@ -24,8 +24,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from gptir.ir import (GptirError, Graph, Node, ShapeError, TensorType, VerifyError, attrs_key, check_node,
-                      is_identifier, verify)
+from gptir.ir import (GptirError, Graph, Node, TensorType, VerifyError, attrs_key, verify, verify_node,
+                      verify_outputs)
 from gptir.ops import OPS
 
 Pass = Callable[[Graph], Graph]
@@ -164,7 +164,7 @@ def cse(graph: Graph) -> Graph:
 # -- fold ------------------------------------------------------------------------------------------
 
 
-def _evaluate(node: Node, args: Sequence[np.ndarray]) -> np.ndarray | None:
+def evaluate_node(node: Node, args: Sequence[np.ndarray]) -> np.ndarray | None:
     """The op table's evaluation (the interpreter's own numpy code), or None if it fails."""
     opdef = OPS[node.op]
     if opdef.evaluate is None:
@@ -198,7 +198,7 @@ def fold(graph: Graph) -> Graph:
         if node.type.size > FOLD_EVAL_LIMIT and OPS[node.op].kind != "movement":
             out.append(node)
             continue
-        result = _evaluate(node, [values[i] for i in node.inputs])
+        result = evaluate_node(node, [values[i] for i in node.inputs])
         if result is None or TensorType.of(result) != node.type:
             out.append(node)
             continue
@@ -562,22 +562,8 @@ def verify_changed(before: Graph, after: Graph) -> None:
             retyped.add(node.name)
         if prev is node and not any(i in retyped for i in node.inputs):
             continue  # the very node that was verified before, reading values of the same types
-        if not is_identifier(node.name):
-            raise VerifyError(f"bad value name %{node.name}", node.name)
-        opdef = OPS.get(node.op)
-        if opdef is None:
-            raise VerifyError(f"%{node.name}: unknown op '{node.op}'", node.name)
-        try:
-            check_node(opdef, node, [after.nodes[i].type for i in node.inputs])
-        except ShapeError as e:
-            raise VerifyError(f"%{node.name} = {node.op}: {e}", node.name) from None
-    if not after.outputs:
-        raise VerifyError("the graph has no outputs")
-    for out, value in after.outputs.items():
-        if not is_identifier(out):
-            raise VerifyError(f"bad output name {out!r}")
-        if value not in after.nodes:
-            raise VerifyError(f"output {out} refers to %{value}, which is never defined")
+        verify_node(after, node, OPS)
+    verify_outputs(after)
     for pname in after.params:
         node = after.nodes.get(pname)
         if node is None or node.op != "param":
