@@ -109,6 +109,7 @@ class Progress:
         self.tty = sys.stderr.isatty()
         self.every = max(1, (until - start) // 10)
         self.t0 = time.perf_counter()
+        self.drawn = 0.0
 
     def update(self, step: int, loss: float) -> None:
         if self.quiet:
@@ -116,6 +117,10 @@ class Progress:
         done = step - self.start
         rate = done / max(time.perf_counter() - self.t0, 1e-9)
         if self.tty:
+            now = time.perf_counter()
+            if step != self.until and now - self.drawn < 0.05:  # redraw at most 20 times a second
+                return
+            self.drawn = now
             width = 30
             filled = int(width * step / self.total)
             bar = "#" * filled + "-" * (width - filled)
