@@ -525,6 +525,8 @@ def parse(text: str, filename: str = "<string>", base_dir: str | None = None) ->
     With ``base_dir``, a ``params "file.npz"`` header is loaded from that folder; without it the
     graph only records the sidecar's name (``graph.params_file``) and has no values from it.
     """
+    if text.startswith("\ufeff"):  # a byte-order mark some editors write: not part of the text
+        text = " " + text[1:]  # keep every column where the editor shows it
     src = _Source(text, filename)
     try:
         tree = _parser().parse(text)

@@ -23,6 +23,7 @@ from gptir.optim import AdamConfig, adam_scalars, adam_update
 from gptir.trace import Builder, concat, reshape, scope
 
 RECIPES = ("microgpt", "microgptex")
+MAX_PARAMS = 20_000_000  # ~0.5 GB of float64 state (parameters and two moments) and a minute of weight draws
 BACKENDS = ("compiled", "interp")
 
 Runner = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
@@ -81,6 +82,9 @@ def start(docs: Sequence[str], *, recipe: str = "microgpt", seed: int = 42, num_
     tok = Tokenizer.from_docs(shuffled)
     cfg = GPTConfig(vocab_size=tok.vocab_size, n_embd=n_embd, n_head=n_head, n_layer=n_layer,
                     block_size=block_size)
+    if num_params(cfg) > MAX_PARAMS:
+        raise GptirError(f"the model would have {num_params(cfg):,} parameters; gptir trains models of up to "
+                         f"{MAX_PARAMS:,} (weights are drawn one by one, exactly as the reference does)")
     params, rng = init_params(cfg, init_rng)
     zeros = np.zeros(num_params(cfg))
     state = TrainState(cfg, adam, num_steps, recipe, seed, tok, params, zeros, zeros.copy(), 0, rng,

@@ -166,3 +166,39 @@ def test_divergence_and_nonsense_rates_are_clear_errors(data, tmp_path, lr, mess
     assert r.returncode == 1 and message in r.stderr and "Traceback" not in r.stderr
     for line in log.read_text().splitlines() if log.exists() else []:
         json.loads(line, parse_constant=lambda c: pytest.fail(f"bare {c} in the JSON log"))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--steps", "10", "--stop-after", "0"], "--stop-after must be at least 1"),
+    (["--dump-dir", "x"], "go together"),
+    (["--save-every", "2"], "--save-every needs --out"),
+    (["--log", "-"], "--log needs a file name"),
+    (["--n-embd", "4000", "--n-layer", "200"], "gptir trains models of up to"),
+])
+def test_contradictory_or_impossible_options(data, extra, message):
+    r = gptir("train", "--data", str(data), *extra)
+    assert r.returncode == 1 and message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_training_data_from_stdin(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "gptir.cli", "train", "--data", "-", "--steps", "3", "--samples", "2",
+                        "--quiet", *SMALL], input="\n".join(DOCS) + "\n", capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.splitlines()) == 2
+
+
+def test_resume_that_would_train_nothing_is_refused(data, tmp_path):
+    ckpt = tmp_path / "c.ckpt"
+    assert gptir("train", "--data", str(data), "--steps", "6", "--stop-after", "4", "--samples", "0", "--out",
+                 str(ckpt), *SMALL).returncode == 0
+    r = gptir("train", "--resume", str(ckpt), "--steps", "3")
+    assert r.returncode == 1 and "already at step 4" in r.stderr
+
+
+def test_dump_dir_with_earlier_dumps_is_refused(data, tmp_path):
+    dump = tmp_path / "d"
+    args = ["train", "--data", str(data), "--steps", "2", "--samples", "0", "--dump-ir-every", "1",
+            "--dump-dir", str(dump), *SMALL]
+    assert gptir(*args).returncode == 0
+    r = gptir(*args)
+    assert r.returncode == 1 and "already holds dumps" in r.stderr

@@ -488,3 +488,9 @@ def test_grammar_is_strict_lalr() -> None:
 def test_format_float_is_repr() -> None:
     for x in [0.1, -0.0, 1e-300, 5e-324, 1.7976931348623157e308, 123456789.123]:
         assert float(format_float(x)) == x and format_float(x) == repr(x)
+
+
+def test_a_byte_order_mark_is_ignored() -> None:
+    from gptir.text import parse
+    g = parse("\ufeffgraph g {\n  in %x : f64[]\n  output o = %x\n}\n")
+    assert list(g.outputs) == ["o"]

@@ -59,7 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     verb: str | None = None
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)  # bad usage: argparse prints the verb's usage and exits 2
+        args, extra = parser.parse_known_args(argv)  # bad usage: argparse prints the verb's usage, exits 2
+        if extra:  # unknown options are reported by the verb's parser, with the verb's usage
+            subparser(parser, args.verb).error(f"unrecognized arguments: {' '.join(extra)}")
         verb = args.verb
         code = args.func(args)
         return int(code or 0)

@@ -170,19 +170,18 @@ def load_any(path: str) -> tuple[Graph, str | None]:
         except UnicodeDecodeError:
             raise GptirError("<stdin>: not a UTF-8 text file (nor a gptir checkpoint)") from None
         return gtext.parse(text, "<stdin>", os.getcwd()), None
-    try:
+    try:  # read once: the path may be a pipe (`<(...)`) that cannot be read twice
         with open(path, "rb") as f:
-            head = f.read(len(ZIP_MAGIC))
+            data = f.read()
     except OSError as e:
         raise GptirError(f"cannot read {path}: {e.strerror or e}") from None
-    if head == ZIP_MAGIC:
-        return _from_checkpoint(lambda ck: ck.load(path))
+    if data.startswith(ZIP_MAGIC):
+        return _from_checkpoint(lambda ck: ck.from_bytes(data, path))
     try:
-        return load_ir(path), None
-    except GptirError as e:
-        if "not a UTF-8 text file" in str(e):
-            raise GptirError(f"{path}: not a UTF-8 text file (nor a gptir checkpoint)") from None
-        raise
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise GptirError(f"{path}: not a UTF-8 text file (nor a gptir checkpoint)") from None
+    return gtext.parse(text, path, os.path.dirname(os.path.abspath(path))), None
 
 
 def _from_checkpoint(read: Any) -> tuple[Graph, str]:

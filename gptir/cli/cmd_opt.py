@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 
 from gptir.cli import UsageError
@@ -60,6 +61,11 @@ def run(args: argparse.Namespace) -> int:
     if args.dump_dir is not None:
         if os.path.exists(args.dump_dir) and not os.path.isdir(args.dump_dir):
             raise GptirError(f"--dump-dir {args.dump_dir} exists and is not a folder")
+        if os.path.isdir(args.dump_dir):
+            old = sorted(f for f in os.listdir(args.dump_dir) if re.fullmatch(r"\d\d-[A-Za-z_]+\.ir", f))
+            if old:  # a mix of two pipelines would make `gptir diff DIR` compare unrelated dumps
+                raise GptirError(f"--dump-dir {args.dump_dir} already holds dumps ({old[0]}, ...): "
+                                 "choose an empty folder or remove them")
         os.makedirs(args.dump_dir, exist_ok=True)
         atomic_write_text(os.path.join(args.dump_dir, "00-input.ir"), _text(graph))
     step = 0

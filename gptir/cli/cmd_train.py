@@ -17,7 +17,7 @@ from typing import Any
 
 from gptir import checkpoint
 from gptir import train as T
-from gptir.data import load_docs
+from gptir.data import load_docs, parse_docs
 from gptir.fileio import atomic_write_text, check_writable
 from gptir.ir import GptirError
 from gptir.model import num_params
@@ -28,7 +28,8 @@ from gptir.sample import LogitsCache, sample
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train microgpt and print sampled names",
                        description="Train microgpt on names (the built-in corpus unless --data), then sample.")
-    p.add_argument("--data", help="training text, one document per line (default: the built-in first-name corpus)")
+    p.add_argument("--data", help="training text, one document per line; - reads standard input "
+                   "(default: the built-in first-name corpus)")
     p.add_argument("--steps", type=int, default=None,
                    help="length of the run: its learning rate decays to 0 there (default 1000). With --resume: "
                         "train until this step of the resumed run")
@@ -71,20 +72,30 @@ def _start(args: argparse.Namespace) -> tuple[T.TrainState, list[str]]:
                              "checkpoint's settings (start a new run instead)")
         state = checkpoint.load(args.resume)
         data = args.data if args.data is not None else state.data
+        if args.data is None and data == "-":
+            raise GptirError("the checkpoint was trained on standard input: pass the same data with --data")
         if data is not None and args.data is None and not os.path.exists(data):
             raise GptirError(f"the checkpoint was trained on {data}, which no longer exists: pass --data")
-        return state, T.resume_docs(state, load_docs(data))
+        return state, T.resume_docs(state, _load(data))
     for name in ("steps", "n_embd", "n_head", "n_layer", "block_size", "batch"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise GptirError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    docs = load_docs(args.data)
+    docs = _load(args.data)
     state, shuffled = T.start(
         docs, recipe=args.recipe or "microgpt", seed=42 if args.seed is None else args.seed,
         num_steps=args.steps or 1000, n_embd=args.n_embd or 16, n_head=args.n_head or 4,
         n_layer=args.n_layer or 1, block_size=args.block_size or 16,
         adam=AdamConfig(lr=0.01 if args.lr is None else args.lr), batch=args.batch or 1)
-    return replace(state, data=None if args.data is None else os.path.abspath(args.data)), shuffled
+    data = None if args.data is None else args.data if args.data == "-" else os.path.abspath(args.data)
+    return replace(state, data=data), shuffled
+
+
+def _load(path: str | None) -> list[str]:
+    """The documents: a file, ``-`` for standard input, or None for the built-in corpus."""
+    if path == "-":
+        return parse_docs(sys.stdin.read())
+    return load_docs(path)
 
 
 def _target(args: argparse.Namespace, state: T.TrainState) -> int:
@@ -95,9 +106,15 @@ def _target(args: argparse.Namespace, state: T.TrainState) -> int:
                              f"there); --steps {args.steps} is beyond it: start a new run for a longer schedule")
         until = args.steps
     if args.stop_after is not None:
-        if args.stop_after < 0:
-            raise GptirError("--stop-after must be >= 0")
+        if args.stop_after < 1:
+            raise GptirError("--stop-after must be at least 1")
         until = min(until, args.stop_after)
+    if until <= state.step:
+        if state.step == state.num_steps:
+            raise GptirError(f"the checkpointed run is complete (step {state.step} of {state.num_steps}); "
+                             "use gptir sample --checkpoint to sample from it")
+        raise GptirError(f"the checkpoint is already at step {state.step}; stopping at step {until} "
+                         "would train nothing")
     return until
 
 
@@ -133,8 +150,15 @@ class Progress:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.dump_ir_every and not args.dump_dir:
-        raise GptirError("--dump-ir-every needs --dump-dir")
+    if args.dump_ir_every < 0 or args.save_every < 0:
+        raise GptirError("--dump-ir-every and --save-every must be >= 1 (or left out)")
+    if bool(args.dump_ir_every) != bool(args.dump_dir):
+        raise GptirError("--dump-ir-every N and --dump-dir DIR go together")
+    if args.save_every and not args.out:
+        raise GptirError("--save-every needs --out (the checkpoint to write)")
+    for name in ("out", "log"):
+        if getattr(args, name) == "-":
+            raise GptirError(f"--{name} needs a file name ('-' would mix it with the sampled names on stdout)")
     if args.samples < 0:
         raise GptirError("--samples must be >= 0")
     if not (args.temperature > 0 and math.isfinite(args.temperature)):
@@ -142,8 +166,13 @@ def run(args: argparse.Namespace) -> int:
     for path in (args.out, args.log):
         if path:
             check_writable(path)
-    if args.dump_dir and os.path.exists(args.dump_dir) and not os.path.isdir(args.dump_dir):
-        raise GptirError(f"--dump-dir {args.dump_dir}: exists and is not a folder")
+    if args.dump_dir and os.path.exists(args.dump_dir):
+        if not os.path.isdir(args.dump_dir):
+            raise GptirError(f"--dump-dir {args.dump_dir}: exists and is not a folder")
+        old = sorted(f for f in os.listdir(args.dump_dir) if f.startswith("step-") and f.endswith(".ir"))
+        if old:  # a mix of two runs would make `gptir diff DIR` compare unrelated dumps
+            raise GptirError(f"--dump-dir {args.dump_dir} already holds dumps ({old[0]}, ...): "
+                             "choose an empty folder or remove them")
     state, docs = _start(args)
     until = _target(args, state)
     if not args.quiet:

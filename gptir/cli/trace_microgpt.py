@@ -47,6 +47,8 @@ def trace_microgpt(args: argparse.Namespace) -> Graph:
     batch = getattr(args, "batch", None) or 1
     if batch < 1:
         raise GptirError("--batch must be at least 1")
+    if getattr(args, "doc", None) is not None and not args.doc:
+        raise GptirError("--doc needs a non-empty document")
     if getattr(args, "doc", None):
         batch_docs = [args.doc] * batch if batch > 1 else [args.doc]
     else:
