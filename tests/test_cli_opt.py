@@ -77,3 +77,23 @@ def test_bad_input_is_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("gptir opt: error:") and "Traceback" not in err
     assert main(["opt", str(tmp_path / "missing.ir")]) == 1
+
+
+def test_opt_and_grad_keep_a_sidecar_instead_of_inlining(tmp_path):
+    import subprocess
+    import sys
+    src, npz, sub = tmp_path / "m.ir", tmp_path / "m.npz", tmp_path / "sub"
+    sub.mkdir()
+    b = Builder("demo")
+    x = b.input("x", TensorType("f64", (3,)))
+    w = b.param("w", x.type, np.array([0.5, -1.0, 2.0]))
+    g = b.finish({"out": (exp(x) * w).sum()})
+    text.save_graph(g, str(src), sidecar=str(npz))
+    for verb in (["opt", str(src)], ["grad", str(src), "--wrt", "w"]):
+        out = sub / f"{verb[0]}.ir"
+        r = subprocess.run([sys.executable, "-m", "gptir.cli", *verb, "-o", str(out)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        body = out.read_text()
+        assert 'params "../m.npz"' in body and "= [0.5" not in body
+        back = text.load_graph(str(out))
+        assert back.params["w"].tolist() == [0.5, -1.0, 2.0]

@@ -11,7 +11,7 @@ import argparse
 from gptir.autodiff import grad
 from gptir.cli import UsageError
 from gptir.fileio import atomic_write_text
-from gptir.text import print_graph
+from gptir.cli.common import graph_text_for
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,5 +36,5 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--wrt needs at least one input name")
     result = grad(load_graph(args.input), wrt, of=args.of)
     # self-contained text: param values inline (a sidecar path would be relative to the input)
-    atomic_write_text(args.output, print_graph(result.replace(params_file=None) if result.params else result))
+    atomic_write_text(args.output, graph_text_for(result, args.input, args.output))
     return 0

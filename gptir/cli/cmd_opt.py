@@ -18,6 +18,7 @@ from gptir.cli import UsageError
 from gptir.fileio import atomic_write_text
 from gptir.ir import GptirError, Graph
 from gptir.passes import DEFAULT_PIPELINE, PASSES, run_pipeline
+from gptir.cli.common import graph_text_for
 from gptir.text import print_graph
 
 
@@ -81,5 +82,5 @@ def run(args: argparse.Namespace) -> int:
             atomic_write_text(os.path.join(args.dump_dir, f"{step:02d}-{name}.ir"), _text(after))
 
     result = run_pipeline(graph, names, on_pass=on_pass, check="full")
-    atomic_write_text(args.output, _text(result))
+    atomic_write_text(args.output, graph_text_for(result, args.input, args.output))
     return 0

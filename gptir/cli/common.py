@@ -183,3 +183,19 @@ def format_outputs(outputs: Mapping[str, np.ndarray], graph: Graph, fmt: str) ->
             doc["outputs"][name] = {"dtype": ty.dtype, "shape": list(arr.shape), "value": _json_safe(arr.tolist())}
         return json.dumps(doc, allow_nan=False) + "\n"
     return "".join(f"{name} = {format_value(arr)}\n" for name, arr in outputs.items())
+
+
+def graph_text_for(graph: Graph, source: str, out: str) -> str:
+    """The text of ``graph`` (read from ``source``) to be written at ``out``.
+
+    A graph whose values came from a sidecar keeps naming that same sidecar, re-pathed relative to the
+    new file (or the working folder for stdout), so a pass or a gradient does not inline megabytes of
+    parameters; values without a sidecar stay inline.
+    """
+    if graph.params_file is None:
+        return print_graph(graph)
+    base = os.getcwd() if source == "-" else os.path.dirname(os.path.abspath(source))
+    sidecar = os.path.normpath(os.path.join(base, graph.params_file))
+    folder = os.getcwd() if out == "-" else os.path.dirname(os.path.abspath(out))
+    rel = os.path.relpath(sidecar, folder).replace(os.sep, "/")
+    return print_graph(graph.replace(params_file=rel))
