@@ -193,14 +193,13 @@ def _grammar_path() -> str:
 def _parser() -> Lark:
     """The LALR parser, built once per process.
 
-    The grammar is strict-clean: tests/test_text.py builds it with ``strict=True`` (no shift/reduce
-    conflicts, no colliding terminals), which needs lark's ``interegular`` extra and costs ~0.5 s. That
-    check is a property of the grammar file, so it runs in the test suite, and every ``gptir`` command
-    builds the same tables without repeating it.
+    ``strict=True`` makes lark refuse the grammar outright if it has a shift/reduce conflict or two
+    terminals that can match the same text (checked with its ``interegular`` extra), so an ambiguity
+    can never be resolved silently by lark's defaults.
     """
     with open(_grammar_path(), encoding="utf-8") as f:
         grammar = f.read()
-    return Lark(grammar, parser="lalr", strict=False, propagate_positions=True)
+    return Lark(grammar, parser="lalr", strict=True, propagate_positions=True)
 
 
 # How each terminal reads in an error message (never lark's internal names).

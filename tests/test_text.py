@@ -475,14 +475,13 @@ def test_load_graph_errors(tmp_path: Any) -> None:
 
 
 def test_grammar_is_strict_lalr() -> None:
-    import interegular  # noqa: F401 - lark's strict mode needs it (in the test extra): fail, not skip
+    import interegular  # noqa: F401 - lark's strict mode needs it (a runtime dependency): fail, not skip
 
-    from lark import Lark
+    from gptir.text import _parser
 
-    from gptir.text import _grammar_path
-
-    with open(_grammar_path(), encoding="utf-8") as f:
-        Lark(f.read(), parser="lalr", strict=True, propagate_positions=True)
+    _parser.cache_clear()
+    parser = _parser()
+    assert parser.options.parser == "lalr" and parser.options.strict
 
 
 def test_format_float_is_repr() -> None:
