@@ -12,9 +12,7 @@ taken from ``gptir.train.start`` (or, until gptir's autodiff lands, the identica
     python benchmarks/torch_microgpt.py [--data ../shared/data/names.txt] [--steps 1000]
         [--batch 1] [--n-embd 16 --n-head 4 --n-layer 1 --block-size 16] [--compare 5]
 
-Prints the first ``--compare`` losses next to gptir's (interp backend) for the same run, or next to
-the scalar reference (benchmarks/reference_microgpt.py) when gptir's trainer cannot be imported
-yet, then times ``--steps`` steps. Without torch it prints "torch not installed: skipping" and
+Prints the first ``--compare`` losses next to gptir's for the same run, then times ``--steps`` steps. Without torch it prints "torch not installed: skipping" and
 exits 0. torch is never a gptir dependency.
 """
 
@@ -30,7 +28,7 @@ import argparse  # noqa: E402
 import math  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
+from dataclasses import dataclass, replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Mapping, Sequence  # noqa: E402
 
@@ -41,8 +39,8 @@ sys.path.insert(0, str(REPO))
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "names.txt"
 
 from gptir import data as gdata  # noqa: E402
-from gptir import rng as grng  # noqa: E402
-from gptir.model import GPTConfig, init_params  # noqa: E402
+from gptir import train as gtrain  # noqa: E402
+from gptir.model import GPTConfig  # noqa: E402
 from gptir.optim import AdamConfig  # noqa: E402
 
 try:
@@ -65,7 +63,7 @@ class Run:
     tokenizer: gdata.Tokenizer
     docs: list[str]
     params: Mapping[str, np.ndarray]
-    state: Any = None  # gptir.train.TrainState when gptir's trainer is importable
+    state: Any  # the gptir.train.TrainState the run starts from
 
 
 def default_data_path() -> str | None:
@@ -75,47 +73,20 @@ def default_data_path() -> str | None:
 
 def start_run(docs: Sequence[str], *, seed: int = 42, num_steps: int = 1000, n_embd: int = 16,
               n_head: int = 4, n_layer: int = 1, block_size: int = 16, batch: int = 1) -> Run:
-    """gptir.train.start's run (microgpt recipe); the same draws by hand if the trainer won't import."""
-    try:
-        from gptir import train as gtrain
-    except ImportError:
-        gtrain = None
-    if gtrain is not None:
-        state, shuffled = gtrain.start(docs, recipe="microgpt", seed=seed, num_steps=num_steps, n_embd=n_embd,
-                                       n_head=n_head, n_layer=n_layer, block_size=block_size, batch=batch)
-        return Run(state.model, state.adam, num_steps, batch, state.tokenizer, shuffled, state.params, state)
-    # gptir.train.prepare/start for the microgpt recipe: one MT stream shuffles, then initialises.
-    shuffled, rng = grng.shuffle(grng.python_random(seed), list(docs))
-    tok = gdata.Tokenizer.from_docs(shuffled)
-    cfg = GPTConfig(vocab_size=tok.vocab_size, n_embd=n_embd, n_head=n_head, n_layer=n_layer,
-                    block_size=block_size)
-    params, _ = init_params(cfg, rng)
-    return Run(cfg, AdamConfig(), num_steps, batch, tok, shuffled, params)
+    """gptir.train.start's run (microgpt recipe): the same documents, vocabulary and initial weights."""
+    state, shuffled = gtrain.start(docs, recipe="microgpt", seed=seed, num_steps=num_steps, n_embd=n_embd,
+                                   n_head=n_head, n_layer=n_layer, block_size=block_size, batch=batch)
+    return Run(state.model, state.adam, num_steps, batch, state.tokenizer, shuffled, state.params, state)
 
 
 def step_docs(run: Run, step: int) -> list[str]:
-    """gptir.train.step_docs: documents (step*B + i) % len(docs)."""
-    b = run.batch
-    return [run.docs[(step * b + i) % len(run.docs)] for i in range(b)]
+    """The documents of ``step``, exactly as gptir's trainer picks them."""
+    return gtrain.step_docs(replace(run.state, step=step), run.docs)
 
 
 def encode(run: Run, batch_docs: Sequence[str]) -> dict[str, np.ndarray]:
-    """gptir.train.encode_batch: unpadded [n] for one document, else BOS-padded [B, n] plus a mask."""
-    bs = run.cfg.block_size
-    seqs = [run.tokenizer.encode(d) for d in batch_docs]
-    if len(seqs) == 1:
-        ids = seqs[0]
-        n = min(bs, len(ids) - 1)
-        return {"tokens": np.array(ids[:n], np.int64), "targets": np.array(ids[1:n + 1], np.int64)}
-    n = min(bs, max(len(s) - 1 for s in seqs))
-    bos = run.tokenizer.bos
-    tokens = np.full((len(seqs), n), bos, np.int64)
-    targets = np.full((len(seqs), n), bos, np.int64)
-    mask = np.zeros((len(seqs), n), bool)
-    for i, ids in enumerate(seqs):
-        k = min(n, len(ids) - 1)
-        tokens[i, :k], targets[i, :k], mask[i, :k] = ids[:k], ids[1:k + 1], True
-    return {"tokens": tokens, "targets": targets, "mask": mask}
+    """gptir's batch encoding: unpadded [n] for one document, else BOS-padded [B, n] plus a mask."""
+    return gtrain.encode_batch(run.state, batch_docs)
 
 
 # --------------------------------------------------------------------------- the torch model
@@ -228,32 +199,10 @@ def train_torch(run: Run, steps: int) -> tuple[list[float], float]:
 # --------------------------------------------------------------------------- the other side of the comparison
 
 
-def gptir_losses(run: Run, steps: int, raw_docs: Sequence[str], seed: int = 42, backend: str = "interp") -> tuple[list[float], str]:
-    """The first ``steps`` losses of gptir's own trainer, or of the scalar reference if it isn't ready.
-
-    ``raw_docs`` are the unshuffled documents (the scalar reference shuffles them itself).
-    """
-    if run.state is not None:
-        try:
-            from gptir import train as gtrain
-
-            cache = gtrain.ProgramCache(run.state.model, run.state.adam, run.state.num_steps, backend=backend)
-            out = []
-            for _, loss in gtrain.train(run.state, run.docs, cache, until=steps):
-                out.append(loss)
-            return out, f"gptir ({backend})"
-        except Exception as e:  # noqa: BLE001 - report and fall back: other layers are in progress
-            print(f"gptir trainer failed ({type(e).__name__}: {e}); comparing with the scalar reference",
-                  file=sys.stderr)
-    cfg = run.cfg
-    default = (cfg.n_embd, cfg.n_head, cfg.n_layer, cfg.block_size) == (16, 4, 1, 16)
-    if run.batch != 1 or not default:
-        return [], "nothing (the scalar reference only does the default config, batch 1)"
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import reference_microgpt as ref
-
-    res = ref.run(raw_docs, ref.MicroGPT(seed), num_steps=run.num_steps, stop_after=steps)
-    return [float(x) for x in res["losses"]], "scalar reference"
+def gptir_losses(run: Run, steps: int, backend: str = "interp") -> tuple[list[float], str]:
+    """The first ``steps`` losses of gptir's own trainer on the same run."""
+    cache = gtrain.ProgramCache(run.state.model, run.state.adam, run.state.num_steps, backend=backend)
+    return [loss for _, loss in gtrain.train(run.state, run.docs, cache, until=steps)], f"gptir ({backend})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -287,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
           f"torch {torch.__version__}, {torch.get_num_threads()} thread")
     if args.compare > 0:
         k = min(args.compare, args.steps)
-        theirs, who = gptir_losses(run, k, docs, args.seed, args.backend)
+        theirs, who = gptir_losses(run, k, args.backend)
         ours, _ = train_torch(run, k)
         print(f"first {k} losses: torch eager vs {who}")
         for i, a in enumerate(ours):

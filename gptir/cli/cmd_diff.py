@@ -149,12 +149,6 @@ def _write(text: str) -> None:
 ZIP_MAGIC = b"PK"  # an .npz is a zip; IR text never starts with these bytes ("graph", comments, blanks)
 
 
-def load_ir(path: str) -> Graph:
-    """Parse an IR file ('-' = stdin); param values come inline or from the ``params "x.npz"`` sidecar
-    the file names (resolved next to the file by :func:`gptir.text.load_graph`)."""
-    return gtext.load_graph(path)
-
-
 def load_any(path: str) -> tuple[Graph, str | None]:
     """An IR file or a checkpoint ('-' = stdin, either kind) as a graph, with a note for the text
     header (``checkpoint, step 3/6``) when it was a checkpoint."""
