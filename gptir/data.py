@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from gptir.fileio import read_text
 from gptir.ir import GptirError
 
 __all__ = ["DataError", "parse_docs", "load_docs", "default_docs", "Tokenizer"]
@@ -55,12 +56,11 @@ def default_docs() -> list[str]:
 
 
 def load_docs(path: str | None) -> list[str]:
-    """Documents from a text file, one per line; ``None`` gives :func:`default_docs`."""
+    """Documents from a text file (``-``: standard input), one per line; ``None`` gives :func:`default_docs`."""
     if path is None:
         return default_docs()
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        text = read_text(path)
     except (OSError, UnicodeDecodeError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         raise DataError(f"cannot read data file {path!r}: {reason}") from None

@@ -108,13 +108,6 @@ def _is_broadcast(node: Node) -> bool:
     return node.op == "broadcast"
 
 
-def layout_table(graph: Graph) -> dict[str, bool]:
-    known: dict[str, bool] = {}
-    for node in graph.nodes.values():
-        known[node.name] = c_contiguous(node, known, graph.nodes)
-    return known
-
-
 # -- dce -------------------------------------------------------------------------------------------
 
 

@@ -728,6 +728,13 @@ def load_graph(path: str) -> Graph:
     return parse(text, filename, base_dir)
 
 
+def relative_to_output(target: str, out: str) -> str:
+    """``target`` as the IR text written at ``out`` names it: relative to that file's folder (the
+    working folder for ``-``), with ``/`` separators, as a ``params "..."`` header is resolved."""
+    folder = os.getcwd() if out == "-" else os.path.dirname(os.path.abspath(out))
+    return os.path.relpath(os.path.abspath(target), folder).replace(os.sep, "/")
+
+
 def save_graph(graph: Graph, path: str, sidecar: str | None = None) -> None:
     """Write ``graph`` as IR text (atomically; ``-`` = standard output).
 
@@ -736,10 +743,8 @@ def save_graph(graph: Graph, path: str, sidecar: str | None = None) -> None:
     no values keeps naming it.
     """
     if sidecar is not None:
-        folder = os.getcwd() if path == "-" else os.path.dirname(os.path.abspath(path))
-        rel = os.path.relpath(os.path.abspath(sidecar), folder).replace(os.sep, "/")
         save_params(sidecar, graph.params)
-        text = print_graph(graph.replace(params_file=rel))
+        text = print_graph(graph.replace(params_file=relative_to_output(sidecar, path)))
     elif graph.params:
         text = print_graph(graph.replace(params_file=None))
     else:

@@ -14,7 +14,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from gptir import rng as R
-from gptir.autodiff import grad
+from gptir.autodiff import grad, gradient_outputs_of
 from gptir.data import Tokenizer
 from gptir.interp import run as interp_run
 from gptir.ir import GptirError, Graph, TensorType
@@ -113,7 +113,7 @@ def step_graph(cfg: GPTConfig, adam: AdamConfig, num_steps: int, n: int, batch: 
     size = num_params(cfg)
     m_in, v_in = b.input("adam.m", TensorType("f64", (size,))), b.input("adam.v", TensorType("f64", (size,)))
     scalars = adam_scalars(adam, step, num_steps)
-    grads = gradient_outputs(g, names)
+    grads = gradient_outputs_of(g, names)
     with scope("adam"):
         flat_p = concat([reshape(b.value(name), (-1,)) for name in names])
         flat_g = concat([reshape(b.value(g.outputs[grads[name]]), (-1,)) for name in names])
@@ -127,14 +127,6 @@ def step_graph(cfg: GPTConfig, adam: AdamConfig, num_steps: int, n: int, batch: 
             offset += count
     outputs["adam.m"], outputs["adam.v"] = m, v
     return b.finish(outputs)
-
-
-def gradient_outputs(g: Graph, wrt: Sequence[str]) -> dict[str, str]:
-    """The output name holding each parameter's gradient in a graph made by the autodiff pass
-    (the names the pass actually gave, which avoid outputs the graph already had)."""
-    from gptir.autodiff import gradient_outputs_of
-
-    return gradient_outputs_of(g, wrt)
 
 
 def compile_program(graph: Graph, backend: str) -> Runner:

@@ -35,6 +35,6 @@ def run(args: argparse.Namespace) -> int:
     if not wrt:
         raise UsageError("--wrt needs at least one input name")
     result = grad(load_graph(args.input), wrt, of=args.of)
-    # self-contained text: param values inline (a sidecar path would be relative to the input)
+    # a sidecar the input named stays a sidecar, re-pathed for the output; inline values stay inline
     atomic_write_text(args.output, graph_text_for(result, args.input, args.output))
     return 0

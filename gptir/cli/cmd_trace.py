@@ -60,20 +60,14 @@ def run(args: argparse.Namespace) -> int:
     if args.target == "microgpt":
         if args.arg or args.param:
             raise UsageError("--arg and --param apply to FILE.py:FUNCTION targets, not microgpt")
-        try:
-            from gptir.cli.trace_microgpt import trace_microgpt
-        except ModuleNotFoundError as e:
-            if e.name != "gptir.cli.trace_microgpt":
-                raise
-            raise GptirError("microgpt tracing is not available") from None
+        from gptir.cli.trace_microgpt import trace_microgpt  # the model layers load only for this target
+
         graph = trace_microgpt(args)
-        # trace_microgpt writes --params-out itself (the values of its training state)
-        write_graph(graph, args.output, args.params_out, params_written=bool(args.params_out))
-        return 0
-    given = [o for o in MICROGPT_OPTIONS if getattr(args, o) not in (None, False)]
-    if given:
-        raise UsageError(f"--{given[0].replace('_', '-')} only applies to the microgpt target")
-    graph = trace_file(args.target, args.arg, args.param)
+    else:
+        given = [o for o in MICROGPT_OPTIONS if getattr(args, o) not in (None, False)]
+        if given:
+            raise UsageError(f"--{given[0].replace('_', '-')} only applies to the microgpt target")
+        graph = trace_file(args.target, args.arg, args.param)
     write_graph(graph, args.output, args.params_out)
     return 0
 

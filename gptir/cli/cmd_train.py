@@ -17,7 +17,7 @@ from typing import Any
 
 from gptir import checkpoint
 from gptir import train as T
-from gptir.data import load_docs, parse_docs
+from gptir.data import load_docs
 from gptir.fileio import atomic_write_text, check_writable
 from gptir.ir import GptirError
 from gptir.model import num_params
@@ -76,12 +76,12 @@ def _start(args: argparse.Namespace) -> tuple[T.TrainState, list[str]]:
             raise GptirError("the checkpoint was trained on standard input: pass the same data with --data")
         if data is not None and args.data is None and not os.path.exists(data):
             raise GptirError(f"the checkpoint was trained on {data}, which no longer exists: pass --data")
-        return state, T.resume_docs(state, _load(data))
+        return state, T.resume_docs(state, load_docs(data))
     for name in ("steps", "n_embd", "n_head", "n_layer", "block_size", "batch"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise GptirError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    docs = _load(args.data)
+    docs = load_docs(args.data)
     state, shuffled = T.start(
         docs, recipe=args.recipe or "microgpt", seed=42 if args.seed is None else args.seed,
         num_steps=args.steps or 1000, n_embd=args.n_embd or 16, n_head=args.n_head or 4,
@@ -89,13 +89,6 @@ def _start(args: argparse.Namespace) -> tuple[T.TrainState, list[str]]:
         adam=AdamConfig(lr=0.01 if args.lr is None else args.lr), batch=args.batch or 1)
     data = None if args.data is None else args.data if args.data == "-" else os.path.abspath(args.data)
     return replace(state, data=data), shuffled
-
-
-def _load(path: str | None) -> list[str]:
-    """The documents: a file, ``-`` for standard input, or None for the built-in corpus."""
-    if path == "-":
-        return parse_docs(sys.stdin.read())
-    return load_docs(path)
 
 
 def _target(args: argparse.Namespace, state: T.TrainState) -> int:

@@ -16,9 +16,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from gptir.cli import UsageError, shorten
-from gptir.fileio import atomic_write_text
 from gptir.ir import GptirError, Graph, TensorType, is_identifier
-from gptir.text import format_literal, load_graph, load_params, print_graph, save_graph
+from gptir.text import format_literal, load_graph, load_params, print_graph, relative_to_output, save_graph
 
 _TYPE_SPEC = re.compile(r"\s*[A-Za-z_][A-Za-z0-9_]*\s*\[")
 # lowercase inf/nan (not inside a word) become the spellings Python's json module reads
@@ -149,15 +148,10 @@ def read_graph(path: str, params_path: str | None = None) -> Graph:
     return graph
 
 
-def write_graph(graph: Graph, out: str, params_out: str | None = None, params_written: bool = False) -> None:
+def write_graph(graph: Graph, out: str, params_out: str | None = None) -> None:
     """Print ``graph`` to ``out`` (``-`` = stdout). With ``params_out`` the values go to that .npz
-    (unless the caller already wrote it: ``params_written``) and the text names it."""
-    if params_out and params_written:
-        folder = os.getcwd() if out == "-" else os.path.dirname(os.path.abspath(out))
-        rel = os.path.relpath(os.path.abspath(params_out), folder).replace(os.sep, "/")
-        atomic_write_text(out, print_graph(graph.replace(params_file=rel)))
-    else:
-        save_graph(graph, out, sidecar=params_out)
+    and the text names it."""
+    save_graph(graph, out, sidecar=params_out)
 
 
 def format_value(arr: np.ndarray) -> str:
@@ -195,7 +189,5 @@ def graph_text_for(graph: Graph, source: str, out: str) -> str:
     if graph.params_file is None:
         return print_graph(graph)
     base = os.getcwd() if source == "-" else os.path.dirname(os.path.abspath(source))
-    sidecar = os.path.normpath(os.path.join(base, graph.params_file))
-    folder = os.getcwd() if out == "-" else os.path.dirname(os.path.abspath(out))
-    rel = os.path.relpath(sidecar, folder).replace(os.sep, "/")
-    return print_graph(graph.replace(params_file=rel))
+    sidecar = os.path.join(base, graph.params_file)
+    return print_graph(graph.replace(params_file=relative_to_output(sidecar, out)))

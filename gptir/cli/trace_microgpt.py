@@ -64,10 +64,4 @@ def trace_microgpt(args: argparse.Namespace) -> Graph:
     else:
         graph = loss_graph(state.model, n, b)
     # the parameter values travel with the graph: inline in the text, or in the --params-out sidecar
-    graph = constant_inputs(graph, data).replace(params={k: np.asarray(v) for k, v in state.params.items()})
-    out = getattr(args, "params_out", None)
-    if out:
-        from gptir.text import save_params
-
-        save_params(out, {k: np.asarray(v) for k, v in state.params.items()})
-    return graph
+    return constant_inputs(graph, data).replace(params={k: np.asarray(v) for k, v in state.params.items()})
