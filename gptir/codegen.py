@@ -107,13 +107,6 @@ def _reduce(ufunc: str) -> Callable[[Sequence[str], Mapping[str, Any], Node], st
     return lambda a, at, n: f"{ufunc}.reduce({a[0]}, {at['axes']!r}, None, None, {at['keepdims']!r})"
 
 
-def _slice(a: Sequence[str], at: Mapping[str, Any], n: Node) -> str:
-    if not at["start"]:
-        return f"{a[0]}[()]"
-    parts = ", ".join(f"{s}:{e}" for s, e in zip(at["start"], at["stop"]))
-    return f"{a[0]}[{parts},]"
-
-
 _FAST: dict[str, Callable[[Sequence[str], Mapping[str, Any], Node], str]] = {
     "add": _binop("+"),
     "sub": _binop("-"),
@@ -133,13 +126,9 @@ _FAST: dict[str, Callable[[Sequence[str], Mapping[str, Any], Node], str]] = {
     "cast": lambda a, at, n: f"{a[0]}.astype(_{at['dtype']})",
     "sum": _reduce("_add"),
     "max": _reduce("_maximum"),
-    "reshape": lambda a, at, n: f"{a[0]}.reshape({at['shape']!r})",
     "transpose": lambda a, at, n: f"{a[0]}.T" if at["perm"] == (1, 0) else f"{a[0]}.transpose({at['perm']!r})",
-    "broadcast": lambda a, at, n: f"_broadcast_to({a[0]}, {at['shape']!r})",
-    "slice": _slice,
     "concat": lambda a, at, n: f"_concatenate(({', '.join(a)},), {at['axis']!r})",
     "gather": lambda a, at, n: f"{a[0]}[{a[1]}]",
-    "scatter_add": lambda a, at, n: f"_scatter_add({a[0]}, {a[1]}, {at['size']!r})",
 }
 
 # Attributes passed as closure constants rather than written as numbers: (attrs -> value, emitter).
@@ -279,7 +268,7 @@ def plan(graph: Graph, reuse_min: int | None = REUSE_MIN_ELEMENTS, free_dead: bo
                     sname = "_s_" + args[k]  # '_' prefix: never the name of an IR value (those are v_...)
                     attr_consts[sname] = consts[i][()]
                     args[k] = sname
-        lifted = _LIFT.get(node.op) if fast is not None else None
+        lifted = _LIFT.get(node.op)
         if lifted is not None:
             # shape-like attributes (the ones that change with the sequence length) become closure
             # constants, so programs for different lengths share one source text and one compile
@@ -295,7 +284,7 @@ def plan(graph: Graph, reuse_min: int | None = REUSE_MIN_ELEMENTS, free_dead: bo
             if emit is None:
                 raise CodegenError(f"op '{node.op}' has no code to emit (%{node.name})")
             expr = emit(args, attrs)
-        body.append(_Stmt(names.make(node.name), expr, args, node, fast is not None))
+        body.append(_Stmt(names.make(node.name), expr, args, node, fast is not None or lifted is not None))
     # drop statements nothing reads (e.g. a broadcast whose users all broadcast implicitly)
     live = {names.var[v] for v in graph.outputs.values()}
     stmts: list[_Stmt] = []
