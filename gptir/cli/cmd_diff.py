@@ -156,26 +156,21 @@ def load_any(path: str) -> tuple[Graph, str | None]:
         raw = getattr(sys.stdin, "buffer", None)
         if raw is None:  # a text-only stdin (tests replace it): it can only be IR
             return gtext.parse(sys.stdin.read(), "<stdin>", os.getcwd()), None
-        data = raw.read()
-        if data.startswith(ZIP_MAGIC):
-            return _from_checkpoint(lambda ck: ck.from_bytes(data, "<stdin>"))
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise GptirError("<stdin>: not a UTF-8 text file (nor a gptir checkpoint)") from None
-        return gtext.parse(text, "<stdin>", os.getcwd()), None
-    try:  # read once: the path may be a pipe (`<(...)`) that cannot be read twice
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise GptirError(f"cannot read {path}: {e.strerror or e}") from None
+        data, name, folder = raw.read(), "<stdin>", os.getcwd()
+    else:
+        try:  # read once: the path may be a pipe (`<(...)`) that cannot be read twice
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise GptirError(f"cannot read {path}: {e.strerror or e}") from None
+        name, folder = path, os.path.dirname(os.path.abspath(path))
     if data.startswith(ZIP_MAGIC):
-        return _from_checkpoint(lambda ck: ck.from_bytes(data, path))
+        return _from_checkpoint(lambda ck: ck.from_bytes(data, name))
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise GptirError(f"{path}: not a UTF-8 text file (nor a gptir checkpoint)") from None
-    return gtext.parse(text, path, os.path.dirname(os.path.abspath(path))), None
+        raise GptirError(f"{name}: not a UTF-8 text file (nor a gptir checkpoint)") from None
+    return gtext.parse(text, name, folder), None
 
 
 def _from_checkpoint(read: Any) -> tuple[Graph, str]:
