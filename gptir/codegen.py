@@ -128,7 +128,7 @@ _FAST: dict[str, Callable[[Sequence[str], Mapping[str, Any], Node], str]] = {
     "max": _reduce("_maximum"),
     "transpose": lambda a, at, n: f"{a[0]}.T" if at["perm"] == (1, 0) else f"{a[0]}.transpose({at['perm']!r})",
     "concat": lambda a, at, n: f"_concatenate(({', '.join(a)},), {at['axis']!r})",
-    "gather": lambda a, at, n: f"{a[0]}[{a[1]}]",
+    "gather": lambda a, at, n: f"_gather({a[0]}, {a[1]})",
 }
 
 # Attributes passed as closure constants rather than written as numbers: (attrs -> value, emitter).
@@ -157,12 +157,18 @@ def _scatter_add(upd: np.ndarray, idx: np.ndarray, size: int) -> np.ndarray:
     return OPS["scatter_add"].evaluate((upd, idx), {"size": size})  # type: ignore[misc]
 
 
+def _gather(table: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """The op table's own gather evaluation (indices checked to be in range, then ``table[idx]``)."""
+    return OPS["gather"].evaluate((table, idx), {})  # type: ignore[misc]
+
+
 def _namespace_base() -> dict[str, Any]:
     ns: dict[str, Any] = {
         "np": np, "_power": np.power, "_maximum": np.maximum, "_exp": np.exp, "_log": np.log,
         "_subtract": np.subtract, "_multiply": np.multiply, "_divide": np.divide, "_negative": np.negative,
         "_greater": np.greater, "_equal": np.equal, "_where": np.where, "_add": np.add,
         "_broadcast_to": np.broadcast_to, "_concatenate": np.concatenate, "_scatter_add": _scatter_add,
+        "_gather": _gather,
     }
     for name, dt in NUMPY_DTYPES.items():
         ns[f"_{name}"] = dt

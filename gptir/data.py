@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from gptir.fileio import read_text
+from gptir.fileio import LimitError, read_lines
 from gptir.ir import GptirError
 
 __all__ = ["DataError", "parse_docs", "load_docs", "default_docs", "Tokenizer"]
@@ -22,6 +22,9 @@ __all__ = ["DataError", "parse_docs", "load_docs", "default_docs", "Tokenizer"]
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 _LOWER_AZ = re.compile(r"[a-z]+")
 _NAMES_FILES = ("dist.male.first", "dist.female.first")
+# Characters no document may hold: line breaks separate documents, and NUL cannot be stored in a
+# checkpoint's vocabulary. One rule, checked when the data is read and when a vocabulary is built.
+FORBIDDEN_CHARS = "\n\r\x00"
 
 
 class DataError(GptirError, ValueError):
@@ -56,15 +59,28 @@ def default_docs() -> list[str]:
 
 
 def load_docs(path: str | None) -> list[str]:
-    """Documents from a text file (``-``: standard input), one per line; ``None`` gives :func:`default_docs`."""
+    """Documents from a text file (``-``: standard input), one per line; ``None`` gives :func:`default_docs`.
+
+    The file is streamed (memory grows with the documents kept, not the file), lines and the file are
+    bounded (``GPTIR_MAX_LINE_CHARS``, ``GPTIR_MAX_DATA_BYTES``), and every document is checked against
+    :data:`FORBIDDEN_CHARS` here, so a run never trains on data its own checkpoint would reject."""
     if path is None:
         return default_docs()
+    docs: list[str] = []
     try:
-        text = read_text(path)
+        for number, line in read_lines(path):
+            doc = line.strip()
+            if not doc:
+                continue
+            if "\x00" in doc:
+                raise DataError(f"data file {path!r} line {number}: a document cannot hold a NUL character")
+            docs.append(doc)
+    except LimitError as e:
+        raise DataError(str(e)) from None
     except (OSError, UnicodeDecodeError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         raise DataError(f"cannot read data file {path!r}: {reason}") from None
-    return parse_docs(text)
+    return docs
 
 
 @dataclass(frozen=True)
@@ -78,6 +94,9 @@ class Tokenizer:
     def __post_init__(self) -> None:
         if len(set(self.chars)) != len(self.chars) or any(len(c) != 1 for c in self.chars):
             raise DataError(f"tokenizer chars must be distinct single characters, got {self.chars!r}")
+        bad = [c for c in self.chars if c in FORBIDDEN_CHARS]
+        if bad:
+            raise DataError(f"a document cannot hold the character {bad[0]!r} (line breaks separate documents)")
         if self.bos != len(self.chars):
             raise DataError(f"tokenizer bos must be len(chars) = {len(self.chars)}, got {self.bos}")
         object.__setattr__(self, "_index", {c: i for i, c in enumerate(self.chars)})

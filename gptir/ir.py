@@ -30,6 +30,21 @@ class GptirError(Exception):
     """
 
 
+MAX_WORD = 120  # a name, path or value in an error message is cut to about this many characters
+_LONG_WORD = re.compile(r"\S{%d,}" % (MAX_WORD + 1))
+
+
+def short(text: str, limit: int = MAX_WORD) -> str:
+    """``text`` cut to ``limit`` characters with ``...`` (a 1 MB value name is not echoed whole)."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def short_words(message: str) -> str:
+    """``message`` with every word longer than :data:`MAX_WORD` characters shortened: every error
+    gptir prints goes through this, so no message grows with a hostile name or value."""
+    return _LONG_WORD.sub(lambda m: short(m.group(0)), message)
+
+
 class VerifyError(GptirError):
     """A graph breaks an IR rule. ``node`` names the offending value when there is one."""
 

@@ -217,8 +217,28 @@ def _cast(types: Sequence[TensorType], attrs: Attrs) -> TensorType:
 # -- evaluation helpers ----------------------------------------------------------------------------
 
 
+def check_indices(op: str, idx: np.ndarray, n: int) -> None:
+    """The IR's index contract for ``gather`` and ``scatter_add``: every index is in ``[0, n)``.
+
+    Anything else (``-1`` included: numpy would wrap it) is an IndexError, which the interpreter reports
+    naming the node; the compiled backend calls this same check. One min/max pass over the indices."""
+    if idx.size == 0:
+        return
+    lo, hi = int(idx.min()), int(idx.max())
+    if lo < 0 or hi >= n:
+        bad = lo if lo < 0 else hi
+        raise IndexError(f"{op} index {bad} is outside [0, {n}) (indices must be in [0, {n}))")
+
+
+def _gather_eval(args: Sequence[np.ndarray], attrs: Attrs) -> np.ndarray:
+    table, idx = args
+    check_indices("gather", idx, table.shape[0])
+    return table[idx]
+
+
 def _scatter_add_eval(args: Sequence[np.ndarray], attrs: Attrs) -> np.ndarray:
     upd, idx = args
+    check_indices("scatter_add", idx, attrs["size"])
     out = np.zeros((attrs["size"],) + upd.shape[idx.ndim:], dtype=upd.dtype)
     np.add.at(out, idx, upd)
     return out
@@ -483,7 +503,8 @@ _table: list[OpDef] = [
           lambda a, at: f"np.concatenate(({', '.join(a)},), axis={at['axis']!r})", {"axis": "int"}, kind="movement",
           grad=_g_concat),
     # embedding lookup and its adjoint
-    OpDef("gather", 2, _gather, lambda a, at: a[0][a[1]], lambda a, at: f"{a[0]}[{a[1]}]", grad=_g_gather),
+    OpDef("gather", 2, _gather, _gather_eval, lambda a, at: f"_gather({a[0]}, {a[1]})",  # helper from gptir.codegen
+          grad=_g_gather),
     OpDef("scatter_add", 2, _scatter_add, _scatter_add_eval,
           lambda a, at: f"_scatter_add({a[0]}, {a[1]}, {at['size']!r})",  # helper supplied by gptir.codegen
           {"size": "int"}, grad=_g_scatter_add),

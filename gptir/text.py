@@ -41,9 +41,9 @@ import numpy as np
 from lark import Lark, Token, Tree
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from gptir.fileio import atomic_write_bytes, atomic_write_text, read_text
+from gptir.fileio import atomic_write_bytes, atomic_write_text, npz_header, npz_names, npz_read, open_npz, read_bytes, read_text
 from gptir.ir import (
-    DTYPES, NUMPY_DTYPES, GptirError, Graph, Node, ShapeError, TensorType, VerifyError, check_node, verify,
+    DTYPES, NUMPY_DTYPES, GptirError, Graph, Node, ShapeError, TensorType, VerifyError, check_node, short, verify,
 )
 from gptir.ops import OPS
 
@@ -513,6 +513,11 @@ def _parse_string(src: _Source, tok: Token) -> str:
     except ValueError as e:
         raise src.at(tok, f"bad string {str(tok)!r} ({e.args[0] if e.args else e})") from None
     assert isinstance(value, str)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate is not text: it could never be printed or saved
+        raise src.at(tok, f"bad string {short(str(tok))}: it holds a lone surrogate (an unpaired \\ud800-\\udfff "
+                          "escape), which is not a character") from None
     return value
 
 
@@ -596,7 +601,8 @@ def _build(src: _Source, gtree: Tree, base_dir: str | None) -> Graph:
         raise src.at(end_tok, f"graph {graph_name} has no outputs (add a line like: output out = %x)")
     if params_file is not None and base_dir is not None:
         try:
-            loaded = load_params(os.path.join(base_dir, params_file))
+            loaded = load_params(os.path.join(base_dir, params_file),
+                                 {n.name: n.type for n in nodes.values() if n.op == "param"})
         except GptirError as e:
             raise src.at(params_tok, str(e)) from None
         for pname, arr in loaded.items():
@@ -752,26 +758,32 @@ def save_graph(graph: Graph, path: str, sidecar: str | None = None) -> None:
     atomic_write_text(path, text)
 
 
-def load_params(path: str) -> dict[str, np.ndarray]:
-    """Parameter values from an .npz archive (never unpickles); raises GptirError when unreadable."""
+def load_params(path: str, expected: Mapping[str, TensorType] | None = None) -> dict[str, np.ndarray]:
+    """Parameter values from an .npz archive (never unpickles); raises GptirError when unreadable.
+
+    Declared sizes are checked before anything is decompressed (``GPTIR_MAX_ARRAY_BYTES``; see
+    :func:`gptir.fileio.open_npz`), and with ``expected`` ({param: type}) each array's declared type too."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if not isinstance(data, np.lib.npyio.NpzFile):  # pragma: no cover - np.load of .npy returns an array
-                raise GptirError(f"{path} is not an .npz archive")
-            out = {k: np.asarray(data[k]) for k in data.files}
-    except GptirError:
-        raise
-    except AttributeError:
-        raise GptirError(f"params file {path} is not an .npz archive") from None
+        data = read_bytes(path, "GPTIR_MAX_ARRAY_BYTES", "params file", magic=b"PK")
     except FileNotFoundError:
         raise GptirError(f"params file {path} does not exist") from None
+    except IsADirectoryError:
+        raise GptirError(f"params file {path} is not an .npz archive") from None
     except OSError as e:
         raise GptirError(f"cannot read params file {path}: {e.strerror or e}") from None
-    except (ValueError, EOFError, zipfile.BadZipFile, KeyError, TypeError) as e:
-        raise GptirError(f"params file {path} is not a valid .npz archive ({e})") from None
-    for k, v in out.items():
-        if v.dtype not in NUMPY_DTYPES.values():
-            raise GptirError(f"params file {path}: {k} has dtype {v.dtype} (gptir has {', '.join(DTYPES)})")
+    if not data.startswith(b"PK"):
+        raise GptirError(f"params file {path} is not a valid .npz archive (it is not a zip file)")
+    zf = open_npz(data, f"params file {path}")
+    out: dict[str, np.ndarray] = {}
+    for k in npz_names(zf):
+        dtype, shape = npz_header(zf, k, f"params file {path}")
+        if dtype not in NUMPY_DTYPES.values():
+            raise GptirError(f"params file {path}: {k} has dtype {dtype} (gptir has {', '.join(DTYPES)})")
+        want = (expected or {}).get(k)
+        if want is not None and (dtype != want.np_dtype or shape != want.shape):
+            raise GptirError(f"params file {path}: {short(k)} is {dtype}{list(shape)}, "
+                             f"but the graph's %{short(k)} is {want}")
+        out[k] = np.asarray(npz_read(zf, k, f"params file {path}"))
     return out
 
 

@@ -218,11 +218,12 @@ class Tracer:
         return self.type.rank
 
     def __bool__(self) -> bool:
-        raise ShapeError("a traced value has no concrete truth value: use gptir.where instead of if/else")
+        raise ShapeError(f"a traced value ({self.type}) has no concrete truth value (it cannot decide an if, "
+                         "while, and or or): use gptir.where instead of if/else")
 
     def __len__(self) -> int:
         if not self.shape:
-            raise ShapeError("len() of a scalar")
+            raise ShapeError(f"len() of a traced scalar ({self.type}): a scalar has no length")
         return self.shape[0]
 
     # arithmetic (numpy broadcasting, made explicit)
@@ -415,6 +416,10 @@ def slice_(x: Tracer, start: Sequence[int], stop: Sequence[int]) -> Tracer:
     return x.builder.emit("slice", [x], {"start": start, "stop": stop})
 
 
+class TraceIndexError(ShapeError, IndexError):
+    """An integer index out of range (an IndexError too, so ``for row in x`` stops at the end)."""
+
+
 def _index(x: Tracer, index: Any) -> Tracer:
     if isinstance(index, Tracer):
         return gather(x, index)
@@ -427,12 +432,13 @@ def _index(x: Tracer, index: Any) -> Tracer:
         if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
             i = int(item) + (dim if item < 0 else 0)
             if not 0 <= i < dim:
-                raise ShapeError(f"index {item} is out of range for axis {axis} of {x.type}")
+                raise TraceIndexError(f"index {item} is out of range for axis {axis} of {x.type} "
+                                      f"(valid: {-dim} to {dim - 1})")
             start.append(i); stop.append(i + 1)
         elif isinstance(item, slice):
             s, e, step = item.indices(dim)
             if step != 1:
-                raise ShapeError("only step-1 slices are supported")
+                raise ShapeError(f"slice step {item.step} is not supported: only step-1 slices (a[i:j]) are")
             start.append(s); stop.append(max(s, e)); keep.append(axis)
         else:
             raise ShapeError(f"unsupported index {item!r}: use ints, slices or an i64 traced value")

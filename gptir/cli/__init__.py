@@ -15,7 +15,7 @@ import sys
 import traceback
 from typing import Sequence
 
-from gptir.ir import GptirError
+from gptir.ir import GptirError, short_words
 
 # verb -> module under gptir.cli; each module defines register(subparsers)
 VERBS = ("trace", "exec", "grad", "opt", "diff", "train", "sample")
@@ -68,13 +68,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         if parser is not None:
             subparser(parser, verb).print_usage(sys.stderr)
-        print(f"{_prog(verb)}: error: {e}", file=sys.stderr)
+        print(f"{_prog(verb)}: error: {short_words(str(e))}", file=sys.stderr)
         return 2
     except GptirError as e:
         print(f"{_prog(verb)}: error: {_one_line(str(e))}", file=sys.stderr)
         return 1
     except OSError as e:
-        print(f"{_prog(verb)}: error: {_os_error(e)}", file=sys.stderr)
+        print(f"{_prog(verb)}: error: {short_words(_os_error(e))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("gptir: interrupted", file=sys.stderr)
@@ -112,8 +112,8 @@ def _os_error(e: OSError) -> str:
 
 def _one_line(msg: str) -> str:
     """Errors are one line on stderr; multi-line messages (a parse error's caret) keep their shape
-    but are still a single message."""
-    return msg.rstrip()
+    but are still a single message. Long words (a 1 MB value name) are shortened."""
+    return short_words(msg.rstrip())
 
 
 def entry() -> None:  # pragma: no cover

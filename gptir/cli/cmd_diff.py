@@ -25,7 +25,9 @@ import numpy as np
 
 from gptir import diff as gdiff
 from gptir import text as gtext
-from gptir.ir import GptirError, Graph, Node, TensorType, make_graph
+from gptir.cli.common import check_paths
+from gptir.fileio import read_bytes, read_text
+from gptir.ir import GptirError, Graph, Node, TensorType, make_graph, short_words
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _fail(msg: str) -> int:
     # one line, as diff(1): a parse error's source excerpt and caret are dropped, its file:line:col kept
-    line = msg.strip().splitlines()[0] if msg.strip() else "unknown error"
+    line = short_words(msg.strip().splitlines()[0]) if msg.strip() else "unknown error"
     print(f"gptir diff: error: {line}", file=sys.stderr)
     return 2
 
@@ -93,6 +95,7 @@ def _run(args: argparse.Namespace) -> int:
     for p in paths:
         if p != "-" and os.path.isdir(p):
             return _fail(f"{p} is a directory (give one DIR alone to diff its dumps in sequence)")
+    check_paths([("A", paths[0]), ("B", paths[1])], [("-", "-")])  # stdout must not be one of them
     (a, note_a), (b, note_b) = load_any(paths[0]), load_any(paths[1])
     d = gdiff.diff_graphs(a, b, values=args.values, atol=args.atol, locs=args.locs)
     labels = (paths[0] if paths[0] != "-" else "<stdin>", paths[1] if paths[1] != "-" else "<stdin>")
@@ -155,15 +158,14 @@ def load_any(path: str) -> tuple[Graph, str | None]:
     if path == "-":
         raw = getattr(sys.stdin, "buffer", None)
         if raw is None:  # a text-only stdin (tests replace it): it can only be IR
-            return gtext.parse(sys.stdin.read(), "<stdin>", os.getcwd()), None
-        data, name, folder = raw.read(), "<stdin>", os.getcwd()
+            return gtext.parse(read_text("-"), "<stdin>", os.getcwd()), None
+        name, folder = "<stdin>", os.getcwd()
     else:
-        try:  # read once: the path may be a pipe (`<(...)`) that cannot be read twice
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            raise GptirError(f"cannot read {path}: {e.strerror or e}") from None
         name, folder = path, os.path.dirname(os.path.abspath(path))
+    try:  # read once: the path may be a pipe (`<(...)`) that cannot be read twice; bounded either way
+        data = read_bytes(path, "GPTIR_MAX_TEXT_BYTES", "the IR file", text=True, zip_limit="GPTIR_MAX_ARRAY_BYTES")
+    except OSError as e:
+        raise GptirError(f"cannot read {path}: {e.strerror or e}") from None
     if data.startswith(ZIP_MAGIC):
         return _from_checkpoint(lambda ck: ck.from_bytes(data, name))
     try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gptir.cli.common import format_outputs, parse_inputs, read_graph
+from gptir.cli.common import check_paths, file_args, format_outputs, parse_inputs, read_graph
 from gptir.interp import bind_inputs, run as interp_run
 from gptir.ir import GptirError
 
@@ -29,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_paths([("FILE.ir", args.file), ("--params", args.params), *file_args(args.input, "--input")],
+                [("-", "-")])
     inputs = parse_inputs(args.input, "--input")
     graph = read_graph(args.file, args.params)
     if args.backend == "compiled":

@@ -11,7 +11,7 @@ import argparse
 from gptir.autodiff import grad
 from gptir.cli import UsageError
 from gptir.fileio import atomic_write_text
-from gptir.cli.common import graph_text_for
+from gptir.cli.common import check_paths, graph_text_for, sidecar_of
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +34,9 @@ def run(args: argparse.Namespace) -> int:
     wrt = [w.strip() for w in args.wrt.split(",") if w.strip()]
     if not wrt:
         raise UsageError("--wrt needs at least one input name")
-    result = grad(load_graph(args.input), wrt, of=args.of)
+    graph = load_graph(args.input)
+    check_paths([("IN.ir", args.input), ("its params sidecar", sidecar_of(graph, args.input))], [("-o", args.output)])
+    result = grad(graph, wrt, of=args.of)
     # a sidecar the input named stays a sidecar, re-pathed for the output; inline values stay inline
     atomic_write_text(args.output, graph_text_for(result, args.input, args.output))
     return 0

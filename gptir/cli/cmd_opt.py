@@ -18,7 +18,7 @@ from gptir.cli import UsageError
 from gptir.fileio import atomic_write_text
 from gptir.ir import GptirError, Graph
 from gptir.passes import DEFAULT_PIPELINE, PASSES, run_pipeline
-from gptir.cli.common import graph_text_for
+from gptir.cli.common import check_paths, graph_text_for, sidecar_of
 from gptir.text import print_graph
 
 
@@ -59,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
 
     names = _pass_names(args.passes)
     graph = load_graph(args.input)
+    dumps = [os.path.join(args.dump_dir, f"{i:02d}-{n}.ir") for i, n in enumerate(["input", *names])] \
+        if args.dump_dir is not None and os.path.isdir(args.dump_dir) else []
+    check_paths([("IN.ir", args.input), ("its params sidecar", sidecar_of(graph, args.input))],
+                [("-o", args.output), *(("--dump-dir", d) for d in dumps)])
     if args.dump_dir is not None:
         if os.path.exists(args.dump_dir) and not os.path.isdir(args.dump_dir):
             raise GptirError(f"--dump-dir {args.dump_dir} exists and is not a folder")

@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from gptir import checkpoint
+from gptir.cli.common import check_paths
 from gptir.sample import LogitsCache, sample
 from gptir.train import BACKENDS
 
@@ -25,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_paths([("--checkpoint", args.checkpoint)], [("-", "-")])
     state = checkpoint.load(args.checkpoint)
     names, _ = sample(state.model, state.params, state.tokenizer, state.rng, num=args.num,
                       temperature=args.temperature, recipe=state.recipe, cache=LogitsCache(state.model, args.backend))

@@ -11,16 +11,17 @@ The file is the user's own model code: it is imported and run, like ``python FIL
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import inspect
 import os
+import re
 import sys
 import traceback
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from gptir.cli import UsageError, shorten
-from gptir.cli.common import echo, is_type_spec, split_spec, value_or_file, write_graph
-from gptir.fileio import check_writable
+from gptir.cli.common import check_paths, echo, file_args, is_type_spec, split_spec, value_or_file, write_graph
 from gptir.ir import GptirError, Graph, TensorType
 from gptir.trace import Param, trace
 
@@ -54,9 +55,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    for out in (args.output, args.params_out):  # before tracing, which may take a while
-        if out:
-            check_writable(out)
+    model = None if args.target == "microgpt" else args.target.rpartition(":")[0] or None
+    check_paths(  # before tracing, which may take a while
+        [("the model file", model), *file_args(args.arg, "--arg"), *file_args(args.param, "--param"),
+         ("--data", args.data), ("--checkpoint", args.checkpoint)],
+        [("-o", args.output), ("--params-out", args.params_out)])
     if args.target == "microgpt":
         if args.arg or args.param:
             raise UsageError("--arg and --param apply to FILE.py:FUNCTION targets, not microgpt")
@@ -100,15 +103,35 @@ def trace_file(target: str, arg_specs: list[str], param_specs: list[str]) -> Gra
 
     call.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in order])
-    try:
+    with user_code(path):
         graph = trace(call, *[specs[n] for n in order], name=fname)
-    except GptirError:
+    return _inputs_at_definition(graph, fn)
+
+
+@contextlib.contextmanager
+def user_code(path: str) -> Iterator[None]:
+    """Run the user's model code: any failure in it (a tracing error such as ``if`` on a traced value,
+    an exception in a generator or a base class, a failed import, even ``sys.exit`` or an exception
+    whose ``str`` fails) becomes one GptirError naming ``path`` and the line of the last frame inside it."""
+    try:
+        yield
+    except KeyboardInterrupt:
         raise
+    except SyntaxError as e:
+        if e.filename and _same_file(e.filename, path):
+            raise GptirError(f"{path}:{e.lineno}: syntax error: {_text(e.msg)}") from None
+        raise GptirError(_user_error(e, path)) from None
     except SystemExit as e:  # sys.exit() in the model must not end gptir silently with its status
         raise GptirError(_exit_error(e, path)) from None
-    except Exception as e:  # the user's model code failed: say where, without a traceback
+    except GptirError as e:  # a tracing error: say where in the model it happened
+        msg = _text(e)
+        m = re.match(r"(\S+?):(\d+): ", msg)
+        if m and (_same_file(m.group(1), path) or
+                  os.path.realpath(path).endswith(os.sep + m.group(1).replace("/", os.sep))):  # the tracer already named the model line: name it once
+            msg = msg[m.end():]
+        raise GptirError(f"{_where(e, path)}{msg}") from None
+    except BaseException as e:  # the user's model code failed: say where, without a traceback
         raise GptirError(_user_error(e, path)) from None
-    return _inputs_at_definition(graph, fn)
 
 
 def _inputs_at_definition(graph: Graph, fn: Callable[..., Any]) -> Graph:
@@ -146,15 +169,8 @@ def _load_function(path: str, fname: str) -> Callable[..., Any]:
     folder = os.path.dirname(os.path.abspath(path))
     sys.path.insert(0, folder)  # the model's own helper modules beside it
     try:
-        spec.loader.exec_module(module)
-    except GptirError:
-        raise
-    except SyntaxError as e:
-        raise GptirError(f"{path}:{e.lineno}: syntax error: {e.msg}") from None
-    except SystemExit as e:
-        raise GptirError(_exit_error(e, path)) from None
-    except Exception as e:
-        raise GptirError(_user_error(e, path)) from None
+        with user_code(path):
+            spec.loader.exec_module(module)
     finally:
         try:
             sys.path.remove(folder)
@@ -170,18 +186,48 @@ def _load_function(path: str, fname: str) -> Callable[..., Any]:
 
 def _exit_error(e: SystemExit, path: str) -> str:
     """``file.py:3: the model code called sys.exit(0)``: gptir must not end silently with its status."""
-    code = "" if e.code is None else shorten(repr(e.code))
+    code = "" if e.code is None else shorten(_text(e.code, repr))
     return f"{_where(e, path)}the model code called sys.exit({code})"
 
 
 def _user_error(e: BaseException, path: str) -> str:
     """``file.py:12: TypeError: ...`` at the innermost frame of the user's file."""
-    return f"{_where(e, path)}{type(e).__name__}: {shorten(str(e), 300)}"
+    msg = shorten(_text(e), 300)
+    return f"{_where(e, path)}{type(e).__name__}{': ' + msg if msg else ''}"
+
+
+def _text(x: Any, fn: Callable[[Any], str] = str) -> str:
+    """``str(x)`` on one line, even when the model's exception class breaks ``__str__``."""
+    try:
+        return " ".join(fn(x).split())
+    except Exception:  # noqa: BLE001 - user code: anything can fail
+        return f"<{type(x).__name__} whose message cannot be shown>"
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
 
 
 def _where(e: BaseException, path: str) -> str:
-    """``file.py:12: `` for the innermost frame of the user's file that raised ``e``."""
-    frames = traceback.extract_tb(e.__traceback__)
-    full = os.path.abspath(path)
-    mine = [f for f in frames if os.path.abspath(f.filename) == full] or frames[-1:]
-    return f"{path}:{mine[-1].lineno}: " if mine else f"{path}: "
+    """``file.py:12: `` for the innermost frame of the user's file in ``e``'s traceback (including the
+    exceptions it was raised from, so an error re-raised by gptir still points at the model)."""
+    seen: set[int] = set()
+    chain: list[BaseException] = []
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        chain.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    full = os.path.realpath(path)
+    known: dict[str, bool] = {}
+    for exc in chain:
+        frames = traceback.extract_tb(exc.__traceback__)
+        for f in reversed(frames):
+            if f.filename not in known:
+                known[f.filename] = os.path.realpath(f.filename) == full
+            if known[f.filename]:
+                return f"{path}:{f.lineno}: "
+    return f"{path}: "

@@ -18,7 +18,8 @@ from typing import Any
 from gptir import checkpoint
 from gptir import train as T
 from gptir.data import load_docs
-from gptir.fileio import atomic_write_text, check_writable
+from gptir.cli.common import check_paths
+from gptir.fileio import atomic_write_text
 from gptir.ir import GptirError
 from gptir.model import num_params
 from gptir.optim import AdamConfig
@@ -156,9 +157,6 @@ def run(args: argparse.Namespace) -> int:
         raise GptirError("--samples must be >= 0")
     if not (args.temperature > 0 and math.isfinite(args.temperature)):
         raise GptirError(f"--temperature must be a positive number, got {args.temperature}")
-    for path in (args.out, args.log):
-        if path:
-            check_writable(path)
     if args.dump_dir and os.path.exists(args.dump_dir):
         if not os.path.isdir(args.dump_dir):
             raise GptirError(f"--dump-dir {args.dump_dir}: exists and is not a folder")
@@ -168,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
                              "choose an empty folder or remove them")
     state, docs = _start(args)
     until = _target(args, state)
+    _check_outputs(args, state, until)  # before the first step: a run must not fail at its end
     if not args.quiet:
         print(f"num docs: {len(docs)} | vocab size: {state.model.vocab_size} | num params: {num_params(state.model)}"
               f" | recipe {state.recipe} | backend {args.backend} | step {state.step}/{state.num_steps}",
@@ -210,6 +209,17 @@ def run(args: argparse.Namespace) -> int:
         if args.log:
             atomic_write_text(args.log, "".join(json.dumps(rec) + "\n" for rec in log))
     return 0
+
+
+def _check_outputs(args: argparse.Namespace, state: T.TrainState, until: int) -> None:
+    """Every output can be written and none is an input (``--resume C --out C`` continues C in place)."""
+    dumps: list[tuple[str, str | None]] = []
+    if args.dump_ir_every and os.path.isdir(args.dump_dir):
+        dumps = [("--dump-dir", os.path.join(args.dump_dir, f"step-{s:04d}.ir"))
+                 for s in range(state.step, until + 1) if s % args.dump_ir_every == 0]
+    data = args.data if args.data is not None else state.data
+    check_paths([("--data", data), ("--resume", args.resume)],
+                [("--out", args.out), ("--log", args.log), *dumps, ("-", "-")], allow=[("--resume", "--out")])
 
 
 def _dump(args: argparse.Namespace, state: T.TrainState, docs: list[str]) -> None:

@@ -11,11 +11,14 @@ import json
 import math
 import os
 import re
-from typing import Any, Mapping
+import stat
+import sys
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
 from gptir.cli import UsageError, shorten
+from gptir.fileio import check_writable
 from gptir.ir import GptirError, Graph, TensorType, is_identifier
 from gptir.text import format_literal, load_graph, load_params, print_graph, relative_to_output, save_graph
 
@@ -186,8 +189,78 @@ def graph_text_for(graph: Graph, source: str, out: str) -> str:
     new file (or the working folder for stdout), so a pass or a gradient does not inline megabytes of
     parameters; values without a sidecar stay inline.
     """
-    if graph.params_file is None:
+    sidecar = sidecar_of(graph, source)
+    if sidecar is None:
         return print_graph(graph)
-    base = os.getcwd() if source == "-" else os.path.dirname(os.path.abspath(source))
-    sidecar = os.path.join(base, graph.params_file)
     return print_graph(graph.replace(params_file=relative_to_output(sidecar, out)))
+
+
+# -- the paths of a verb: no output may clobber an input or another output ------------------------------
+
+Paths = Sequence[tuple[str, Optional[str]]]  # (option as the user wrote it, path or None)
+
+
+def _identity(path: str) -> tuple[str, Optional[tuple[int, int]], bool]:
+    """(resolved path, (device, inode) if it exists, whether it is a regular file or absent)."""
+    real = os.path.realpath(path)
+    try:
+        st = os.stat(real)
+    except OSError:
+        return real, None, True
+    return real, (st.st_dev, st.st_ino), stat.S_ISREG(st.st_mode)
+
+
+def _same(a: tuple[str, Optional[tuple[int, int]], bool], b: tuple[str, Optional[tuple[int, int]], bool]) -> bool:
+    return a[0] == b[0] or (a[1] is not None and a[1] == b[1])
+
+
+def check_paths(inputs: Paths, outputs: Paths, *, allow: Sequence[tuple[str, str]] = ()) -> None:
+    """The one path check every verb calls before its work: each output can be written (its folder
+    accepts a new file, see :func:`gptir.fileio.check_writable`), and no output is the same file as an
+    input or as another output — compared by resolved path (symlinks followed) and by device and inode
+    (hard links), so ``-o m.py`` for the model ``m.py`` is refused, not written. ``-`` as an output is
+    standard output: a regular file there (``> m.ir``) must not be an input either. Special files
+    (``/dev/null``) may be named by several outputs. ``allow`` lists (input option, output option)
+    pairs that may name one file (``--resume C --out C`` continues a checkpoint in place)."""
+    ins = [(opt, p, _identity(p)) for opt, p in inputs if p and p != "-"]
+    outs: list[tuple[str, str, tuple[str, Optional[tuple[int, int]], bool]]] = []
+    for opt, p in outputs:
+        if not p:
+            continue
+        if p == "-":
+            try:
+                st = os.fstat(sys.stdout.fileno())
+            except (OSError, AttributeError, ValueError):  # no real stdout (a test's StringIO)
+                continue
+            if stat.S_ISREG(st.st_mode):
+                outs.append(("standard output", "-", ("", (st.st_dev, st.st_ino), True)))
+            continue
+        check_writable(p)  # an OSError naming the path: exit 1 with "PATH: reason"
+        outs.append((opt, p, _identity(p)))
+    for i, (opt, p, ident) in enumerate(outs):
+        for in_opt, in_p, in_ident in ins:
+            if _same(ident, in_ident) and (in_opt, opt) not in allow and ident[2]:
+                raise GptirError(f"{opt} {shorten(p)} is the same file as {in_opt} {shorten(in_p)}: "
+                                 "refusing to overwrite an input (choose another output file)")
+        for opt2, p2, ident2 in outs[:i]:
+            if _same(ident, ident2) and ident[2]:
+                raise GptirError(f"{opt} {shorten(p)} and {opt2} {shorten(p2)} are the same file: "
+                                 "give each output its own file")
+
+
+def file_args(specs: Sequence[str], option: str) -> list[tuple[str, Optional[str]]]:
+    """The ``@file.npy`` paths in ``NAME=@file`` specs, as inputs for :func:`check_paths`."""
+    out: list[tuple[str, Optional[str]]] = []
+    for spec in specs:
+        rest = spec.partition("=")[2]
+        if rest.startswith("@"):
+            out.append((option, rest[1:]))
+    return out
+
+
+def sidecar_of(graph: Graph, source: str) -> Optional[str]:
+    """The path of the ``params "..."`` sidecar ``graph`` (read from ``source``) names, if any."""
+    if graph.params_file is None:
+        return None
+    base = os.getcwd() if source == "-" else os.path.dirname(os.path.abspath(source))
+    return os.path.join(base, graph.params_file)
