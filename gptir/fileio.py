@@ -28,12 +28,20 @@ import numpy as np
 
 from gptir.ir import GptirError
 
+def _physical_memory() -> int:
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not a POSIX system
+        return 8 << 30
+
+
 # name -> (default, what it bounds). Each is read from the environment when used, so a user can raise it.
 LIMITS: dict[str, tuple[int, str]] = {
     "GPTIR_MAX_TEXT_BYTES": (256 << 20, "size of an IR file"),
     "GPTIR_MAX_DATA_BYTES": (1 << 30, "size of a training data file"),
     "GPTIR_MAX_LINE_CHARS": (1 << 20, "length of one line (document) of training data"),
     "GPTIR_MAX_ARRAY_BYTES": (1 << 30, "size of a checkpoint or .npz file, and of the arrays it declares"),
+    "GPTIR_MAX_MEMORY": (_physical_memory(), "memory a program's values may take (estimated before running)"),
 }
 _CHUNK = 1 << 20
 

@@ -169,6 +169,18 @@ def evaluate_node(node: Node, args: Sequence[np.ndarray]) -> np.ndarray | None:
         return None
 
 
+def _cheap_to_fold(node: Node, args: Sequence[np.ndarray]) -> bool:
+    """Whether evaluating ``node`` at compile time stays within ``FOLD_EVAL_LIMIT`` elements of work and
+    memory: its result and operands are small, or it is a view of its operand (broadcast, transpose,
+    slice, a reshape of a contiguous array), which costs nothing whatever its size. A 3 GB concat or a
+    sum over a broadcast of 10**12 elements is left for run time (where the memory check refuses it)."""
+    if node.type.size <= FOLD_EVAL_LIMIT and all(a.size <= FOLD_EVAL_LIMIT for a in args):
+        return True
+    if node.op in ("broadcast", "transpose", "slice"):
+        return True
+    return node.op == "reshape" and args[0].flags.c_contiguous
+
+
 def fold(graph: Graph) -> Graph:
     """Constant folding with the op table's ``evaluate`` (so results are bit-identical).
 
@@ -188,7 +200,7 @@ def fold(graph: Graph) -> Graph:
         if node.op in ("input", "param") or not node.inputs or any(i not in values for i in node.inputs):
             out.append(node)
             continue
-        if node.type.size > FOLD_EVAL_LIMIT and OPS[node.op].kind != "movement":
+        if not _cheap_to_fold(node, [values[i] for i in node.inputs]):
             out.append(node)
             continue
         result = evaluate_node(node, [values[i] for i in node.inputs])

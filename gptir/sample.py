@@ -37,16 +37,32 @@ class LogitsCache:
         return prog
 
 
+def check_temperature(temperature: float, recipe: str = "microgpt") -> float:
+    """``1 / temperature`` as the recipe computes it, or a GptirError when the temperature is not a positive
+    number or so small (below about 5.6e-309) that its inverse overflows."""
+    if not temperature > 0 or not math.isfinite(temperature):
+        raise GptirError(f"temperature must be a positive number, got {temperature}")
+    try:
+        scale = temperature ** -1 if recipe == "microgpt" else 1.0 / temperature
+    except OverflowError:
+        scale = math.inf
+    if not math.isfinite(scale):
+        raise GptirError(f"temperature {temperature} is too small: 1/temperature overflows f64 "
+                         "(use at least 1e-300)")
+    return scale
+
+
 def next_token_probs(logits: Sequence[float], temperature: float, recipe: str) -> list[float]:
     """``softmax(logits / temperature)`` with each reference's float operations, in its order.
 
     microgpt divides through its Value class (``l * T**-1``), sums from 0 left to right and divides
     as ``e * total**-1``; MicroGPTEx multiplies by ``1/T`` and otherwise does the same arithmetic.
     """
-    if not temperature > 0 or not math.isfinite(temperature):
-        raise GptirError(f"temperature must be a positive number, got {temperature}")
-    scale = temperature ** -1 if recipe == "microgpt" else 1.0 / temperature
+    scale = check_temperature(temperature, recipe)
     scaled = [float(l) * scale for l in logits]
+    if not all(math.isfinite(s) for s in scaled) and all(math.isfinite(float(l)) for l in logits):
+        raise GptirError(f"temperature {temperature} is too small for this model: its logits divided by it "
+                         "overflow f64; use a larger temperature")
     top = max(scaled)
     exps = [math.exp(s + (-top)) for s in scaled]
     total = 0.0

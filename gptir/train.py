@@ -15,6 +15,7 @@ import numpy as np
 
 from gptir import rng as R
 from gptir.autodiff import grad, gradient_outputs_of
+from gptir.budget import human
 from gptir.data import Tokenizer
 from gptir.interp import run as interp_run
 from gptir.ir import GptirError, Graph, TensorType
@@ -158,6 +159,24 @@ class ProgramCache:
             prog = compile_program(step_graph(self.model, self.adam, self.num_steps, n, batch), self.backend)
             self.programs[key] = prog
         return prog
+
+
+def step_memory(cfg: GPTConfig, n: int, batch: int) -> int:
+    """An estimate (in bytes, from above: measured 1.1-1.5x the interpreter's peak of live values) of what
+    one training step on ``batch`` documents of ``n`` positions holds at once: per position the logits and
+    their gradients, per layer the attention scores and the activations kept for the backward pass, plus
+    the parameters, their gradients and the Adam moments. Arithmetic only, so hostile sizes cost nothing."""
+    per_position = cfg.vocab_size * 4 + cfg.n_layer * (cfg.n_head * n * 6 + cfg.n_embd * 30) + 8
+    return 8 * max(batch, 1) * n * per_position + 32 * num_params(cfg)
+
+
+def check_step_memory(cfg: GPTConfig, batch: int, limit: int, how: str) -> None:
+    """Refuse, before anything is allocated, a batch and model whose training step cannot fit in ``limit``."""
+    need = step_memory(cfg, cfg.block_size, batch)
+    if need > limit:
+        raise GptirError(f"a training step with batch {batch} (block size {cfg.block_size}, n_embd {cfg.n_embd}, "
+                         f"{cfg.n_layer} layer(s)) needs about {human(need)}, more than the {human(limit)} memory "
+                         f"limit; use a smaller --batch or model ({how})")
 
 
 def step_docs(state: TrainState, docs: Sequence[str]) -> list[str]:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gptir.cli.common import check_paths, file_args, format_outputs, parse_inputs, read_graph
+from gptir.budget import check_fits
+from gptir.cli.common import RAISE_MEMORY, memory_limit, check_paths, file_args, fit_empty, format_outputs, json_specs, parse_inputs, read_graph
 from gptir.interp import bind_inputs, run as interp_run
 from gptir.ir import GptirError
 
@@ -33,6 +34,8 @@ def run(args: argparse.Namespace) -> int:
                 [("-", "-")])
     inputs = parse_inputs(args.input, "--input")
     graph = read_graph(args.file, args.params)
+    inputs = fit_empty(graph, inputs, json_specs(args.input))
+    check_fits(graph, memory_limit(), RAISE_MEMORY)  # refuse up front, naming the node, what cannot fit
     if args.backend == "compiled":
         try:
             from gptir.codegen import compile_graph

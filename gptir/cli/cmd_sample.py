@@ -11,7 +11,7 @@ import sys
 
 from gptir import checkpoint
 from gptir.cli.common import check_paths
-from gptir.sample import LogitsCache, sample
+from gptir.sample import LogitsCache, check_temperature, sample
 from gptir.train import BACKENDS
 
 
@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     check_paths([("--checkpoint", args.checkpoint)], [("-", "-")])
     state = checkpoint.load(args.checkpoint)
+    check_temperature(args.temperature, state.recipe)
     names, _ = sample(state.model, state.params, state.tokenizer, state.rng, num=args.num,
                       temperature=args.temperature, recipe=state.recipe, cache=LogitsCache(state.model, args.backend))
     for name in names:

@@ -18,12 +18,12 @@ from typing import Any
 from gptir import checkpoint
 from gptir import train as T
 from gptir.data import load_docs
-from gptir.cli.common import check_paths
+from gptir.cli.common import RAISE_MEMORY, check_paths, memory_limit
 from gptir.fileio import atomic_write_text
 from gptir.ir import GptirError
 from gptir.model import num_params
 from gptir.optim import AdamConfig
-from gptir.sample import LogitsCache, sample
+from gptir.sample import LogitsCache, check_temperature, sample
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -155,8 +155,10 @@ def run(args: argparse.Namespace) -> int:
             raise GptirError(f"--{name} needs a file name ('-' would mix it with the sampled names on stdout)")
     if args.samples < 0:
         raise GptirError("--samples must be >= 0")
-    if not (args.temperature > 0 and math.isfinite(args.temperature)):
-        raise GptirError(f"--temperature must be a positive number, got {args.temperature}")
+    try:  # before training: a run must not fail at its end
+        check_temperature(args.temperature)
+    except GptirError as e:
+        raise GptirError(f"--{e}") from None
     if args.dump_dir and os.path.exists(args.dump_dir):
         if not os.path.isdir(args.dump_dir):
             raise GptirError(f"--dump-dir {args.dump_dir}: exists and is not a folder")
@@ -167,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
     state, docs = _start(args)
     until = _target(args, state)
     _check_outputs(args, state, until)  # before the first step: a run must not fail at its end
+    T.check_step_memory(state.model, state.batch, memory_limit(), RAISE_MEMORY)
     if not args.quiet:
         print(f"num docs: {len(docs)} | vocab size: {state.model.vocab_size} | num params: {num_params(state.model)}"
               f" | recipe {state.recipe} | backend {args.backend} | step {state.step}/{state.num_steps}",

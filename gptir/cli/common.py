@@ -18,13 +18,21 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from gptir.cli import UsageError, shorten
-from gptir.fileio import check_writable
+from gptir.fileio import check_writable, limit
 from gptir.ir import GptirError, Graph, TensorType, is_identifier
 from gptir.text import format_literal, load_graph, load_params, print_graph, relative_to_output, save_graph
 
 _TYPE_SPEC = re.compile(r"\s*[A-Za-z_][A-Za-z0-9_]*\s*\[")
 # lowercase inf/nan (not inside a word) become the spellings Python's json module reads
 _SPECIAL = re.compile(r"(?<![A-Za-z0-9_])(-?)(inf|nan)(?![A-Za-z0-9_])")
+
+
+RAISE_MEMORY = "set GPTIR_MAX_MEMORY to a larger number of bytes to allow it"
+
+
+def memory_limit() -> int:
+    """The memory a program's values may take (``GPTIR_MAX_MEMORY``, default: the machine's memory)."""
+    return limit("GPTIR_MAX_MEMORY")
 
 
 def split_spec(spec: str, option: str) -> tuple[str, str]:
@@ -47,7 +55,7 @@ def parse_value(text: str, what: str) -> np.ndarray:
     true/false and numbers do not mix: ``[1, true]`` is an error, not the integers ``[1, 1]``."""
     src = _SPECIAL.sub(lambda m: m.group(1) + ("Infinity" if m.group(2) == "inf" else "NaN"), text.strip())
     try:
-        value = json.loads(src)
+        value = json.loads(src, parse_float=lambda s: _exact_float(s, what))
     except (ValueError, RecursionError) as e:
         raise GptirError(f"{what}: cannot read {echo(text)} as a number or nested list ({_short(e)})") from None
     _check_json(value, what, text)
@@ -64,6 +72,36 @@ def parse_value(text: str, what: str) -> np.ndarray:
     if arr.dtype.kind == "b":
         return arr
     raise GptirError(f"{what}: {echo(text)} is not a rectangular array of numbers")
+
+
+def _exact_float(s: str, what: str) -> float:
+    """A JSON number as the nearest f64, refusing one that is not a finite f64 at all: ``1e400`` would
+    silently become inf and ``1e-400`` 0.0 (write ``inf`` for infinity)."""
+    v = float(s)
+    if math.isinf(v):
+        raise GptirError(f"{what}: {shorten(s)} is beyond the range of f64 (about ±1.8e308); write inf for infinity")
+    if v == 0.0 and any(c in "123456789" for c in s.lower().partition("e")[0]):
+        raise GptirError(f"{what}: {shorten(s)} is too small for f64 (it would become 0.0); write 0 for zero")
+    return v
+
+
+def fit_empty(graph: Graph, inputs: dict[str, np.ndarray], names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Empty JSON values for inputs of an empty type: ``[]`` (or ``[[], []]``, ...) is every empty shape whose
+    leading dimensions it spells, of any dtype (``x=[]`` for an ``f64[0,3]`` or ``i64[0]`` input)."""
+    out = dict(inputs)
+    for name in names:
+        arr, node = out.get(name), graph.nodes.get(name)
+        if arr is None or node is None or node.op not in ("input", "param"):
+            continue
+        want = node.type
+        if arr.size == 0 and want.size == 0 and arr.dtype.kind == "f" and arr.shape == want.shape[:arr.ndim]:
+            out[name] = np.zeros(want.shape, want.np_dtype)
+    return out
+
+
+def json_specs(specs: Sequence[str]) -> list[str]:
+    """The names of ``NAME=VALUE`` specs given as JSON (not ``@file.npy``)."""
+    return [n.strip() for n, _, rest in (s.partition("=") for s in specs) if not rest.startswith("@")]
 
 
 def _check_json(value: Any, what: str, text: str) -> None:

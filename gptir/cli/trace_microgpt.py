@@ -17,13 +17,22 @@ import numpy as np
 from gptir import checkpoint
 from gptir import train as T
 from gptir.data import load_docs
+from gptir.cli.common import RAISE_MEMORY, memory_limit
 from gptir.ir import GptirError, Graph, make_graph
 from gptir.model import loss_graph
 from gptir.optim import AdamConfig
 
 
+# what a checkpoint fixes (and --checkpoint therefore refuses)
+CHECKPOINT_FIXED = ("n_embd", "n_head", "n_layer", "block_size", "seed", "data")
+
+
 def _state(args: argparse.Namespace) -> tuple[T.TrainState, list[str] | None]:
     if getattr(args, "checkpoint", None):
+        given = [f"--{k.replace('_', '-')}" for k in CHECKPOINT_FIXED if getattr(args, k, None) is not None]
+        if given:  # the checkpoint decides these: an option that would be ignored is refused
+            raise GptirError(f"{', '.join(given)} cannot be combined with --checkpoint: the model, seed and data "
+                             "come from the checkpoint")
         return checkpoint.load(args.checkpoint), None
     docs = load_docs(getattr(args, "data", None))
     opts = {k: getattr(args, k) for k in ("n_embd", "n_head", "n_layer", "block_size") if getattr(args, k, None)}
@@ -56,6 +65,7 @@ def trace_microgpt(args: argparse.Namespace) -> Graph:
             raise GptirError("with --checkpoint, name the document to trace with --doc NAME")
         batch_docs = docs[:batch]
     state = replace(state, batch=batch)
+    T.check_step_memory(state.model, batch, memory_limit(), RAISE_MEMORY)
     data = T.encode_batch(state, batch_docs)  # raises a clear error for characters outside the vocabulary
     n = data["tokens"].shape[-1]
     b = batch if batch > 1 else 0
