@@ -23,11 +23,12 @@ def value_bytes(ty: TensorType) -> int:
 
 
 def human(n: float) -> str:
-    for unit in ("bytes", "kB", "MB", "GB", "TB", "PB", "EB"):
-        if abs(n) < 1024 or unit == "EB":
+    """``74.5 GiB``-style sizes for messages."""
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if abs(n) < 1024 or unit == "EiB":
             return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
         n /= 1024
-    return f"{n:.1f} EB"  # pragma: no cover
+    return f"{n:.1f} EiB"  # pragma: no cover
 
 
 def peak(graph: Graph) -> tuple[int, Node | None, int, Node | None]:
@@ -62,10 +63,10 @@ def check_fits(graph: Graph, limit: int, how: str = "set GPTIR_MAX_MEMORY to rai
     which the values live at once (in the interpreter's order) exceed it."""
     biggest, big_node, most, most_node = peak(graph)
     if big_node is not None and biggest > limit:
-        raise BudgetError(f"{_describe(big_node)} needs {human(biggest)} for its value, more than the "
+        raise BudgetError(f"out of memory: {_describe(big_node)} needs {human(biggest)} for its value, more than the "
                           f"{human(limit)} memory limit ({how})")
     if most_node is not None and most > limit:
-        raise BudgetError(f"the program's values need {human(most)} at once (at {_describe(most_node)}), more "
+        raise BudgetError(f"out of memory: the program's values need {human(most)} at once (at {_describe(most_node)}), more "
                           f"than the {human(limit)} memory limit ({how})")
 
 

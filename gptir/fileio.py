@@ -26,6 +26,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from gptir.budget import human
 from gptir.ir import GptirError
 
 def _physical_memory() -> int:
@@ -69,15 +70,6 @@ def too_big(what: str, size: str, name: str) -> LimitError:
     """The error for an input above limit ``name``."""
     return LimitError(f"{what} is larger than {size} ({LIMITS[name][1]} limit; "
                       f"set {name} to a larger number of bytes to allow it)")
-
-
-def human(n: float) -> str:
-    """``1.5 GB``-style sizes for messages."""
-    for unit in ("bytes", "kB", "MB", "GB", "TB", "PB"):
-        if abs(n) < 1024 or unit == "PB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} PB"  # pragma: no cover
 
 
 # -- writing ------------------------------------------------------------------------------------------
