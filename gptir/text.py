@@ -603,6 +603,9 @@ def _build(src: _Source, gtree: Tree, base_dir: str | None) -> Graph:
         try:
             loaded = load_params(os.path.join(base_dir, params_file),
                                  {n.name: n.type for n in nodes.values() if n.op == "param"})
+        except ParamTypeError as e:
+            raise src.at(where[e.name], f"%{e.name} is {nodes[e.name].type}, but {params_file} holds a "
+                                        f"{e.declared} value for it") from None
         except GptirError as e:
             raise src.at(params_tok, str(e)) from None
         for pname, arr in loaded.items():
@@ -758,6 +761,14 @@ def save_graph(graph: Graph, path: str, sidecar: str | None = None) -> None:
     atomic_write_text(path, text)
 
 
+class ParamTypeError(GptirError):
+    """A params archive declares a value of another type than the graph's param (found before reading it)."""
+
+    def __init__(self, message: str, name: str, declared: TensorType) -> None:
+        super().__init__(message)
+        self.name, self.declared = name, declared
+
+
 def load_params(path: str, expected: Mapping[str, TensorType] | None = None) -> dict[str, np.ndarray]:
     """Parameter values from an .npz archive (never unpickles); raises GptirError when unreadable.
 
@@ -781,8 +792,9 @@ def load_params(path: str, expected: Mapping[str, TensorType] | None = None) -> 
             raise GptirError(f"params file {path}: {k} has dtype {dtype} (gptir has {', '.join(DTYPES)})")
         want = (expected or {}).get(k)
         if want is not None and (dtype != want.np_dtype or shape != want.shape):
-            raise GptirError(f"params file {path}: {short(k)} is {dtype}{list(shape)}, "
-                             f"but the graph's %{short(k)} is {want}")
+            declared = TensorType(next(n for n, d in NUMPY_DTYPES.items() if d == dtype), shape)
+            raise ParamTypeError(f"params file {path}: %{short(k)} is {want}, but the file holds {declared}",
+                                 k, declared)
         out[k] = np.asarray(npz_read(zf, k, f"params file {path}"))
     return out
 

@@ -302,7 +302,8 @@ def test_programs_that_cannot_fit_are_refused_naming_the_node(capsys: Any, monke
 def test_batch_sizes_that_cannot_fit_are_refused_up_front(capsys: Any, monkeypatch: Any, tmp_path: Any) -> None:
     for args in (["train", "--batch", "100000000", "--steps", "1", "--quiet"],
                  ["trace", "microgpt", "--batch", "100000000", "-o", str(tmp_path / "t.ir")],
-                 ["train", "--block-size", "1000000", "--n-embd", "4", "--n-head", "1", "--quiet"]):
+                 ["train", "--block-size", "1000000", "--n-embd", "4", "--n-head", "1", "--quiet"],
+                 ["trace", f"{NEURON}:neuron", "--arg", "x=f64[]", "--param", "w1=f64[100000000000]"]):
         code, _, err = cli(capsys, monkeypatch, *args)
         assert code == 1 and "memory limit" in err and "GPTIR_MAX_MEMORY" in err, err
     from gptir import train as T

@@ -15,7 +15,7 @@ import sys
 import traceback
 from typing import Sequence
 
-from gptir.ir import GptirError, short_words
+from gptir.ir import GptirError, short, short_words
 
 # verb -> module under gptir.cli; each module defines register(subparsers)
 VERBS = ("trace", "exec", "grad", "opt", "diff", "train", "sample")
@@ -28,7 +28,7 @@ class UsageError(Exception):
 
 def shorten(text: str, limit: int = MAX_ECHO) -> str:
     """``text`` cut to ``limit`` characters with ``...``: error messages must not echo 20 kB of input."""
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return short(text, limit)
 
 
 def build_parser() -> argparse.ArgumentParser:

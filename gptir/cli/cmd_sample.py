@@ -10,9 +10,9 @@ import argparse
 import sys
 
 from gptir import checkpoint
-from gptir.cli.common import check_paths
+from gptir.cli.common import RAISE_MEMORY, check_paths, memory_limit
 from gptir.sample import LogitsCache, check_temperature, sample
-from gptir.train import BACKENDS
+from gptir.train import BACKENDS, check_step_memory
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     check_paths([("--checkpoint", args.checkpoint)], [("-", "-")])
     state = checkpoint.load(args.checkpoint)
     check_temperature(args.temperature, state.recipe)
+    check_step_memory(state.model, 1, memory_limit(), RAISE_MEMORY)  # the same bound as training's
     names, _ = sample(state.model, state.params, state.tokenizer, state.rng, num=args.num,
                       temperature=args.temperature, recipe=state.recipe, cache=LogitsCache(state.model, args.backend))
     for name in names:

@@ -21,7 +21,7 @@ import traceback
 from typing import Any, Callable, Iterator
 
 from gptir.cli import UsageError, shorten
-from gptir.cli.common import check_paths, echo, file_args, is_type_spec, split_spec, value_or_file, write_graph
+from gptir.cli.common import RAISE_MEMORY, memory_limit, check_paths, echo, file_args, is_type_spec, split_spec, value_or_file, write_graph
 from gptir.ir import GptirError, Graph, TensorType
 from gptir.trace import Param, trace
 
@@ -152,6 +152,12 @@ def _spec(option: str, name: str, rest: str) -> Any:
     if option == "--param" and is_type_spec(rest):
         ty = TensorType.parse(rest)
         import numpy as np
+
+        from gptir.budget import human, value_bytes
+
+        if value_bytes(ty) > memory_limit():  # its zeros are made here: refuse what cannot fit
+            raise GptirError(f"out of memory: --param {shorten(name)}={ty} needs {human(value_bytes(ty))}, more than "
+                             f"the {human(memory_limit())} memory limit ({RAISE_MEMORY})")
 
         return Param(np.zeros(ty.shape, ty.np_dtype))
     value = value_or_file(rest, f"{option} {name}")

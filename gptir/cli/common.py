@@ -176,7 +176,7 @@ def read_graph(path: str, params_path: str | None = None) -> Graph:
     """Parse an IR file (``-`` = stdin) and merge param values from ``params_path`` (.npz) if given."""
     graph = load_graph(path)
     if params_path:
-        values = load_params(params_path)
+        values = load_params(params_path, {n.name: n.type for n in graph.nodes.values() if n.op == "param"})
         params = dict(graph.params)
         for name, arr in values.items():
             node = graph.nodes.get(name)
