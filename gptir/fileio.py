@@ -38,11 +38,11 @@ def _physical_memory() -> int:
 
 # name -> (default, what it bounds). Each is read from the environment when used, so a user can raise it.
 LIMITS: dict[str, tuple[int, str]] = {
-    "GPTIR_MAX_TEXT_BYTES": (256 << 20, "size of an IR file"),
-    "GPTIR_MAX_DATA_BYTES": (1 << 30, "size of a training data file"),
-    "GPTIR_MAX_LINE_CHARS": (1 << 20, "length of one line (document) of training data"),
-    "GPTIR_MAX_ARRAY_BYTES": (1 << 30, "size of a checkpoint or .npz file, and of the arrays it declares"),
-    "GPTIR_MAX_MEMORY": (_physical_memory(), "memory a program's values may take (estimated before running)"),
+    "GPTIR_MAX_TEXT_BYTES": (256 << 20, "the size of an IR file"),
+    "GPTIR_MAX_DATA_BYTES": (1 << 30, "the size of a training data file"),
+    "GPTIR_MAX_LINE_CHARS": (1 << 20, "the length of a line of training data"),
+    "GPTIR_MAX_ARRAY_BYTES": (1 << 30, "the size of an array file (.npy, .npz, checkpoint) and the arrays it declares"),
+    "GPTIR_MAX_MEMORY": (_physical_memory(), "the memory a program's values may take"),
 }
 _CHUNK = 1 << 20
 
@@ -68,8 +68,9 @@ def limit(name: str) -> int:
 
 def too_big(what: str, size: str, name: str) -> LimitError:
     """The error for an input above limit ``name``."""
-    return LimitError(f"{what} is larger than {size} ({LIMITS[name][1]} limit; "
-                      f"set {name} to a larger number of bytes to allow it)")
+    unit = "characters" if name.endswith("_CHARS") else "bytes"
+    return LimitError(f"{what} is {'longer' if unit == 'characters' else 'larger'} than {size}, the limit on {LIMITS[name][1]} "
+                      f"(set {name} to a larger number of {unit} to allow it)")
 
 
 # -- writing ------------------------------------------------------------------------------------------
@@ -122,18 +123,11 @@ def _is_special(st: os.stat_result) -> bool:
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
     """Write ``data`` to ``path``: atomically for regular files, directly for devices and FIFOs."""
-    target = write_target(path)
-    try:
-        st: os.stat_result | None = os.stat(target)
-    except FileNotFoundError:
-        st = None
-    except OSError as e:
-        raise OSError(e.errno, e.strerror, path) from None
-    if st is not None and stat.S_ISDIR(st.st_mode):
-        raise OSError(errno.EISDIR, "is a folder", path)
-    if st is not None and _is_special(st):
-        _write_direct(path, target, data)
+    st = _stat(path)
+    if st is not None and _is_special(st):  # opened by the path itself: /dev/stdout's magic link works
+        _write_direct(path, path, data)
         return
+    target = write_target(path)
     folder = os.path.dirname(target)
     remove_stale_temporaries(target)
     tmp = os.path.join(folder, f"{_temp_prefix(target)}{os.getpid()}.tmp")
@@ -191,24 +185,30 @@ def _fsync_folder(folder: str) -> None:
         os.close(fd)
 
 
+def _stat(path: str) -> os.stat_result | None:
+    """What writing ``path`` would write to (symlinks followed); None if it does not exist; a folder is an error."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, path) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise OSError(errno.EISDIR, "is a folder", path)
+    return st
+
+
 def check_writable(path: str) -> None:
     """Fail early (before a long run) when ``path`` cannot be written: the folder must exist and accept a
     new file (tried for real, so a read-only folder or file system fails here), or the device be writable."""
     if path == "-":
         return
-    target = write_target(path)
-    try:
-        st: os.stat_result | None = os.stat(target)
-    except FileNotFoundError:
-        st = None
-    except OSError as e:
-        raise OSError(e.errno, e.strerror, path) from None
-    if st is not None and stat.S_ISDIR(st.st_mode):
-        raise OSError(errno.EISDIR, "is a folder", path)
+    st = _stat(path)
     if st is not None and _is_special(st):
-        if not os.access(target, os.W_OK):
+        if not os.access(path, os.W_OK):
             raise OSError(errno.EACCES, "cannot be written (permission denied)", path)
         return
+    target = write_target(path)
     folder = os.path.dirname(target)
     if not os.path.isdir(folder):
         raise OSError(errno.ENOENT, "its folder does not exist", path)

@@ -18,7 +18,8 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from gptir.cli import UsageError, shorten
-from gptir.fileio import check_writable, limit
+from gptir.budget import human
+from gptir.fileio import check_writable, limit, too_big
 from gptir.ir import GptirError, Graph, TensorType, is_identifier
 from gptir.text import format_literal, load_graph, load_params, print_graph, relative_to_output, save_graph
 
@@ -131,8 +132,10 @@ def _short(e: BaseException) -> str:
 
 
 def load_array(path: str, what: str) -> np.ndarray:
-    """An array from a .npy file (never unpickles)."""
+    """An array from a .npy file (never unpickles), of at most ``GPTIR_MAX_ARRAY_BYTES``."""
     try:
+        if os.path.getsize(path) > limit("GPTIR_MAX_ARRAY_BYTES"):
+            raise too_big(f"{what}: {shorten(path)}", human(limit("GPTIR_MAX_ARRAY_BYTES")), "GPTIR_MAX_ARRAY_BYTES")
         arr = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise GptirError(f"{what}: {path} does not exist") from None
