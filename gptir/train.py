@@ -73,8 +73,12 @@ def prepare(docs: Sequence[str], recipe: str, seed: int) -> tuple[list[str], R.R
 
 def start(docs: Sequence[str], *, recipe: str = "microgpt", seed: int = 42, num_steps: int = 1000,
           n_embd: int = 16, n_head: int = 4, n_layer: int = 1, block_size: int = 16,
-          adam: AdamConfig = AdamConfig(), batch: int = 1) -> tuple[TrainState, list[str]]:
-    """A fresh run: shuffled documents, vocabulary, initial weights and zero Adam moments."""
+          adam: AdamConfig = AdamConfig(), batch: int = 1,
+          max_memory: int | None = None) -> tuple[TrainState, list[str]]:
+    """A fresh run: shuffled documents, vocabulary, initial weights and zero Adam moments.
+
+    With ``max_memory`` (bytes), a batch and model whose training step cannot fit are refused before the
+    weights are drawn (:func:`check_step_memory`)."""
     if not docs:
         raise GptirError("no training documents")
     if num_steps < 1 or batch < 1:
@@ -86,6 +90,8 @@ def start(docs: Sequence[str], *, recipe: str = "microgpt", seed: int = 42, num_
     if num_params(cfg) > MAX_PARAMS:
         raise GptirError(f"the model would have {num_params(cfg):,} parameters; gptir trains models of up to "
                          f"{MAX_PARAMS:,} (weights are drawn one by one, exactly as the reference does)")
+    if max_memory is not None:
+        check_step_memory(cfg, batch, max_memory)
     params, rng = init_params(cfg, init_rng)
     zeros = np.zeros(num_params(cfg))
     state = TrainState(cfg, adam, num_steps, recipe, seed, tok, params, zeros, zeros.copy(), 0, rng,
@@ -170,7 +176,8 @@ def step_memory(cfg: GPTConfig, n: int, batch: int) -> int:
     return 8 * max(batch, 1) * n * per_position + 32 * num_params(cfg)
 
 
-def check_step_memory(cfg: GPTConfig, batch: int, limit: int, how: str) -> None:
+def check_step_memory(cfg: GPTConfig, batch: int, limit: int,
+                      how: str = "set GPTIR_MAX_MEMORY to a larger number of bytes to allow it") -> None:
     """Refuse, before anything is allocated, a batch and model whose training step cannot fit in ``limit``."""
     need = step_memory(cfg, cfg.block_size, batch)
     if need > limit:

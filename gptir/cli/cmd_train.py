@@ -87,7 +87,7 @@ def _start(args: argparse.Namespace) -> tuple[T.TrainState, list[str]]:
         docs, recipe=args.recipe or "microgpt", seed=42 if args.seed is None else args.seed,
         num_steps=args.steps or 1000, n_embd=args.n_embd or 16, n_head=args.n_head or 4,
         n_layer=args.n_layer or 1, block_size=args.block_size or 16,
-        adam=AdamConfig(lr=0.01 if args.lr is None else args.lr), batch=args.batch or 1)
+        adam=AdamConfig(lr=0.01 if args.lr is None else args.lr), batch=args.batch or 1, max_memory=memory_limit())
     data = None if args.data is None else args.data if args.data == "-" else os.path.abspath(args.data)
     return replace(state, data=data), shuffled
 

@@ -37,7 +37,8 @@ def _state(args: argparse.Namespace) -> tuple[T.TrainState, list[str] | None]:
     docs = load_docs(getattr(args, "data", None))
     opts = {k: getattr(args, k) for k in ("n_embd", "n_head", "n_layer", "block_size") if getattr(args, k, None)}
     state, shuffled = T.start(docs, seed=args.seed if getattr(args, "seed", None) is not None else 42,
-                              adam=AdamConfig(), **opts)
+                              adam=AdamConfig(), batch=max(getattr(args, "batch", None) or 1, 1),
+                              max_memory=memory_limit(), **opts)
     return state, shuffled
 
 
