@@ -66,7 +66,8 @@ def check_fits(graph: Graph, limit: int, how: str = "set GPTIR_MAX_MEMORY to rai
         raise BudgetError(f"out of memory: {_describe(big_node)} needs {human(biggest)} for its value, more than the "
                           f"{human(limit)} memory limit ({how})")
     if most_node is not None and most > limit:
-        raise BudgetError(f"out of memory: the program's values need {human(most)} at once (at {_describe(most_node)}), more "
+        raise BudgetError(f"out of memory: the program's values need {human(most)} at once "
+                          f"(at {_describe(most_node)}), more "
                           f"than the {human(limit)} memory limit ({how})")
 
 

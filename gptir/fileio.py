@@ -69,7 +69,8 @@ def limit(name: str) -> int:
 def too_big(what: str, size: str, name: str) -> LimitError:
     """The error for an input above limit ``name``."""
     unit = "characters" if name.endswith("_CHARS") else "bytes"
-    return LimitError(f"{what} is {'longer' if unit == 'characters' else 'larger'} than {size}, the limit on {LIMITS[name][1]} "
+    longer = "longer" if unit == "characters" else "larger"
+    return LimitError(f"{what} is {longer} than {size}, the limit on {LIMITS[name][1]} "
                       f"(set {name} to a larger number of {unit} to allow it)")
 
 

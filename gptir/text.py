@@ -41,7 +41,9 @@ import numpy as np
 from lark import Lark, Token, Tree
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from gptir.fileio import atomic_write_bytes, atomic_write_text, npz_header, npz_names, npz_read, open_npz, read_bytes, read_text
+from gptir.fileio import (
+    atomic_write_bytes, atomic_write_text, npz_header, npz_names, npz_read, open_npz, read_bytes, read_text,
+)
 from gptir.ir import (
     DTYPES, NUMPY_DTYPES, GptirError, Graph, Node, ShapeError, TensorType, VerifyError, check_node, short, verify,
 )

@@ -12,7 +12,9 @@ import argparse
 import sys
 
 from gptir.budget import check_fits
-from gptir.cli.common import RAISE_MEMORY, memory_limit, check_paths, file_args, fit_empty, format_outputs, json_specs, parse_inputs, read_graph
+from gptir.cli.common import (
+    RAISE_MEMORY, check_paths, file_args, fit_empty, format_outputs, json_specs, memory_limit, parse_inputs, read_graph,
+)
 from gptir.interp import bind_inputs, run as interp_run
 from gptir.ir import GptirError
 

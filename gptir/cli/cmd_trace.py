@@ -21,7 +21,9 @@ import traceback
 from typing import Any, Callable, Iterator
 
 from gptir.cli import UsageError, shorten
-from gptir.cli.common import RAISE_MEMORY, memory_limit, check_paths, echo, file_args, is_type_spec, split_spec, value_or_file, write_graph
+from gptir.cli.common import (
+    RAISE_MEMORY, check_paths, echo, file_args, is_type_spec, memory_limit, split_spec, value_or_file, write_graph,
+)
 from gptir.ir import GptirError, Graph, TensorType
 from gptir.trace import Param, trace
 
@@ -125,9 +127,9 @@ def user_code(path: str) -> Iterator[None]:
         raise GptirError(_exit_error(e, path)) from None
     except GptirError as e:  # a tracing error: say where in the model it happened
         msg = _text(e)
-        m = re.match(r"(\S+?):(\d+): ", msg)
+        m = re.match(r"(\S+?):(\d+): ", msg)  # the tracer may have named the model line already: name it once
         if m and (_same_file(m.group(1), path) or
-                  os.path.realpath(path).endswith(os.sep + m.group(1).replace("/", os.sep))):  # the tracer already named the model line: name it once
+                  os.path.realpath(path).endswith(os.sep + m.group(1).replace("/", os.sep))):
             msg = msg[m.end():]
         raise GptirError(f"{_where(e, path)}{msg}") from None
     except BaseException as e:  # the user's model code failed: say where, without a traceback
