@@ -14,19 +14,15 @@ that do not lead to a ``wrt`` input (constants, data, other parameters) cost not
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Collection, Mapping, Sequence
 
 import numpy as np
 
+import gptir.tracing as T
 from gptir.ir import INPUT_OPS, GptirError, Graph, Node, TensorType
-from gptir.ops import OPS
-from gptir.trace import Builder, Tracer
-
-# The tracer module itself (``gptir.trace`` the attribute is the trace() function, re-exported by the
-# package): gradient rules call its functions through GradContext.T.
-T = importlib.import_module("gptir.trace")
+from gptir.ops import OPS, GradOps
+from gptir.tracing import Builder, Tracer
 
 __all__ = ["GradContext", "GradError", "grad", "grad_output_name", "gradient_output_names", "gradient_outputs_of"]
 
@@ -89,7 +85,8 @@ class _BackwardBuilder(Builder):
 
 @dataclass
 class GradContext:
-    """What a gradient rule sees (the rule signature is ``rule(ctx) -> tuple[Tracer | None, ...]``).
+    """What a gradient rule sees: this implements :class:`gptir.ops.GradContext`, the interface the
+    rules in the op table are typed against (``rule(ctx) -> tuple[value | None, ...]``).
 
     ``needs[i]`` is false when operand ``i`` does not lead to a wrt input: the rule should return
     None there and build nothing for it.
@@ -101,7 +98,7 @@ class GradContext:
     g: Tracer
     needs: tuple[bool, ...]
     _zeros: dict[tuple[int, ...], Tracer] = field(repr=False)
-    T: ClassVar[Any] = T  # the gptir.trace module: rules build IR with the tracer's functions
+    T: ClassVar[GradOps] = T  # the gptir.tracing module: rules build IR with the tracer's functions
 
     @property
     def attrs(self) -> Mapping[str, Any]:

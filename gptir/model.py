@@ -14,7 +14,7 @@ import numpy as np
 from gptir import rng as R
 from gptir.ir import GptirError, Graph, TensorType
 from gptir.nn import causal_attention, linear, mlp, rmsnorm, softmax
-from gptir.trace import Builder, Tracer, gather, reshape, scope, where
+from gptir.tracing import Builder, Tracer, gather, reshape, scope, where
 
 
 class ConfigError(GptirError):

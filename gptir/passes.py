@@ -6,10 +6,10 @@ a layout-sensitive consumer sees. Layout matters in numpy: ``sum`` adds in an or
 strides (pairwise over contiguous runs), ``matmul`` takes BLAS or a plain loop depending on strides,
 and ``exp``/``log`` pick SIMD or scalar kernels by stride. So a rewrite that swaps a value for another
 one with the same numbers (``x*1 -> x``) is applied only when both are known to be C-contiguous
-arrays of the same shape (see :func:`c_contiguous`).
+arrays of the same shape (see :func:`gptir.memory.c_contiguous`, the layout contract).
 
 Input layout is a contract, not an unknown: every backend binds inputs and params C-contiguous
-(:func:`gptir.interp.bind_input`, and the compiled ``run`` wrapper does the same), so the analysis
+(:func:`gptir.memory.c_order`), so the analysis
 starts from "inputs are C-contiguous" and ordinary graphs (``exp(x)*1.0`` with ``x`` an input)
 simplify.
 
@@ -26,6 +26,7 @@ import numpy as np
 
 from gptir.ir import (GptirError, Graph, Node, TensorType, VerifyError, attrs_key, verify, verify_node,
                       verify_outputs)
+from gptir.memory import c_contiguous
 from gptir.ops import OPS
 
 Pass = Callable[[Graph], Graph]
@@ -65,47 +66,6 @@ def _rewire(node: Node, alias: Mapping[str, str]) -> Node:
     # the constructor directly: dataclasses.replace is ten times slower, and this runs per node
     return Node(node.name, node.op, tuple(_resolve(alias, i) for i in node.inputs), node.type, node.attrs,
                 node.scope, node.loc, node.backward)
-
-
-# -- layout analysis -------------------------------------------------------------------------------
-
-# Ops whose result is a fresh C-contiguous array whenever every operand that is not a stride-0
-# broadcast is C-contiguous (numpy allocates ufunc outputs in the operands' memory order).
-_FRESH_IF_C = {"add", "sub", "mul", "div", "pow", "maximum", "neg", "exp", "log", "relu", "gt", "eq", "where",
-               "cast", "sum", "max"}
-
-
-def c_contiguous(node: Node, known: Mapping[str, bool], nodes: Mapping[str, Node]) -> bool:
-    """Whether ``node``'s value is provably a C-contiguous array (in both the interpreter and the
-    compiled code), given the answers ``known`` for its operands. Inputs and params are: both
-    backends make them C-contiguous before the program runs (the input layout contract)."""
-    op = node.op
-    if node.type.rank == 0:
-        return True
-    if op in ("input", "param"):
-        return True
-    if op == "const":
-        return bool(node.attrs["value"].flags.c_contiguous)
-    if op in _FRESH_IF_C:
-        full = [i for i in node.inputs if not _is_broadcast(nodes[i])]
-        return bool(full) and all(known.get(i, False) for i in full)
-    if op == "scatter_add":
-        return True  # np.zeros, then added into in place
-    if op == "matmul" and node.type.rank <= 2:
-        return True  # a gufunc's core output dimensions are allocated C-ordered
-    if op in ("matmul", "concat"):
-        # concatenate follows its operands' memory order; batched matmul's loop axes may too
-        return all(known.get(i, False) for i in node.inputs)
-    if op in ("reshape", "stop_gradient", "gather"):
-        return known.get(node.inputs[0], False)
-    if op in ("transpose", "broadcast", "slice"):
-        return nodes[node.inputs[0]].type.shape == node.type.shape and known.get(node.inputs[0], False) and (
-            op != "transpose" or tuple(node.attrs["perm"]) == tuple(range(node.type.rank)))
-    return False
-
-
-def _is_broadcast(node: Node) -> bool:
-    return node.op == "broadcast"
 
 
 # -- dce -------------------------------------------------------------------------------------------

@@ -43,7 +43,8 @@ from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, Unex
 
 from gptir.fileio import atomic_write_bytes, atomic_write_text, read_text
 from gptir.ir import (
-    DTYPES, NUMPY_DTYPES, GptirError, Graph, Node, ShapeError, TensorType, VerifyError, check_node, verify,
+    ATTR_KINDS, DTYPES, NUMPY_DTYPES, GptirError, Graph, Node, ShapeError, TensorType, VerifyError, attr_kind_of,
+    check_node, verify,
 )
 from gptir.ops import OPS
 
@@ -76,15 +77,12 @@ def format_string(s: str) -> str:
     return json.dumps(s, ensure_ascii=False)
 
 
+def _format_value(v: Any) -> str:
+    return format_literal(v) if isinstance(v, np.ndarray) else format_scalar(v)
+
+
 def format_attr(v: Any) -> str:
-    if isinstance(v, tuple):
-        inner = ", ".join(format_scalar(x) for x in v)
-        return f"({inner},)" if len(v) == 1 else f"({inner})"
-    if isinstance(v, np.ndarray):
-        return format_literal(v)
-    if isinstance(v, str):
-        return v  # dtype names
-    return format_scalar(v)
+    return attr_kind_of(v).format(v, _format_value)
 
 
 def format_attrs(attrs: Mapping[str, Any], skip: tuple[str, ...] = ()) -> str:
@@ -469,35 +467,42 @@ def _parse_literal(src: _Source, value: Any, ty: TensorType, what: str) -> np.nd
         raise src.at(_first_token(value), f"{what}: cannot build a {ty} value ({e})") from None
 
 
+class _AttrSyntax:
+    """The parser's view of a written attribute value, for :meth:`gptir.ir.AttrKind.parse`."""
+
+    def __init__(self, src: _Source) -> None:
+        self.src = src
+
+    def scalar(self, v: Any) -> bool:
+        return not isinstance(v, Tree)
+
+    def items(self, v: Any) -> list[Any] | None:
+        return _items(v) if isinstance(v, Tree) and v.data == "tuple" else None
+
+    def word(self, v: Any) -> str | None:
+        return str(v) if isinstance(v, Token) and v.type == "NAME" else None
+
+    def integer(self, v: Any, what: str) -> int:
+        return _parse_int(self.src, v, what)
+
+    def number(self, v: Any, what: str) -> float:
+        return float(struct.unpack("<d", struct.pack("<Q", _parse_float_bits(self.src, v, what)))[0])
+
+    def boolean(self, v: Any, what: str) -> bool:
+        return _parse_bool(self.src, v, what)
+
+    def literal(self, v: Any, ty: TensorType, what: str) -> np.ndarray:
+        return _parse_literal(self.src, v, ty, what)
+
+    def describe(self, v: Any) -> str:
+        return _describe_value(v)
+
+    def error(self, v: Any, message: str) -> Exception:
+        return self.src.at(_first_token(v), message)
+
+
 def _parse_attr(src: _Source, kind: str, name: str, v: Any, ty: TensorType) -> Any:
-    what = f"attribute {name}"
-    if kind == "int":
-        if isinstance(v, Tree):
-            raise src.at(_first_token(v), f"{what} must be an integer, got {_describe_value(v)}")
-        return _parse_int(src, v, what)
-    if kind == "ints":
-        if not (isinstance(v, Tree) and v.data == "tuple"):
-            raise src.at(_first_token(v), f"{what} must be a tuple of integers like (0, 1) or (0,), "
-                                          f"got {_describe_value(v)}")
-        out = []
-        for item in _items(v):
-            if isinstance(item, Tree):
-                raise src.at(_first_token(item), f"{what} must be a tuple of integers, got {_describe_value(item)} inside")
-            out.append(_parse_int(src, item, what))
-        return tuple(out)
-    if kind == "float":
-        if isinstance(v, Tree):
-            raise src.at(_first_token(v), f"{what} must be a number, got {_describe_value(v)}")
-        return struct.unpack("<d", struct.pack("<Q", _parse_float_bits(src, v, what)))[0]
-    if kind == "bool":
-        return _parse_bool(src, v, what)
-    if kind == "dtype":
-        if isinstance(v, Token) and v.type == "NAME" and str(v) in DTYPES:
-            return str(v)
-        raise src.at(_first_token(v), f"{what} must be a dtype ({_join(list(DTYPES))}), got {_describe_value(v)}")
-    if kind == "tensor":
-        return _parse_literal(src, v, ty, what)
-    raise src.at(_first_token(v), f"{what} has an unsupported kind {kind!r}")  # pragma: no cover
+    return ATTR_KINDS[kind].parse(_AttrSyntax(src), v, f"attribute {name}", ty)
 
 
 def _meta_fields(src: _Source, meta: Tree) -> tuple[str, str, bool]:

@@ -20,7 +20,7 @@ from gptir.interp import run as interp_run
 from gptir.ir import GptirError, Graph, TensorType
 from gptir.model import GPTConfig, init_params, loss_graph, num_params, param_shapes
 from gptir.optim import AdamConfig, adam_scalars, adam_update
-from gptir.trace import Builder, concat, reshape, scope
+from gptir.tracing import Builder, concat, reshape, scope
 
 RECIPES = ("microgpt", "microgptex")
 MAX_PARAMS = 20_000_000  # ~0.5 GB of float64 state (parameters and two moments) and a minute of weight draws

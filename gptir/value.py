@@ -25,7 +25,7 @@ import numpy as np
 from gptir.autodiff import grad, grad_output_name
 from gptir.interp import run
 from gptir.ir import GptirError, Graph, TensorType, is_identifier
-from gptir.trace import Builder, Tracer
+from gptir.tracing import Builder, Tracer
 
 __all__ = ["Value", "ValueExprError", "leaf", "const", "add", "sub", "mul", "div", "neg", "pow", "log", "exp",
            "relu", "sum", "mean", "graph", "backward"]

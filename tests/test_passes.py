@@ -16,7 +16,7 @@ from gptir.ir import Graph, TensorType, VerifyError, verify
 from gptir.ops import OPS
 from gptir.passes import (DEFAULT_PIPELINE, FOLD_MAX_ELEMENTS, PASSES, RULES, NewNode, P, PassError, Rule, X, cse,
                           dce, fold, optimize, rewrite, run_pipeline, simplify, verify_changed)
-from gptir.trace import Builder, broadcast_to, exp, reshape, stop_gradient, transpose
+from gptir.tracing import Builder, broadcast_to, exp, reshape, stop_gradient, transpose
 
 F = TensorType("f64", (2, 3))
 

@@ -22,7 +22,7 @@ from gptir.cli import UsageError, shorten
 from gptir.cli.common import echo, is_type_spec, split_spec, value_or_file, write_graph
 from gptir.fileio import check_writable
 from gptir.ir import GptirError, Graph, TensorType
-from gptir.trace import Param, trace
+from gptir.tracing import Param, trace
 
 MICROGPT_OPTIONS = ("n_embd", "n_head", "n_layer", "block_size", "doc", "train_step", "data", "seed",
                     "checkpoint", "batch")
