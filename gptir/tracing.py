@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from gptir.ir import NUMPY_DTYPES, Graph, Node, ShapeError, TensorType, is_identifier, make_graph
-from gptir.ops import OPS, infer_type
+from gptir.ops import OPS, broadcast_shapes, infer_type
 
 # The scope path is dynamic context (like a call stack), so it lives in a ContextVar: thread- and
 # async-safe, and reset on exit from every ``scope`` block.
@@ -303,10 +303,9 @@ def _binary(op: str, a: ArrayLike, b: ArrayLike) -> Tracer:
     tb = lift(bld, b, ta)
     if ta.dtype != tb.dtype:
         raise ShapeError(f"{op}: operands have dtypes {ta.dtype} and {tb.dtype}; convert one with gptir.cast")
-    try:
-        shape = np.broadcast_shapes(ta.shape, tb.shape)
-    except ValueError:
-        raise ShapeError(f"{op}: shapes {list(ta.shape)} and {list(tb.shape)} do not broadcast") from None
+    shape = broadcast_shapes(ta.shape, tb.shape)
+    if shape is None:
+        raise ShapeError(f"{op}: shapes {list(ta.shape)} and {list(tb.shape)} do not broadcast")
     return bld.emit(op, [broadcast_to(ta, shape), broadcast_to(tb, shape)])
 
 
@@ -342,10 +341,9 @@ def where(cond: Tracer, a: ArrayLike, b: ArrayLike) -> Tracer:
     ta = lift(bld, a, b if isinstance(b, Tracer) else None)
     tb = lift(bld, b, ta)
     tc = lift(bld, cond)
-    try:
-        shape = np.broadcast_shapes(tc.shape, ta.shape, tb.shape)
-    except ValueError:
-        raise ShapeError(f"where: shapes {list(tc.shape)}, {list(ta.shape)}, {list(tb.shape)} do not broadcast") from None
+    shape = broadcast_shapes(tc.shape, ta.shape, tb.shape)
+    if shape is None:
+        raise ShapeError(f"where: shapes {list(tc.shape)}, {list(ta.shape)}, {list(tb.shape)} do not broadcast")
     return bld.emit("where", [broadcast_to(tc, shape), broadcast_to(ta, shape), broadcast_to(tb, shape)])
 
 
