@@ -528,8 +528,8 @@ def verify_changed(before: Graph, after: Graph) -> None:
         verify_node(after, node, OPS)
     verify_outputs(after)
     for pname in after.params:
-        node = after.nodes.get(pname)
-        if node is None or node.op != "param":
+        pnode = after.nodes.get(pname)
+        if pnode is None or pnode.op != "param":
             raise VerifyError(f"a value is given for %{pname}, which is not a param of the graph", pname)
     missing = [n.name for n in before.inputs if n.name not in after.nodes]
     if missing:

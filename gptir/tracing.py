@@ -15,6 +15,7 @@ import os
 import sys
 from contextvars import ContextVar
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -48,7 +49,7 @@ def current_scope() -> str:
 
 
 def _caller_location() -> str:
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     cwd = os.getcwd()
     while frame is not None:
         internal, shown = _file_info(frame.f_code.co_filename, cwd)
@@ -336,7 +337,7 @@ def cast(x: Tracer, dtype: str) -> Tracer:
     return x if x.dtype == dtype else x.builder.emit("cast", [x], {"dtype": dtype})
 
 
-def where(cond: Tracer, a: ArrayLike, b: ArrayLike) -> Tracer:
+def where(cond: ArrayLike, a: ArrayLike, b: ArrayLike) -> Tracer:
     bld = _builder_of(cond, a, b)
     ta = lift(bld, a, b if isinstance(b, Tracer) else None)
     tb = lift(bld, b, ta)
