@@ -7,7 +7,7 @@
 import numpy as np
 
 import gptir
-from gptir.trace import Tracer, current_scope
+from gptir.tracing import Tracer, current_scope
 
 W1 = np.array([[0.5, -0.2, 0.1, 0.0], [0.3, 0.8, -0.5, 0.2], [-0.7, 0.1, 0.4, 0.6]])
 B1 = np.array([0.1, 0.0, -0.1, 0.2])

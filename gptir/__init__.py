@@ -13,7 +13,7 @@ from gptir.ops import OPS
 from gptir.passes import PASSES, optimize, run_pipeline
 from gptir.codegen import compile_graph, generate_source
 from gptir.text import ParseError, load_graph, load_params, parse, print_graph, save_graph, save_params
-from gptir.trace import (
+from gptir.tracing import (
     Builder, Param, Tracer, broadcast_to, cast, concat, equal, exp, gather, greater, log, matmul, maximum,
     reduce_max, reduce_sum, relu, reshape, scatter_add, scope, stop_gradient, trace, transpose, where,
 )

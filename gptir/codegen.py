@@ -1,5 +1,9 @@
 """The compiled backend: a graph becomes one Python function of straight-line numpy, compiled once.
 
+Everything op-specific comes from the op table: a ufunc op is written as its ufunc (or operator),
+any other op by its ``emit``; which results are fresh, views or C-contiguous comes from the op
+table's memory traits through :mod:`gptir.memory`, which also holds the liveness analysis.
+
 Exactness: the generated code makes the same numpy calls on the same values, with the same memory
 layouts, in the same order as :func:`gptir.interp.run`, so results are bit-identical. The speed
 comes from doing less around those calls: no per-node dispatch or environment dict, operators
@@ -11,8 +15,8 @@ implicit broadcasting (which builds the very same stride-0 view).
 Memory: by default the program drops each value after its last use (``del``, as the interpreter
 frees it) and writes elementwise results with ``out=`` into a buffer it allocated itself that is
 provably dead, never aliased by a live view, and of exactly the result's shape, dtype and
-(C-contiguous) layout (see :func:`_reuse_buffers`). Inputs, params and constants are never written,
-and nothing is kept between calls. Both save allocations and page faults; neither changes a bit.
+(C-contiguous) layout (see :func:`_reuse_buffers` and :mod:`gptir.memory`). Inputs, params and
+constants are never written, and nothing is kept between calls. Both save allocations and page faults; neither changes a bit.
 
 Security: the source contains only identifiers made from validated IR names (``v_`` + the name with
 dots as underscores), integers and booleans from verified attributes, and fixed text. Constants and
@@ -30,9 +34,10 @@ import numpy as np
 
 from gptir.interp import ExecError, bind_input
 from gptir.interp import run as interp_run
-from gptir.ir import DTYPES, NUMPY_DTYPES, GptirError, Graph, Node, TensorType
-from gptir.ops import OPS
-from gptir.passes import c_contiguous, evaluate_node
+from gptir.ir import ATTR_KINDS, GptirError, Graph, Node, TensorType
+from gptir.memory import c_order, dead_after, fresh, kernel_safe_in_place, last_reads, layouts, new_value
+from gptir.ops import OPS, OpDef, broadcast_shapes
+from gptir.passes import evaluate_node
 
 Compiled = Callable[[Mapping[str, Any]], dict[str, np.ndarray]]
 
@@ -56,122 +61,50 @@ class CodegenError(GptirError):
 
 
 def _safe_attrs(node: Node) -> dict[str, Any]:
-    """Attributes rebuilt from plain ints/bools/dtype names, so their repr is exactly what we expect
-    (an int subclass with a hostile ``__repr__`` cannot smuggle text into the source)."""
+    """Attributes rebuilt by their kind's ``emit`` from plain ints/bools/dtype names, so their repr
+    is exactly what we expect (an int subclass with a hostile ``__repr__`` cannot smuggle text into
+    the source; tensors are never written into it)."""
     opdef = OPS.get(node.op)
     if opdef is None:
         raise CodegenError(f"%{node.name}: unknown op '{node.op}' (verify the graph first)")
-    kinds = opdef.attrs
     out: dict[str, Any] = {}
-    if not kinds:
-        return out
-    for k, kind in kinds.items():
+    for k, kind in opdef.attrs.items():
         if k not in node.attrs:
             raise CodegenError(f"%{node.name}: missing attribute {k} (verify the graph first)")
-        v = node.attrs[k]
-        if kind in ("int", "ints") and not all(isinstance(x, int) and not isinstance(x, bool)
-                                             for x in (v if kind == "ints" and isinstance(v, tuple) else (v,))):
-            raise CodegenError(f"%{node.name}: attribute {k} must be {'an int' if kind == 'int' else 'ints'}")
-        if kind == "int":
-            out[k] = int(v)
-        elif kind == "ints":
-            out[k] = tuple(int(x) for x in v)
-        elif kind == "bool":
-            out[k] = bool(v)
-        elif kind == "dtype":
-            if v not in DTYPES:
-                raise CodegenError(f"%{node.name}: bad dtype attribute")
-            out[k] = str(v)
-        elif kind == "float":
-            f = float(v)
-            if not np.isfinite(f):
-                raise CodegenError(f"%{node.name}: non-finite float attribute {k} cannot be compiled")
-            out[k] = f
-        else:
-            out[k] = None  # tensors are never written into the source
+        try:
+            out[k] = ATTR_KINDS[kind].emit(node.attrs[k])
+        except (ValueError, TypeError) as e:
+            raise CodegenError(f"%{node.name}: attribute {k} {e}") from None
     return out
 
 
-# -- fast emitters --------------------------------------------------------------------------------
-# Each returns an expression that performs exactly the numpy operation the op table's ``evaluate``
-# does (same ufunc, same operands, same layout). Ops not listed use the op table's ``emit``.
+# -- emitting --------------------------------------------------------------------------------------
+# Every expression performs exactly the numpy operation the op table's ``evaluate`` does (same
+# ufunc, same operands, same layout). A ufunc op is its ufunc, written as its Python operator where
+# it has one (``a + b`` is np.add; never ``**``, which numpy turns into sqrt for 0.5); any other op
+# is written by the op table's ``emit``.
 
 
-def _binop(sym: str) -> Callable[[Sequence[str], Mapping[str, Any], Node], str]:
-    return lambda a, at, n: f"({a[0]} {sym} {a[1]})"
-
-
-def _reduce(ufunc: str) -> Callable[[Sequence[str], Mapping[str, Any], Node], str]:
-    # np.sum(x, axis, keepdims=k) is np.add.reduce(x, axis, None, None, keepdims=k) for ndarrays
-    # (and numpy scalars take the same path through their .sum method).
-    return lambda a, at, n: f"{ufunc}.reduce({a[0]}, {at['axes']!r}, None, None, {at['keepdims']!r})"
-
-
-_FAST: dict[str, Callable[[Sequence[str], Mapping[str, Any], Node], str]] = {
-    "add": _binop("+"),
-    "sub": _binop("-"),
-    "mul": _binop("*"),
-    "div": _binop("/"),
-    "matmul": _binop("@"),
-    "pow": lambda a, at, n: f"_power({a[0]}, {a[1]})",  # never ``**``: numpy turns x**0.5 into sqrt
-    "maximum": lambda a, at, n: f"_maximum({a[0]}, {a[1]})",
-    "neg": lambda a, at, n: f"(-{a[0]})",
-    "exp": lambda a, at, n: f"_exp({a[0]})",
-    "log": lambda a, at, n: f"_log({a[0]})",
-    # the interpreter computes maximum(x, x.dtype.type(0)); a Python 0 converts to the same value
-    "relu": lambda a, at, n: f"_maximum({a[0]}, {'0.0' if n.type.dtype == 'f64' else '0'})",
-    "gt": lambda a, at, n: f"_greater({a[0]}, {a[1]})",
-    "eq": lambda a, at, n: f"_equal({a[0]}, {a[1]})",
-    "where": lambda a, at, n: f"_where({a[0]}, {a[1]}, {a[2]})",
-    "cast": lambda a, at, n: f"{a[0]}.astype(_{at['dtype']})",
-    "sum": _reduce("_add"),
-    "max": _reduce("_maximum"),
-    "transpose": lambda a, at, n: f"{a[0]}.T" if at["perm"] == (1, 0) else f"{a[0]}.transpose({at['perm']!r})",
-    "concat": lambda a, at, n: f"_concatenate(({', '.join(a)},), {at['axis']!r})",
-    "gather": lambda a, at, n: f"_gather({a[0]}, {a[1]})",
-}
-
-# Attributes passed as closure constants rather than written as numbers: (attrs -> value, emitter).
-_LIFT: dict[str, Callable[[Mapping[str, Any]], Any]] = {
-    "reshape": lambda at: at["shape"],
-    "broadcast": lambda at: at["shape"],
-    "slice": lambda at: tuple(slice(s, e) for s, e in zip(at["start"], at["stop"])),  # the interpreter's index
-    "scatter_add": lambda at: at["size"],
-}
-_LIFT_EMIT: dict[str, Callable[[Sequence[str], str], str]] = {
-    "reshape": lambda a, k: f"{a[0]}.reshape({k})",
-    "broadcast": lambda a, k: f"_broadcast_to({a[0]}, {k})",
-    "slice": lambda a, k: f"{a[0]}[{k}]",
-    "scatter_add": lambda a, k: f"_scatter_add({a[0]}, {a[1]}, {k})",
-}
-
-# ops whose rank-0 constant operands may be numpy scalars instead of 0-d arrays
-_SCALAR_OK = {"add", "sub", "mul", "div", "neg", "gt", "eq", "maximum", "pow"}
-
-# ufuncs that broadcast their operands implicitly exactly as broadcast_to would
-_IMPLICIT_BROADCAST = {"add", "sub", "mul", "div", "pow", "maximum", "gt", "eq", "where"}
-
-
-def _scatter_add(upd: np.ndarray, idx: np.ndarray, size: int) -> np.ndarray:
-    """The op table's own scatter_add evaluation (np.add.at into zeros)."""
-    return OPS["scatter_add"].evaluate((upd, idx), {"size": size})  # type: ignore[misc]
-
-
-def _gather(table: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """The op table's own gather evaluation (indices checked to be in range, then ``table[idx]``)."""
-    return OPS["gather"].evaluate((table, idx), {})  # type: ignore[misc]
+def _emit(opdef: OpDef, args: Sequence[str], attrs: Mapping[str, Any], dtype: str) -> str:
+    if opdef.infix is not None:
+        return f"({opdef.infix}{args[0]})" if len(args) == 1 else f"({args[0]} {opdef.infix} {args[1]})"
+    if opdef.ufunc is not None:
+        return opdef.ufunc_call(args, dtype)
+    if opdef.emit is None:
+        raise CodegenError(f"op '{opdef.name}' has no code to emit")
+    return opdef.emit(args, attrs)
 
 
 def _namespace_base() -> dict[str, Any]:
-    ns: dict[str, Any] = {
-        "np": np, "_power": np.power, "_maximum": np.maximum, "_exp": np.exp, "_log": np.log,
-        "_subtract": np.subtract, "_multiply": np.multiply, "_divide": np.divide, "_negative": np.negative,
-        "_greater": np.greater, "_equal": np.equal, "_where": np.where, "_add": np.add,
-        "_broadcast_to": np.broadcast_to, "_concatenate": np.concatenate, "_scatter_add": _scatter_add,
-        "_gather": _gather,
-    }
-    for name, dt in NUMPY_DTYPES.items():
-        ns[f"_{name}"] = dt
+    """The names generated code uses: each ufunc op's ``_<ufunc>`` and every op's ``emit_names``."""
+    ns: dict[str, Any] = {"np": np, "_asarray": np.asarray}
+    for opdef in OPS.values():
+        names = dict(opdef.emit_names)
+        if opdef.ufunc is not None:
+            names[f"_{opdef.ufunc}"] = getattr(np, opdef.ufunc)
+        for k, v in names.items():
+            if ns.setdefault(k, v) is not v:  # pragma: no cover - test_optable checks the table
+                raise CodegenError(f"op {opdef.name}: the name {k} means two things in generated code")
     return ns
 
 
@@ -199,7 +132,7 @@ class _Stmt:
     expr: str
     args: list[str]
     node: Node
-    fast: bool  # emitted by this module's fast emitters (only those are rewritten to ``out=``)
+    ufunc: bool  # a ufunc call (only those are rewritten to ``out=``)
 
 
 class _Names:
@@ -257,40 +190,35 @@ def plan(graph: Graph, reuse_min: int | None = REUSE_MIN_ELEMENTS, free_dead: bo
                 consts[node.name] = value
                 names.make(node.name)
                 continue
-        if node.op == "stop_gradient":  # the identity: share the operand's variable
-            names.var[node.name] = names.var[node.inputs[0]]
-            continue
+        opdef = OPS[node.op]
         operands = list(node.inputs)
-        if node.op in _IMPLICIT_BROADCAST:
+        if opdef.implicit_broadcast:
             operands = _elide_broadcasts(graph, node, operands, consts)
         attrs = _safe_attrs(node)
-        fast = _FAST.get(node.op)
         args = [names.var[i] for i in operands]
-        if node.type.rank == 0 and node.op in _SCALAR_OK and all(nodes[i].type.rank == 0 for i in operands):
+        if node.type.rank == 0 and opdef.ufunc is not None and all(nodes[i].type.rank == 0 for i in operands):
             # scalar arithmetic: a numpy scalar constant takes numpy's scalar fast path (the
-            # operands at run time are numpy scalars too); IEEE + - * / give the same bits either way
+            # operands at run time are numpy scalars too); a ufunc gives the same bits either way
             for k, i in enumerate(operands):
                 if i in consts:
                     sname = "_s_" + args[k]  # '_' prefix: never the name of an IR value (those are v_...)
                     attr_consts[sname] = consts[i][()]
                     args[k] = sname
-        lifted = _LIFT.get(node.op)
-        if lifted is not None:
+        if opdef.lift is not None:
             # shape-like attributes (the ones that change with the sequence length) become closure
             # constants, so programs for different lengths share one source text and one compile
             kname = f"_k{n_lifted}"
             n_lifted += 1
-            attr_consts[kname] = lifted(attrs)
-            expr = _LIFT_EMIT[node.op](args, kname)
+            attr_consts[kname] = opdef.lift(attrs)
             args = args + [kname]
-        elif fast is not None:
-            expr = fast(args, attrs, node)
-        else:
-            emit = OPS[node.op].emit
-            if emit is None:
-                raise CodegenError(f"op '{node.op}' has no code to emit (%{node.name})")
-            expr = emit(args, attrs)
-        body.append(_Stmt(names.make(node.name), expr, args, node, fast is not None or lifted is not None))
+        try:
+            expr = _emit(opdef, args, attrs, nodes[operands[0]].type.dtype)
+        except CodegenError as e:
+            raise CodegenError(f"{e} (%{node.name})") from None
+        if expr == args[0]:  # the identity (stop_gradient): share the operand's variable
+            names.var[node.name] = args[0]
+            continue
+        body.append(_Stmt(names.make(node.name), expr, args, node, opdef.ufunc is not None))
     # drop statements nothing reads (e.g. a broadcast whose users all broadcast implicitly)
     live = {names.var[v] for v in graph.outputs.values()}
     stmts: list[_Stmt] = []
@@ -308,9 +236,9 @@ def plan(graph: Graph, reuse_min: int | None = REUSE_MIN_ELEMENTS, free_dead: bo
         kept = _with_dels(stmts, kept, out_vars)
     prog.consts = {names.var[k]: v for k, v in consts.items() if names.var[k] in used}
     prog.consts.update({k: v for k, v in attr_consts.items() if k in used})
-    for out, value in graph.outputs.items():
-        prog.outputs.append((out, names.var[value]))
-        if value in consts:
+    for out, vname in graph.outputs.items():
+        prog.outputs.append((out, names.var[vname]))
+        if vname in consts:
             prog.hoisted_outputs.add(out)
     const_vars = sorted(prog.consts)
     lines = ["def _make(_consts):"]
@@ -340,26 +268,9 @@ def _elide_broadcasts(graph: Graph, node: Node, operands: list[str], consts: Map
         if src.op != "broadcast" or (name in consts and src.inputs[0] not in consts):
             continue
         trial = new[:k] + [src.inputs[0]] + new[k + 1:]
-        if _broadcast_shape([graph.nodes[t].type.shape for t in trial]) == node.type.shape:
+        if broadcast_shapes(*(graph.nodes[t].type.shape for t in trial)) == node.type.shape:
             new = trial
     return new
-
-
-def _broadcast_shape(shapes: Sequence[tuple[int, ...]]) -> tuple[int, ...] | None:
-    """numpy's broadcasting of ``shapes`` (None if they do not broadcast); np.broadcast_shapes is
-    much slower and this runs for every operand of every elementwise node."""
-    rank = max(len(s) for s in shapes)
-    out = [1] * rank
-    for s in shapes:
-        off = rank - len(s)
-        for i, d in enumerate(s):
-            o = out[off + i]
-            if d != o:
-                if o == 1:
-                    out[off + i] = d
-                elif d != 1:
-                    return None
-    return tuple(out)
 
 
 # -- buffer reuse --------------------------------------------------------------------------------
@@ -368,49 +279,6 @@ def _broadcast_shape(shapes: Sequence[tuple[int, ...]]) -> tuple[int, ...] | Non
 # memory (the dominant cost of the big training steps). The values are the same: the ``out=`` call
 # is the very ufunc the operator form calls, on the same operands in the same order, and the result
 # has the layout the interpreter's fresh result has (both are proved C-contiguous).
-
-# op -> the ufunc its fast emitter's operator calls (``a - b`` is np.subtract, ``-a`` np.negative)
-_OUT_UFUNC: dict[str, str] = {
-    "add": "_add", "sub": "_subtract", "mul": "_multiply", "div": "_divide", "pow": "_power",
-    "maximum": "_maximum", "neg": "_negative", "exp": "_exp", "log": "_log", "relu": "_maximum",
-    "gt": "_greater", "eq": "_equal",
-}
-# numpy's AVX-512 exp/log kernels run when input and output are identical or >= 64 bytes apart,
-# else a scalar kernel (other bits): a fresh output of a tiny array may sit closer than that, so
-# tiny exp/log results are never computed in place (that could switch the kernel).
-_KERNEL_BY_DISTANCE = {"exp", "log"}
-# ops whose result of rank >= 1 is always a newly allocated array (never a view of an operand)
-_FRESH = set(_OUT_UFUNC) | {"where", "cast", "matmul", "concat", "scatter_add"}
-
-
-def _fresh(node: Node, nodes: Mapping[str, Node]) -> bool:
-    """Whether ``node``'s value is an array the program allocated (rank 0 values are numpy scalars)."""
-    return node.type.rank > 0 and _new_value(node, nodes)
-
-
-def _new_value(node: Node, nodes: Mapping[str, Node]) -> bool:
-    """Whether ``node``'s value is never a view of an operand."""
-    if node.op in _FRESH:
-        return True
-    if node.op in ("sum", "max"):
-        return bool(node.attrs["axes"])  # reducing no axes: treated as a possible view
-    if node.op == "gather":
-        return nodes[node.inputs[1]].type.rank >= 1  # advanced indexing copies; a 0-d index may not
-    return False
-
-
-def _layouts(graph: Graph) -> dict[str, bool]:
-    """Which values are provably C-contiguous: the passes' analysis, plus fresh arrays with at most
-    one dimension longer than 1 (contiguous whatever their operands' layout)."""
-    known: dict[str, bool] = {}
-    nodes = graph.nodes
-    for node in nodes.values():
-        c = c_contiguous(node, known, nodes)
-        if not c and _fresh(node, nodes) and sum(d != 1 for d in node.type.shape) <= 1:
-            c = True
-        known[node.name] = c
-    return known
-
 
 def _reuse_buffers(graph: Graph, stmts: list[_Stmt], out_vars: set[str], reuse_min: int) -> int:
     """Rewrite eligible elementwise statements to ``ufunc(..., out=donor)``; returns how many.
@@ -425,12 +293,9 @@ def _reuse_buffers(graph: Graph, stmts: list[_Stmt], out_vars: set[str], reuse_m
     statement is a view of it. Otherwise the most recently freed buffer of that type is used.
     """
     nodes = graph.nodes
-    known = _layouts(graph)
+    known = layouts(nodes.values(), nodes)
     n = len(stmts)
-    last: dict[str, int] = {}
-    for i, st in enumerate(stmts):
-        for a in st.args:
-            last[a] = i
+    last = last_reads([st.args for st in stmts])
     for v in out_vars:
         last[v] = n  # read after the last statement
     vtype = {st.var: st.node.type for st in stmts}
@@ -448,8 +313,8 @@ def _reuse_buffers(graph: Graph, stmts: list[_Stmt], out_vars: set[str], reuse_m
     for i, st in enumerate(stmts):
         node, t = st.node, st.node.type
         donor = None
-        if st.fast and node.op in _OUT_UFUNC and t.rank and t.size >= max(reuse_min, 1) and known[node.name] and (
-                node.op not in _KERNEL_BY_DISTANCE or t.size * t.np_dtype.itemsize >= 64):
+        if st.ufunc and t.rank and t.size >= max(reuse_min, 1) and known[node.name] and kernel_safe_in_place(
+                node.op, t):
             for a in st.args:  # in place: the operand is already in cache
                 b = owner.get(a)
                 if b is not None and vtype[a] == t and dead_after(b, i) and all(
@@ -460,21 +325,18 @@ def _reuse_buffers(graph: Graph, stmts: list[_Stmt], out_vars: set[str], reuse_m
                 donor = pool[t].pop()
         if donor is not None:
             b = owner[donor]
-            operands = list(st.args)
-            if node.op == "relu":
-                operands.append("0.0" if t.dtype == "f64" else "0")
-            st.expr = f"{_OUT_UFUNC[node.op]}({', '.join(operands)}, out={donor})"
+            st.expr = OPS[node.op].ufunc_call(st.args, nodes[node.inputs[0]].type.dtype, out=donor)
             if donor not in st.args:
                 st.args.append(donor)  # read here: it must outlive this statement
             owner[st.var], refs[st.var], current[b] = b, (b,), st.var
             holders[b].append(st.var)
             retired.discard(b)
             reused += 1
-        elif _fresh(node, nodes):
+        elif fresh(node, nodes):
             refs[st.var], holders[st.var] = (st.var,), [st.var]
             if known[node.name]:
                 owner[st.var] = current[st.var] = st.var
-        elif _new_value(node, nodes):  # a new scalar: it holds no buffer
+        elif new_value(node, nodes):  # a new scalar: it holds no buffer
             refs[st.var] = ()
         else:  # a view (or possibly one): it holds whatever its operands hold
             bufs = tuple(dict.fromkeys(b for a in st.args for b in refs.get(a, ())))
@@ -497,15 +359,8 @@ def _with_dels(stmts: list[_Stmt], lines: list[str], out_vars: set[str]) -> list
     Only variables the body assigns are dropped: inputs stay referenced by the caller anyway, and
     closure constants cannot be deleted."""
     assigned = {st.var for st in stmts}
-    last: dict[str, int] = {}
-    for i, st in enumerate(stmts):
-        for a in st.args:
-            if a in assigned:
-                last[a] = i
-    dead: dict[int, list[str]] = {}
-    for v, i in last.items():
-        if v not in out_vars:
-            dead.setdefault(i, []).append(v)
+    last = {v: i for v, i in last_reads([st.args for st in stmts]).items() if v in assigned}
+    dead = dead_after(last, out_vars)
     out = []
     for i, line in enumerate(lines):
         out.append(line)
@@ -533,13 +388,13 @@ def compile_graph(graph: Graph, checked: bool = True, reuse_min: int | None = RE
     With ``checked`` (the default) each call checks names, shapes and dtypes (cheaply: arrays of the
     right type pass straight through, anything else is converted like the interpreter does).
     Checked or not, a non-C-contiguous array is copied to C order first, as the interpreter does:
-    the passes (and the buffer reuse) assume inputs are C-contiguous (see :func:`gptir.interp.bind_input`).
+    the passes (and the buffer reuse) assume inputs are C-contiguous (the input contract,
+    :func:`gptir.memory.c_order`).
     On a numpy error the graph is re-run by the interpreter to report which node failed.
     ``reuse_min`` and ``free_dead`` are :func:`plan`'s memory options (results are the same bits).
     """
     prog = plan(graph, reuse_min, free_dead)
     ns = _namespace_base()
-    ns["_asarray"] = np.asarray
     code = _CODE_CACHE.get(prog.source)
     if code is None:
         code = compile(prog.source, "<gptir program>", "exec")
@@ -557,7 +412,7 @@ def compile_graph(graph: Graph, checked: bool = True, reuse_min: int | None = RE
         sig.append((name, node, node.type.shape, node.type.np_dtype, graph.params.get(name)))
     known = {name for name, _ in prog.args}
 
-    ndarray, asarray, ascontiguousarray = np.ndarray, np.asarray, np.ascontiguousarray
+    ndarray, asarray = np.ndarray, np.asarray
 
     def run(inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
         get = inputs.get
@@ -571,7 +426,7 @@ def compile_graph(graph: Graph, checked: bool = True, reuse_min: int | None = RE
                 a = asarray(v) if type(v) is not ndarray else v  # numpy scalars: the step counter
                 v = a if a.dtype is dt and a.shape == shape and a.flags.c_contiguous else bind_input(node, v)
             elif type(v) is ndarray and not v.flags.c_contiguous:
-                v = ascontiguousarray(v)  # the layout contract the passes rely on (interp.bind_input)
+                v = c_order(v)  # the input contract the passes rely on (gptir.memory)
             args.append(v)
         if checked and not known.issuperset(inputs):
             unknown = sorted(set(inputs) - known)

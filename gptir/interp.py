@@ -11,6 +11,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from gptir.ir import GptirError, Graph, Node, TensorType
+from gptir.memory import c_order, last_uses
 from gptir.ops import OPS
 
 
@@ -55,8 +56,7 @@ def bind_input(node: Node, value: Any) -> np.ndarray:
     C-contiguous. The layout is part of the input contract: numpy's results depend on strides
     (summation order, SIMD or scalar kernels), so passes may treat inputs as C-contiguous only if
     every backend binds them C-contiguous. A contiguous array is not copied."""
-    arr = coerce_input(node, value)
-    return arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)
+    return c_order(coerce_input(node, value))
 
 
 def bind_inputs(graph: Graph, inputs: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
@@ -84,26 +84,13 @@ def bind_inputs(graph: Graph, inputs: Mapping[str, Any], params: Mapping[str, An
     return env
 
 
-def last_uses(graph: Graph) -> dict[int, list[str]]:
-    """For each node position, the values that are dead after it (outputs are never freed)."""
-    last: dict[str, int] = {}
-    for pos, node in enumerate(graph.nodes.values()):
-        for i in node.inputs:
-            last[i] = pos
-    keep = set(graph.outputs.values())
-    dead: dict[int, list[str]] = {}
-    for name, pos in last.items():
-        if name not in keep:
-            dead.setdefault(pos, []).append(name)
-    return dead
-
-
 def run(graph: Graph, inputs: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
     """Evaluate ``graph``; returns {output name: array}."""
     env = bind_inputs(graph, inputs or {}, params)
-    dead = last_uses(graph)
+    nodes = list(graph.nodes.values())
+    dead = last_uses(nodes, graph.outputs.values())
     with np.errstate(all="ignore"):  # IEEE semantics: log(0) is -inf, not a warning
-        for pos, node in enumerate(graph.nodes.values()):
+        for pos, node in enumerate(nodes):
             opdef = OPS[node.op]
             if opdef.evaluate is not None:
                 try:

@@ -15,7 +15,7 @@ import heapq
 import math
 import re
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Protocol
 
 import numpy as np
 
@@ -199,7 +199,7 @@ class Graph:
     params_file: str | None = None
 
     # -- views ---------------------------------------------------------------------------------
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Node]:
         return iter(self.nodes.values())
 
     def __len__(self) -> int:
@@ -337,10 +337,10 @@ def verify(graph: Graph, ops: Mapping[str, Any]) -> None:
         verify_node(graph, node, ops)
     verify_outputs(graph)
     for pname, arr in graph.params.items():
-        node = graph.nodes.get(pname)
-        if node is None or node.op != "param":
+        pnode = graph.nodes.get(pname)
+        if pnode is None or pnode.op != "param":
             raise VerifyError(f"a value is given for %{pname}, which is not a param of the graph", pname)
-        check_value(node, arr)
+        check_value(pnode, arr)
 
 
 def verify_node(graph: Graph, node: Node, ops: Mapping[str, Any]) -> None:
@@ -404,22 +404,142 @@ def check_value(node: Node, value: np.ndarray) -> None:
         raise VerifyError(f"%{node.name} is {node.type}, but its value is {got}", node.name)
 
 
-ATTR_KINDS = ("int", "ints", "float", "bool", "dtype", "tensor")
+class AttrSyntax(Protocol):
+    """What the text parser offers :meth:`AttrKind.parse` about one written attribute value ``v``
+    (a token or a bracketed group, opaque here); the parser reports errors at ``v``'s position."""
+
+    def scalar(self, v: Any) -> bool: ...  # one token (not a tuple or bracketed literal)
+    def items(self, v: Any) -> list[Any] | None: ...  # the items of a tuple, None if ``v`` is not one
+    def word(self, v: Any) -> str | None: ...  # the bare name ``v`` is, if it is one
+    def integer(self, v: Any, what: str) -> int: ...  # one token as an i64
+    def number(self, v: Any, what: str) -> float: ...  # one token as a float (bit-exact)
+    def boolean(self, v: Any, what: str) -> bool: ...
+    def literal(self, v: Any, ty: TensorType, what: str) -> np.ndarray: ...  # a tensor literal of type ty
+    def describe(self, v: Any) -> str: ...  # ``v`` in words, for messages
+    def error(self, v: Any, message: str) -> Exception: ...  # an error pointing at ``v``
+
+
+@dataclass(frozen=True)
+class AttrKind:
+    """One kind of attribute value (an op's ``attrs`` maps attribute names to kind names): how it is
+    checked (the verifier), parsed and formatted (the text format) and emitted (the code generator).
+
+    ``check(v)``: whether ``v`` is a value of this kind (``want`` says what is expected).
+    ``parse(syntax, v, what, ty)``: the value written as ``v`` (``ty`` is the node's type, which a
+    tensor literal must have). ``format(v, literal)``: its text (``literal`` writes floats and
+    tensors). ``emit(v)``: the value rebuilt from plain Python ints/floats/bools/strings, whose
+    ``repr`` is exactly what generated code may contain (None: never written into source); raises
+    ValueError saying what is wrong (an int subclass with a hostile ``__repr__`` is rebuilt, a
+    non-finite float refused).
+    """
+
+    name: str
+    want: str
+    check: Callable[[Any], bool]
+    parse: Callable[[AttrSyntax, Any, str, TensorType], Any]
+    format: Callable[[Any, Callable[[Any], str]], str]
+    emit: Callable[[Any], Any]
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _parse_int_attr(s: AttrSyntax, v: Any, what: str, ty: TensorType) -> int:
+    if not s.scalar(v):
+        raise s.error(v, f"{what} must be an integer, got {s.describe(v)}")
+    return s.integer(v, what)
+
+
+def _parse_ints_attr(s: AttrSyntax, v: Any, what: str, ty: TensorType) -> tuple[int, ...]:
+    items = s.items(v)
+    if items is None:
+        raise s.error(v, f"{what} must be a tuple of integers like (0, 1) or (0,), got {s.describe(v)}")
+    out = []
+    for item in items:
+        if not s.scalar(item):
+            raise s.error(item, f"{what} must be a tuple of integers, got {s.describe(item)} inside")
+        out.append(s.integer(item, what))
+    return tuple(out)
+
+
+def _parse_float_attr(s: AttrSyntax, v: Any, what: str, ty: TensorType) -> float:
+    if not s.scalar(v):
+        raise s.error(v, f"{what} must be a number, got {s.describe(v)}")
+    return s.number(v, what)
+
+
+def _parse_dtype_attr(s: AttrSyntax, v: Any, what: str, ty: TensorType) -> str:
+    word = s.word(v)
+    if word in DTYPES:
+        return str(word)
+    raise s.error(v, f"{what} must be a dtype ({', '.join(DTYPES[:-1])} or {DTYPES[-1]}), got {s.describe(v)}")
+
+
+def _emit_int(v: Any) -> int:
+    if not _is_int(v):
+        raise ValueError("must be an int")
+    return int(v)
+
+
+def _emit_ints(v: Any) -> tuple[int, ...]:
+    if not (isinstance(v, tuple) and all(isinstance(x, int) and not isinstance(x, bool) for x in v)):
+        raise ValueError("must be ints")
+    return tuple(int(x) for x in v)
+
+
+def _emit_dtype(v: Any) -> str:
+    if v not in DTYPES:
+        raise ValueError("must be a dtype")
+    return str(v)
+
+
+def _emit_float(v: Any) -> float:
+    f = float(v)
+    if not math.isfinite(f):
+        raise ValueError("is a non-finite float, which cannot be compiled")
+    return f
+
+
+def _format_ints(v: Any, literal: Callable[[Any], str]) -> str:
+    inner = ", ".join(str(int(x)) for x in v)
+    return f"({inner},)" if len(v) == 1 else f"({inner})"
+
+
+ATTR_KINDS: dict[str, AttrKind] = {k.name: k for k in (
+    AttrKind("int", "an integer", _is_int, _parse_int_attr, lambda v, lit: str(int(v)), _emit_int),
+    AttrKind("ints", "a tuple of integers like (0, 1)",
+             lambda v: isinstance(v, tuple) and all(_is_int(x) for x in v), _parse_ints_attr, _format_ints,
+             _emit_ints),
+    AttrKind("float", "a float", lambda v: isinstance(v, float), _parse_float_attr, lambda v, lit: lit(v),
+             _emit_float),
+    AttrKind("bool", "true or false", lambda v: isinstance(v, bool), lambda s, v, what, ty: s.boolean(v, what),
+             lambda v, lit: "true" if v else "false", bool),
+    AttrKind("dtype", "a dtype", lambda v: v in DTYPES, _parse_dtype_attr, lambda v, lit: str(v), _emit_dtype),
+    AttrKind("tensor", "a tensor literal", lambda v: isinstance(v, np.ndarray),
+             lambda s, v, what, ty: s.literal(v, ty, what), lambda v, lit: lit(v), lambda v: None),
+)}
+
+
+def attr_kind_of(value: Any) -> AttrKind:
+    """The kind of an attribute value, from its Python type (for printing without the op table)."""
+    if isinstance(value, tuple):
+        return ATTR_KINDS["ints"]
+    if isinstance(value, np.ndarray):
+        return ATTR_KINDS["tensor"]
+    if isinstance(value, str):
+        return ATTR_KINDS["dtype"]
+    if isinstance(value, (bool, np.bool_)):
+        return ATTR_KINDS["bool"]
+    if isinstance(value, (int, np.integer)):
+        return ATTR_KINDS["int"]
+    return ATTR_KINDS["float"]
 
 
 def check_attr(name: str, kind: str, value: Any) -> None:
-    ok = {
-        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-        "ints": lambda v: isinstance(v, tuple) and all(isinstance(x, int) and not isinstance(x, bool) for x in v),
-        "float": lambda v: isinstance(v, float),
-        "bool": lambda v: isinstance(v, bool),
-        "dtype": lambda v: v in DTYPES,
-        "tensor": lambda v: isinstance(v, np.ndarray),
-    }[kind](value)
-    if not ok:
-        want = {"int": "an integer", "ints": "a tuple of integers like (0, 1)", "float": "a float",
-                "bool": "true or false", "dtype": "a dtype", "tensor": "a tensor literal"}[kind]
-        raise ShapeError(f"attribute {name} must be {want}, got {value!r}")
+    k = ATTR_KINDS[kind]
+    if not k.check(value):
+        raise ShapeError(f"attribute {name} must be {k.want}, got {value!r}")
 
 
 def make_graph(

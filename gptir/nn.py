@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from gptir.trace import Tracer, exp, relu, reshape, scope, stop_gradient, transpose, where
+from gptir.tracing import Tracer, exp, relu, reshape, scope, stop_gradient, transpose, where
 
 
 def linear(x: Tracer, w: Tracer) -> Tracer:

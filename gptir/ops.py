@@ -1,17 +1,20 @@
 """The op table: the single source of truth for every op.
 
 Each :class:`OpDef` holds, for one op: its arity and attribute kinds, its type/shape rule, its numpy
-evaluation (shared by the interpreter and constant folding), the Python expression the code generator
-emits for it, and its gradient rule (or the reason it has none). Adding an op is adding one entry.
+evaluation (shared by the interpreter and constant folding), how the code generator writes it, the
+memory facts the passes and backends rely on (fresh result or view, layout), and its gradient rule
+(or the reason it has none). Adding an op is adding one entry; ``tests/test_optable.py`` walks the
+table and fails for an entry that lacks a trait some pass or backend reads.
 
 Broadcasting is explicit in the IR: elementwise ops require operands of identical type, and the
-tracer inserts ``broadcast`` nodes following numpy's rules.
+tracer inserts ``broadcast`` nodes following numpy's rules (:func:`broadcast_shapes`, the one
+definition of those rules).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -22,15 +25,45 @@ InferFn = Callable[[Sequence[TensorType], Attrs], TensorType]
 EvalFn = Callable[[Sequence[np.ndarray], Attrs], np.ndarray]
 EmitFn = Callable[[Sequence[str], Attrs], str]
 
+# What an op's result is, memory-wise (read by gptir.memory for buffer reuse and aliasing):
+#   fresh       always a newly allocated array (or a new scalar), never a view of an operand
+#   view        always a view of its (first) operand
+#   maybe_view  a view or a copy, depending on the operand's layout (treated as a view)
+#   reduce      fresh when it reduces at least one axis, else possibly a view
+#   index       fresh when the index operand has rank >= 1 (advanced indexing copies), else maybe a view
+RESULTS = ("fresh", "view", "maybe_view", "reduce", "index")
+# When an op's result is provably C-contiguous (read by gptir.memory.c_contiguous), given its operands':
+#   elementwise  when every operand that is not a stride-0 broadcast is (numpy allocates ufunc
+#                outputs in the operands' memory order), and there is at least one such operand
+#   contiguous   always (np.zeros and friends)
+#   gufunc       rank <= 2: always (core output dims are allocated C-ordered); else as ``operands``
+#   operands     when every operand is (concatenate follows its operands' memory order)
+#   first        when its first operand is (reshape of a C array, indexing rows of a C table)
+#   view         when it has its operand's shape, the operand is, and any ``perm`` is the identity
+LAYOUTS = ("elementwise", "contiguous", "gufunc", "operands", "first", "view")
+
 
 @dataclass(frozen=True)
 class OpDef:
-    """Everything gptir knows about one op.
+    """Everything gptir knows about one op (DEVELOPERS.md, "Adding an op", says which traits each
+    pass and backend reads).
 
-    ``emit`` returns a Python expression over operand variable names; attribute values reach it
-    already validated (ints, floats, bools, dtypes), so generated source never contains text taken
-    from an IR file. ``grad`` is the reverse-mode rule (see gptir.autodiff); ``nondiff`` says why an
-    op has no rule. ``kind`` groups ops for passes: elementwise, reduce, movement, source, other.
+    ``ufunc`` names the numpy ufunc the op *is*: ``np.<ufunc>(*operands, *extra)``, where ``extra``
+    are fixed operands written once here (relu is ``maximum(x, 0)``) and converted to the operand's
+    dtype. A ufunc op needs no ``evaluate`` or ``emit``: both are derived from it, and the code
+    generator may write it as ``infix`` (``a + b``) or with ``out=`` into a dead buffer.
+    ``emit`` (ops without a ufunc) returns a Python expression over operand variable names and the
+    verified attribute values (:meth:`gptir.ir.AttrKind.emit`), so generated source never contains
+    text taken from an IR file; the names it uses besides operands come from ``emit_names``. With
+    ``lift``, shape-like attributes become one closure constant, ``lift(attrs)``, whose variable name
+    ``emit`` receives after the operands (programs for different sequence lengths share one text).
+    ``result`` and ``layout`` are the memory facts above (:data:`RESULTS`, :data:`LAYOUTS`);
+    ``simd_by_distance``: numpy picks a different (differently rounding) kernel when output and
+    input are close in memory, so tiny results are never computed in place. ``implicit_broadcast``:
+    the emitted call broadcasts its operands like ``broadcast_to`` would (default: ufunc ops).
+    ``commutative``: the simplifier tries both operand orders of a pattern. ``kind`` groups ops:
+    elementwise, reduce, movement, source, other. ``grad`` is the reverse-mode rule (a
+    :data:`GradRule`, see gptir.autodiff); ``nondiff`` says why an op has none.
     """
 
     name: str
@@ -41,8 +74,134 @@ class OpDef:
     attrs: Mapping[str, str] = field(default_factory=dict)
     kind: str = "other"
     commutative: bool = False
-    grad: Callable[..., Any] | None = None
+    grad: "GradRule | None" = None
     nondiff: str | None = None
+    ufunc: str | None = None
+    extra: tuple[float, ...] = ()
+    infix: str | None = None
+    result: str | None = None
+    layout: str | None = None
+    simd_by_distance: bool | None = None
+    implicit_broadcast: bool | None = None
+    lift: Callable[[Attrs], Any] | None = None
+    emit_names: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.ufunc is not None:
+            fn = getattr(np, self.ufunc)
+            if not isinstance(fn, np.ufunc):
+                raise TypeError(f"op {self.name}: np.{self.ufunc} is not a ufunc")
+            if self.evaluate is None:
+                object.__setattr__(self, "evaluate", _ufunc_eval(fn, self.extra))
+        if self.implicit_broadcast is None:
+            object.__setattr__(self, "implicit_broadcast", self.ufunc is not None)
+
+    def ufunc_call(self, operands: Sequence[str], dtype: str, out: str | None = None) -> str:
+        """``_<ufunc>(operands..., extra..., out=out)``: the call of the op's ufunc, its fixed extra
+        operands written as literals of ``dtype`` (a Python 0.0 or 0 converts to the same value the
+        interpreter's ``dtype.type(0)`` has)."""
+        assert self.ufunc is not None
+        extra = [repr(float(e)) if dtype == "f64" else repr(int(e)) for e in self.extra]
+        tail = [f"out={out}"] if out is not None else []
+        return f"_{self.ufunc}({', '.join([*operands, *extra, *tail])})"
+
+
+def _ufunc_eval(fn: np.ufunc, extra: tuple[float, ...]) -> EvalFn:
+    if not extra:
+        return lambda a, at: fn(*a)
+    return lambda a, at: fn(*a, *(a[0].dtype.type(e) for e in extra))
+
+
+def broadcast_shapes(*shapes: Sequence[int]) -> tuple[int, ...] | None:
+    """numpy's broadcasting of ``shapes`` (None if they do not broadcast): the one definition the
+    type rule, the tracer and the code generator share (np.broadcast_shapes is much slower, and
+    the code generator asks for every operand of every elementwise node)."""
+    rank = max((len(s) for s in shapes), default=0)
+    out = [1] * rank
+    for s in shapes:
+        off = rank - len(s)
+        for i, d in enumerate(s):
+            o = out[off + i]
+            if d != o:
+                if o == 1:
+                    out[off + i] = d
+                elif d != 1:
+                    return None
+    return tuple(out)
+
+
+# -- the gradient-rule interface -------------------------------------------------------------------
+# A rule builds IR with the tracer's functions, which live above this module: it reaches them only
+# through the context it is handed (``c.T``), whose interface is declared here.
+
+
+class GradValue(Protocol):
+    """A traced value as a gradient rule uses it (gptir.tracing.Tracer is one)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def type(self) -> TensorType: ...
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+    @property
+    def ndim(self) -> int: ...
+    def __add__(self, o: Any) -> "GradValue": ...
+    def __radd__(self, o: Any) -> "GradValue": ...
+    def __sub__(self, o: Any) -> "GradValue": ...
+    def __rsub__(self, o: Any) -> "GradValue": ...
+    def __mul__(self, o: Any) -> "GradValue": ...
+    def __rmul__(self, o: Any) -> "GradValue": ...
+    def __truediv__(self, o: Any) -> "GradValue": ...
+    def __rtruediv__(self, o: Any) -> "GradValue": ...
+    def __pow__(self, o: Any) -> "GradValue": ...
+    def __neg__(self) -> "GradValue": ...
+
+
+class GradOps(Protocol):
+    """The IR-building functions gradient rules call (the gptir.tracing module provides them)."""
+
+    def where(self, cond: Any, a: Any, b: Any) -> Any: ...
+    def greater(self, a: Any, b: Any) -> Any: ...
+    def equal(self, a: Any, b: Any) -> Any: ...
+    def log(self, x: Any) -> Any: ...
+    def cast(self, x: Any, dtype: str) -> Any: ...
+    def reshape(self, x: Any, shape: Sequence[int]) -> Any: ...
+    def transpose(self, x: Any, perm: Sequence[int] | None = None) -> Any: ...
+    def broadcast_to(self, x: Any, shape: Sequence[int]) -> Any: ...
+    def reduce_sum(self, x: Any, axis: Any = None, keepdims: bool = False) -> Any: ...
+    def matmul(self, a: Any, b: Any) -> Any: ...
+    def concat(self, xs: Sequence[Any], axis: int = 0) -> Any: ...
+    def slice_(self, x: Any, start: Sequence[int], stop: Sequence[int]) -> Any: ...
+    def gather(self, table: Any, indices: Any) -> Any: ...
+    def scatter_add(self, updates: Any, indices: Any, size: int) -> Any: ...
+
+
+class GradContext(Protocol):
+    """What a gradient rule sees (gptir.autodiff.GradContext implements it): ``inputs`` (the
+    operands), ``out`` (the node's value), ``g`` (its cotangent), ``attrs``, ``needs`` (which
+    operands lead to a wrt input: the others get None and no gradient work), ``T`` (the IR-building
+    functions), ``zeros(shape)``, ``constant(i)`` and ``swap_last(t)``."""
+
+    @property
+    def inputs(self) -> tuple[GradValue, ...]: ...
+    @property
+    def out(self) -> GradValue: ...
+    @property
+    def g(self) -> GradValue: ...
+    @property
+    def needs(self) -> tuple[bool, ...]: ...
+    @property
+    def attrs(self) -> Attrs: ...
+    @property
+    def T(self) -> GradOps: ...
+    def zeros(self, shape: Sequence[int]) -> GradValue: ...
+    def constant(self, i: int) -> np.ndarray | None: ...
+    def swap_last(self, t: GradValue) -> GradValue: ...
+
+
+Cotangents = tuple[GradValue | None, ...]
+GradRule = Callable[[GradContext], Cotangents]
 
 
 # -- type rules ------------------------------------------------------------------------------------
@@ -159,9 +318,8 @@ def _broadcast(types: Sequence[TensorType], attrs: Attrs) -> TensorType:
     t, shape = types[0], attrs["shape"]
     if len(shape) < t.rank or any(d < 0 for d in shape):
         raise ShapeError(f"cannot broadcast {t} to {list(shape)}")
-    for src, dst in zip(reversed(t.shape), reversed(shape)):
-        if src != dst and src != 1:
-            raise ShapeError(f"cannot broadcast {t} to {list(shape)} (numpy rules)")
+    if broadcast_shapes(t.shape, shape) != tuple(shape):
+        raise ShapeError(f"cannot broadcast {t} to {list(shape)} (numpy rules)")
     return t.with_shape(shape)
 
 
@@ -248,44 +406,41 @@ def _slices(attrs: Attrs) -> tuple[slice, ...]:
     return tuple(slice(s, e) for s, e in zip(attrs["start"], attrs["stop"]))
 
 
-def _slice_src(attrs: Attrs) -> str:
-    return "[" + ", ".join(f"{s}:{e}" for s, e in zip(attrs["start"], attrs["stop"])) + ("," if len(attrs["start"]) == 1 else "") + "]"
-
-
 def _call(fn: str) -> EmitFn:
+    """An emitter calling ``fn`` (a name from ``emit_names``) on the operands."""
     return lambda a, attrs: f"{fn}({', '.join(a)})"
 
 
+# the traits every plain ufunc op shares: a fresh result, C-contiguous like its operands
+_UFUNC: dict[str, Any] = {"result": "fresh", "layout": "elementwise", "simd_by_distance": False}
+
+
 # -- gradient rules --------------------------------------------------------------------------------
-# One reverse-mode rule per differentiable op, used by gptir.autodiff. A rule takes a GradContext
-# ``c`` (see gptir.autodiff): ``c.inputs`` (tracers of the operands), ``c.out`` (the node's value),
-# ``c.g`` (its cotangent), ``c.attrs``, ``c.needs`` (which operands lead to a wrt input: the others
-# get no gradient work), ``c.T`` (the gptir.trace module: rules build IR with the tracer's own
-# functions, reached through the context because the tracer sits above this module), ``c.zeros``
-# and ``c.constant``. It returns one cotangent (or None) per operand, of the operand's type.
+# One reverse-mode rule per differentiable op, used by gptir.autodiff: a :data:`GradRule`, called with
+# a :class:`GradContext`. It returns one cotangent (or None) per operand, of the operand's type.
 
 
-def _g_add(c: Any) -> tuple:
+def _g_add(c: GradContext) -> Cotangents:
     return (c.g if c.needs[0] else None, c.g if c.needs[1] else None)
 
 
-def _g_sub(c: Any) -> tuple:
+def _g_sub(c: GradContext) -> Cotangents:
     return (c.g if c.needs[0] else None, -c.g if c.needs[1] else None)
 
 
-def _g_mul(c: Any) -> tuple:
+def _g_mul(c: GradContext) -> Cotangents:
     a, b = c.inputs
     if a.name == b.name:  # x * x: one product, not two to add up
         return (c.g * (a + a), None)
     return (c.g * b if c.needs[0] else None, c.g * a if c.needs[1] else None)
 
 
-def _g_div(c: Any) -> tuple:  # d(a/b)/db = -(a/b)/b: reuse the output
+def _g_div(c: GradContext) -> Cotangents:  # d(a/b)/db = -(a/b)/b: reuse the output
     a, b = c.inputs
     return (c.g / b if c.needs[0] else None, -(c.g * c.out) / b if c.needs[1] else None)
 
 
-def _g_pow(c: Any) -> tuple:
+def _g_pow(c: GradContext) -> Cotangents:
     a, b = c.inputs
     da = db = None
     if c.needs[0]:
@@ -305,31 +460,31 @@ def _g_pow(c: Any) -> tuple:
     return (da, db)
 
 
-def _g_neg(c: Any) -> tuple:
+def _g_neg(c: GradContext) -> Cotangents:
     return (-c.g,)
 
 
-def _g_exp(c: Any) -> tuple:
+def _g_exp(c: GradContext) -> Cotangents:
     return (c.g * c.out,)
 
 
-def _g_log(c: Any) -> tuple:
+def _g_log(c: GradContext) -> Cotangents:
     return (c.g / c.inputs[0],)
 
 
-def _g_relu(c: Any) -> tuple:  # the kink at 0 gets gradient 0
+def _g_relu(c: GradContext) -> Cotangents:  # the kink at 0 gets gradient 0
     z = c.zeros(c.g.shape)
     return (c.T.where(c.T.greater(c.inputs[0], z), c.g, z),)
 
 
-def _g_maximum(c: Any) -> tuple:  # ties route to the first operand
+def _g_maximum(c: GradContext) -> Cotangents:  # ties route to the first operand
     a, b = c.inputs
     z = c.zeros(c.g.shape)
     b_wins = c.T.greater(b, a)
     return (c.T.where(b_wins, z, c.g) if c.needs[0] else None, c.T.where(b_wins, c.g, z) if c.needs[1] else None)
 
 
-def _g_where(c: Any) -> tuple:
+def _g_where(c: GradContext) -> Cotangents:
     cond = c.inputs[0]
     z = c.zeros(c.g.shape) if c.needs[1] or c.needs[2] else None
     return (None, c.T.where(cond, c.g, z) if c.needs[1] else None, c.T.where(cond, z, c.g) if c.needs[2] else None)
@@ -339,14 +494,14 @@ def _kept_shape(shape: Sequence[int], axes: Sequence[int]) -> tuple[int, ...]:
     return tuple(1 if i in axes else d for i, d in enumerate(shape))
 
 
-def _g_sum(c: Any) -> tuple:  # leading reduced axes need no reshape: broadcasting prepends them
+def _g_sum(c: GradContext) -> Cotangents:  # leading reduced axes need no reshape: broadcasting prepends them
     x, axes = c.inputs[0], c.attrs["axes"]
     leading = axes == tuple(range(len(axes)))
     g = c.g if c.attrs["keepdims"] or leading else c.T.reshape(c.g, _kept_shape(x.shape, axes))
     return (c.T.broadcast_to(g, x.shape),)
 
 
-def _g_max(c: Any) -> tuple:
+def _g_max(c: GradContext) -> Cotangents:
     """Every maximal entry gets an equal share of the cotangent (ties split it evenly, like
     tinygrad and torch.amax), so the gradient is the same whatever order the entries are in."""
     T, x, axes = c.T, c.inputs[0], c.attrs["axes"]
@@ -357,7 +512,7 @@ def _g_max(c: Any) -> tuple:
     return (T.where(hit, share, c.zeros(x.shape)),)
 
 
-def _g_matmul(c: Any) -> tuple:
+def _g_matmul(c: GradContext) -> Cotangents:
     """Every rank case the type rule allows: dot, vector @ matrix, (batched) matrix @ vector,
     (batched) matrix @ matrix, batched @ batched. Leading axes of ``a`` fold into rows for db."""
     T, (a, b), g = c.T, c.inputs, c.g
@@ -384,11 +539,11 @@ def _g_matmul(c: Any) -> tuple:
     return (da, db)
 
 
-def _g_reshape(c: Any) -> tuple:
+def _g_reshape(c: GradContext) -> Cotangents:
     return (c.T.reshape(c.g, c.inputs[0].shape),)
 
 
-def _g_transpose(c: Any) -> tuple:
+def _g_transpose(c: GradContext) -> Cotangents:
     perm = c.attrs["perm"]
     inverse = [0] * len(perm)
     for i, p in enumerate(perm):
@@ -396,7 +551,7 @@ def _g_transpose(c: Any) -> tuple:
     return (c.T.transpose(c.g, inverse),)
 
 
-def _g_broadcast(c: Any) -> tuple:  # sum over the new leading axes and the stretched size-1 axes
+def _g_broadcast(c: GradContext) -> Cotangents:  # sum over the new leading axes and the stretched size-1 axes
     x, shape = c.inputs[0], c.attrs["shape"]
     lead = len(shape) - x.ndim
     stretched = tuple(lead + i for i, d in enumerate(x.shape) if d == 1 and shape[lead + i] != 1)
@@ -405,7 +560,7 @@ def _g_broadcast(c: Any) -> tuple:  # sum over the new leading axes and the stre
     return (c.T.reshape(c.T.reduce_sum(c.g, tuple(range(lead)) + stretched), x.shape),)
 
 
-def _g_slice(c: Any) -> tuple:  # pad back with zero blocks: one concat per sliced axis
+def _g_slice(c: GradContext) -> Cotangents:  # pad back with zero blocks: one concat per sliced axis
     x, g = c.inputs[0], c.g
     for axis, (s, e, d) in enumerate(zip(c.attrs["start"], c.attrs["stop"], x.shape)):
         if s == 0 and e == d:
@@ -420,7 +575,7 @@ def _g_slice(c: Any) -> tuple:  # pad back with zero blocks: one concat per slic
     return (g,)
 
 
-def _g_concat(c: Any) -> tuple:
+def _g_concat(c: GradContext) -> Cotangents:
     axis, offset, out = c.attrs["axis"], 0, []
     for x, need in zip(c.inputs, c.needs):
         start = tuple(offset if i == axis else 0 for i in range(x.ndim))
@@ -430,12 +585,12 @@ def _g_concat(c: Any) -> tuple:
     return tuple(out)
 
 
-def _g_gather(c: Any) -> tuple:  # rows of g summed back into the table's rows
+def _g_gather(c: GradContext) -> Cotangents:  # rows of g summed back into the table's rows
     table, idx = c.inputs
     return (c.T.scatter_add(c.g, idx, table.shape[0]), None)
 
 
-def _g_scatter_add(c: Any) -> tuple:
+def _g_scatter_add(c: GradContext) -> Cotangents:
     return (c.T.gather(c.g, c.inputs[1]), None)
 
 
@@ -447,67 +602,79 @@ _table: list[OpDef] = [
     OpDef("param", 0, _source, None, None, kind="source", nondiff="a graph input is a leaf"),
     OpDef("const", 0, _source, lambda a, at: at["value"], None, {"value": "tensor"}, kind="source",
           nondiff="a constant has no inputs"),
-    # elementwise arithmetic
-    OpDef("add", 2, _binary(NUMERIC), lambda a, at: np.add(*a), _call("np.add"), kind="elementwise", commutative=True,
-          grad=_g_add),
-    OpDef("sub", 2, _binary(NUMERIC), lambda a, at: np.subtract(*a), _call("np.subtract"), kind="elementwise",
-          grad=_g_sub),
-    OpDef("mul", 2, _binary(NUMERIC), lambda a, at: np.multiply(*a), _call("np.multiply"), kind="elementwise",
-          commutative=True, grad=_g_mul),
-    OpDef("div", 2, _binary(("f64",)), lambda a, at: np.divide(*a), _call("np.divide"), kind="elementwise",
-          grad=_g_div),
-    OpDef("pow", 2, _binary(("f64",)), lambda a, at: np.power(*a), _call("np.power"), kind="elementwise",
-          grad=_g_pow),
-    OpDef("maximum", 2, _binary(NUMERIC), lambda a, at: np.maximum(*a), _call("np.maximum"), kind="elementwise",
-          commutative=True, grad=_g_maximum),
-    OpDef("neg", 1, _unary(NUMERIC), lambda a, at: np.negative(a[0]), _call("np.negative"), kind="elementwise",
-          grad=_g_neg),
-    OpDef("exp", 1, _unary(("f64",)), lambda a, at: np.exp(a[0]), _call("np.exp"), kind="elementwise", grad=_g_exp),
-    OpDef("log", 1, _unary(("f64",)), lambda a, at: np.log(a[0]), _call("np.log"), kind="elementwise", grad=_g_log),
-    OpDef("relu", 1, _unary(NUMERIC), lambda a, at: np.maximum(a[0], a[0].dtype.type(0)),
-          lambda a, at: f"np.maximum({a[0]}, 0)", kind="elementwise", grad=_g_relu),  # weak 0: f64 or i64
+    # elementwise arithmetic: numpy ufuncs (evaluation and code both come from ``ufunc``)
+    OpDef("add", 2, _binary(NUMERIC), None, None, kind="elementwise", commutative=True, grad=_g_add,
+          **_UFUNC, ufunc="add", infix="+"),
+    OpDef("sub", 2, _binary(NUMERIC), None, None, kind="elementwise", grad=_g_sub,
+          **_UFUNC, ufunc="subtract", infix="-"),
+    OpDef("mul", 2, _binary(NUMERIC), None, None, kind="elementwise", commutative=True, grad=_g_mul,
+          **_UFUNC, ufunc="multiply", infix="*"),
+    OpDef("div", 2, _binary(("f64",)), None, None, kind="elementwise", grad=_g_div,
+          **_UFUNC, ufunc="divide", infix="/"),
+    # never ``**`` in generated code: numpy turns x ** 0.5 into sqrt
+    OpDef("pow", 2, _binary(("f64",)), None, None, kind="elementwise", grad=_g_pow, **_UFUNC, ufunc="power"),
+    OpDef("maximum", 2, _binary(NUMERIC), None, None, kind="elementwise", commutative=True, grad=_g_maximum,
+          **_UFUNC, ufunc="maximum"),
+    OpDef("neg", 1, _unary(NUMERIC), None, None, kind="elementwise", grad=_g_neg,
+          **_UFUNC, ufunc="negative", infix="-"),
+    OpDef("exp", 1, _unary(("f64",)), None, None, kind="elementwise", grad=_g_exp,
+          **{**_UFUNC, "simd_by_distance": True}, ufunc="exp"),
+    OpDef("log", 1, _unary(("f64",)), None, None, kind="elementwise", grad=_g_log,
+          **{**_UFUNC, "simd_by_distance": True}, ufunc="log"),
+    OpDef("relu", 1, _unary(NUMERIC), None, None, kind="elementwise", grad=_g_relu,
+          **_UFUNC, ufunc="maximum", extra=(0,)),
     # comparisons and selection
-    OpDef("gt", 2, _binary(NUMERIC, "bool"), lambda a, at: np.greater(*a), _call("np.greater"), kind="elementwise",
-          nondiff="a comparison has a boolean result"),
-    OpDef("eq", 2, _binary(("f64", "i64", "bool"), "bool"), lambda a, at: np.equal(*a), _call("np.equal"),
-          kind="elementwise", commutative=True, nondiff="a comparison has a boolean result"),
-    OpDef("where", 3, _where, lambda a, at: np.where(*a), _call("np.where"), kind="elementwise", grad=_g_where),
+    OpDef("gt", 2, _binary(NUMERIC, "bool"), None, None, kind="elementwise",
+          nondiff="a comparison has a boolean result", **_UFUNC, ufunc="greater"),
+    OpDef("eq", 2, _binary(("f64", "i64", "bool"), "bool"), None, None, kind="elementwise", commutative=True,
+          nondiff="a comparison has a boolean result", **_UFUNC, ufunc="equal"),
+    OpDef("where", 3, _where, lambda a, at: np.where(*a), _call("_where"),
+          kind="elementwise", grad=_g_where, result="fresh", layout="elementwise", implicit_broadcast=True,
+          emit_names={"_where": np.where}),
     OpDef("cast", 1, _cast, lambda a, at: a[0].astype(NUMPY_DTYPES[at["dtype"]]),
-          lambda a, at: f"{a[0]}.astype(np.{NUMPY_DTYPES[at['dtype']].name})", {"dtype": "dtype"},
-          kind="elementwise", nondiff="a dtype conversion is not differentiable"),
+          lambda a, at: f"{a[0]}.astype(_{at['dtype']})", {"dtype": "dtype"}, kind="elementwise",
+          nondiff="a dtype conversion is not differentiable", result="fresh", layout="elementwise",
+          emit_names={f"_{name}": dt for name, dt in NUMPY_DTYPES.items()}),
+    # the identity: the code generator shares the operand's variable
     OpDef("stop_gradient", 1, _identity, lambda a, at: a[0], lambda a, at: a[0], kind="elementwise",
-          nondiff="stop_gradient blocks gradients by definition"),
-    # reductions
+          nondiff="stop_gradient blocks gradients by definition", result="view", layout="first"),
+    # reductions: np.sum(x, axis, keepdims=k) is np.add.reduce(x, axis, None, None, keepdims=k) for
+    # ndarrays (and numpy scalars take the same path through their .sum method)
     OpDef("sum", 1, _reduce(NUMERIC, False),
           lambda a, at: np.asarray(np.sum(a[0], axis=at["axes"], keepdims=at["keepdims"])),
-          lambda a, at: f"np.sum({a[0]}, axis={at['axes']!r}, keepdims={at['keepdims']!r})",
-          {"axes": "ints", "keepdims": "bool"}, kind="reduce", grad=_g_sum),
+          lambda a, at: f"_add.reduce({a[0]}, {at['axes']!r}, None, None, {at['keepdims']!r})",
+          {"axes": "ints", "keepdims": "bool"}, kind="reduce", grad=_g_sum, result="reduce", layout="elementwise",
+          emit_names={"_add": np.add}),
     OpDef("max", 1, _reduce(NUMERIC, True),
           lambda a, at: np.asarray(np.max(a[0], axis=at["axes"], keepdims=at["keepdims"])),
-          lambda a, at: f"np.max({a[0]}, axis={at['axes']!r}, keepdims={at['keepdims']!r})",
-          {"axes": "ints", "keepdims": "bool"}, kind="reduce", grad=_g_max),
+          lambda a, at: f"_maximum.reduce({a[0]}, {at['axes']!r}, None, None, {at['keepdims']!r})",
+          {"axes": "ints", "keepdims": "bool"}, kind="reduce", grad=_g_max, result="reduce", layout="elementwise",
+          emit_names={"_maximum": np.maximum}),
     # linear algebra
-    OpDef("matmul", 2, _matmul, lambda a, at: np.asarray(np.matmul(*a)), _call("np.matmul"), grad=_g_matmul),
-    # movement
+    OpDef("matmul", 2, _matmul, lambda a, at: np.asarray(np.matmul(*a)), None, grad=_g_matmul, infix="@",
+          result="fresh", layout="gufunc"),
+    # movement (views; shape-like attributes are closure constants in generated code)
     OpDef("reshape", 1, _reshape, lambda a, at: np.reshape(a[0], at["shape"]),
-          lambda a, at: f"np.reshape({a[0]}, {at['shape']!r})", {"shape": "ints"}, kind="movement", grad=_g_reshape),
+          lambda a, at: f"{a[0]}.reshape({a[1]})", {"shape": "ints"}, kind="movement", grad=_g_reshape,
+          result="maybe_view", layout="first", lift=lambda at: at["shape"]),
     OpDef("transpose", 1, _transpose, lambda a, at: np.transpose(a[0], at["perm"]),
-          lambda a, at: f"np.transpose({a[0]}, {at['perm']!r})", {"perm": "ints"}, kind="movement", grad=_g_transpose),
+          lambda a, at: f"{a[0]}.T" if at["perm"] == (1, 0) else f"{a[0]}.transpose({at['perm']!r})",
+          {"perm": "ints"}, kind="movement", grad=_g_transpose, result="view", layout="view"),
     OpDef("broadcast", 1, _broadcast, lambda a, at: np.broadcast_to(a[0], at["shape"]),
-          lambda a, at: f"np.broadcast_to({a[0]}, {at['shape']!r})", {"shape": "ints"}, kind="movement",
-          grad=_g_broadcast),
-    OpDef("slice", 1, _slice, lambda a, at: a[0][_slices(at)],
-          lambda a, at: f"{a[0]}{_slice_src(at)}" if at["start"] else f"{a[0]}[()]",
-          {"start": "ints", "stop": "ints"}, kind="movement", grad=_g_slice),
+          lambda a, at: f"_broadcast_to({a[0]}, {a[1]})", {"shape": "ints"}, kind="movement", grad=_g_broadcast,
+          result="view", layout="view", lift=lambda at: at["shape"], emit_names={"_broadcast_to": np.broadcast_to}),
+    OpDef("slice", 1, _slice, lambda a, at: a[0][_slices(at)], lambda a, at: f"{a[0]}[{a[1]}]",
+          {"start": "ints", "stop": "ints"}, kind="movement", grad=_g_slice, result="view", layout="view",
+          lift=_slices),
     OpDef("concat", None, _concat, lambda a, at: np.concatenate(a, axis=at["axis"]),
-          lambda a, at: f"np.concatenate(({', '.join(a)},), axis={at['axis']!r})", {"axis": "int"}, kind="movement",
-          grad=_g_concat),
+          lambda a, at: f"_concatenate(({', '.join(a)},), {at['axis']!r})", {"axis": "int"}, kind="movement",
+          grad=_g_concat, result="fresh", layout="operands", emit_names={"_concatenate": np.concatenate}),
     # embedding lookup and its adjoint
-    OpDef("gather", 2, _gather, _gather_eval, lambda a, at: f"_gather({a[0]}, {a[1]})",  # helper from gptir.codegen
-          grad=_g_gather),
-    OpDef("scatter_add", 2, _scatter_add, _scatter_add_eval,
-          lambda a, at: f"_scatter_add({a[0]}, {a[1]}, {at['size']!r})",  # helper supplied by gptir.codegen
-          {"size": "int"}, grad=_g_scatter_add),
+    OpDef("gather", 2, _gather, _gather_eval, lambda a, at: f"_gather({a[0]}, {a[1]})", grad=_g_gather,
+          result="index", layout="first", emit_names={"_gather": lambda table, idx: _gather_eval((table, idx), {})}),
+    OpDef("scatter_add", 2, _scatter_add, _scatter_add_eval, lambda a, at: f"_scatter_add({a[0]}, {a[1]}, {a[2]})",
+          {"size": "int"}, grad=_g_scatter_add, result="fresh", layout="contiguous", lift=lambda at: at["size"],
+          emit_names={"_scatter_add": lambda upd, idx, size: _scatter_add_eval((upd, idx), {"size": size})}),
 ]
 
 OPS: dict[str, OpDef] = {op.name: op for op in _table}

@@ -12,7 +12,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from gptir.ir import GptirError
-from gptir.trace import Tracer, scope
+from gptir.tracing import Tracer, scope
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,10 @@ a layout-sensitive consumer sees. Layout matters in numpy: ``sum`` adds in an or
 strides (pairwise over contiguous runs), ``matmul`` takes BLAS or a plain loop depending on strides,
 and ``exp``/``log`` pick SIMD or scalar kernels by stride. So a rewrite that swaps a value for another
 one with the same numbers (``x*1 -> x``) is applied only when both are known to be C-contiguous
-arrays of the same shape (see :func:`c_contiguous`).
+arrays of the same shape (see :func:`gptir.memory.c_contiguous`, the layout contract).
 
 Input layout is a contract, not an unknown: every backend binds inputs and params C-contiguous
-(:func:`gptir.interp.bind_input`, and the compiled ``run`` wrapper does the same), so the analysis
+(:func:`gptir.memory.c_order`), so the analysis
 starts from "inputs are C-contiguous" and ordinary graphs (``exp(x)*1.0`` with ``x`` an input)
 simplify.
 
@@ -26,6 +26,7 @@ import numpy as np
 
 from gptir.ir import (GptirError, Graph, Node, TensorType, VerifyError, attrs_key, verify, verify_node,
                       verify_outputs)
+from gptir.memory import c_contiguous
 from gptir.ops import OPS
 
 Pass = Callable[[Graph], Graph]
@@ -65,47 +66,6 @@ def _rewire(node: Node, alias: Mapping[str, str]) -> Node:
     # the constructor directly: dataclasses.replace is ten times slower, and this runs per node
     return Node(node.name, node.op, tuple(_resolve(alias, i) for i in node.inputs), node.type, node.attrs,
                 node.scope, node.loc, node.backward)
-
-
-# -- layout analysis -------------------------------------------------------------------------------
-
-# Ops whose result is a fresh C-contiguous array whenever every operand that is not a stride-0
-# broadcast is C-contiguous (numpy allocates ufunc outputs in the operands' memory order).
-_FRESH_IF_C = {"add", "sub", "mul", "div", "pow", "maximum", "neg", "exp", "log", "relu", "gt", "eq", "where",
-               "cast", "sum", "max"}
-
-
-def c_contiguous(node: Node, known: Mapping[str, bool], nodes: Mapping[str, Node]) -> bool:
-    """Whether ``node``'s value is provably a C-contiguous array (in both the interpreter and the
-    compiled code), given the answers ``known`` for its operands. Inputs and params are: both
-    backends make them C-contiguous before the program runs (the input layout contract)."""
-    op = node.op
-    if node.type.rank == 0:
-        return True
-    if op in ("input", "param"):
-        return True
-    if op == "const":
-        return bool(node.attrs["value"].flags.c_contiguous)
-    if op in _FRESH_IF_C:
-        full = [i for i in node.inputs if not _is_broadcast(nodes[i])]
-        return bool(full) and all(known.get(i, False) for i in full)
-    if op == "scatter_add":
-        return True  # np.zeros, then added into in place
-    if op == "matmul" and node.type.rank <= 2:
-        return True  # a gufunc's core output dimensions are allocated C-ordered
-    if op in ("matmul", "concat"):
-        # concatenate follows its operands' memory order; batched matmul's loop axes may too
-        return all(known.get(i, False) for i in node.inputs)
-    if op in ("reshape", "stop_gradient", "gather"):
-        return known.get(node.inputs[0], False)
-    if op in ("transpose", "broadcast", "slice"):
-        return nodes[node.inputs[0]].type.shape == node.type.shape and known.get(node.inputs[0], False) and (
-            op != "transpose" or tuple(node.attrs["perm"]) == tuple(range(node.type.rank)))
-    return False
-
-
-def _is_broadcast(node: Node) -> bool:
-    return node.op == "broadcast"
 
 
 # -- dce -------------------------------------------------------------------------------------------
@@ -309,15 +269,30 @@ class Ctx:
 
 
 def _match(ctx: Ctx, pat: Pat, name: str, binds: dict[str, str]) -> bool:
+    """Whether ``pat`` matches the value ``name``, adding its bindings to ``binds``. The operands of
+    a commutative op (``OpDef.commutative``) match in either order, written order first, so one
+    rule covers ``x * 1`` and ``1 * x``."""
     node = ctx.nodes[name]
     if pat.op is not None and (node.op != pat.op if isinstance(pat.op, str) else node.op not in pat.op):
         return False
     if pat.src is not None:
-        if len(pat.src) != len(node.inputs):
+        inputs = node.inputs
+        if len(pat.src) != len(inputs):
             return False
-        for sp, i in zip(pat.src, node.inputs):
-            if not _match(ctx, sp, i, binds):
+        if OPS[node.op].commutative and inputs[0] != inputs[1]:  # commutative ops are binary (test_optable)
+            a, b = pat.src
+            for x, y in ((inputs[0], inputs[1]), (inputs[1], inputs[0])):
+                trial = dict(binds)
+                if _match(ctx, a, x, trial) and _match(ctx, b, y, trial):
+                    break
+            else:
                 return False
+            binds.clear()
+            binds.update(trial)
+        else:
+            for sp, i in zip(pat.src, inputs):
+                if not _match(ctx, sp, i, binds):
+                    return False
     if pat.name is not None:
         if pat.name in binds and binds[pat.name] != name:
             return False
@@ -438,6 +413,7 @@ def _r_where_same(ctx: Ctx, root: str, c: str, x: str) -> str | None:
 # computed from inputs too, not only on fresh intermediate arrays:
 #   x*1, 1*x, x/1           -> x   (multiplying or dividing by one changes no bit, -0.0 included)
 #   x-0.0, x+(-0.0), (-0.0)+x -> x (-0.0 is the additive identity; +0.0 is NOT: -0.0+0.0 = 0.0)
+# (mul and add are commutative in the op table, so one pattern covers both operand orders.)
 #   neg(neg x)              -> x
 #   movement chains         -> one movement (views: same strides whichever way they are made)
 #   broadcast(reshape s)    -> broadcast(s) for a one-element s (a broadcast scalar is its number at
@@ -449,12 +425,10 @@ def _r_where_same(ctx: Ctx, root: str, c: str, x: str) -> str | None:
 # a float sum over no axes -> x (it is 0.0 + x: -0.0 becomes 0.0),
 # x/x -> 1, any reassociation. stop_gradient(x) -> x is not a rule: autodiff still needs it.
 RULES: list[Rule] = [
-    Rule("mul_one_right", P("mul", X("x"), X("one", ONE), name="root"), _r_same),
-    Rule("mul_one_left", P("mul", X("one", ONE), X("x"), name="root"), _r_same),
+    Rule("mul_one", P("mul", X("x"), X("one", ONE), name="root"), _r_same),
     Rule("div_one", P("div", X("x"), X("one", ONE), name="root"), _r_same),
     Rule("sub_zero", P("sub", X("x"), X("zero", ZERO), name="root"), _r_same),
-    Rule("add_neg_zero_right", P("add", X("x"), X("zero", NEG_ZERO), name="root"), _r_same),
-    Rule("add_neg_zero_left", P("add", X("zero", NEG_ZERO), X("x"), name="root"), _r_same),
+    Rule("add_neg_zero", P("add", X("x"), X("zero", NEG_ZERO), name="root"), _r_same),
     Rule("neg_neg", P("neg", P("neg", X("x")), name="root"), _r_same),
     Rule("reshape_reshape", P("reshape", P("reshape", X("x"), name="inner"), name="root"), _r_reshape2),
     Rule("reshape_self", P("reshape", X("x"), name="root"), _r_view_same),
@@ -570,8 +544,8 @@ def verify_changed(before: Graph, after: Graph) -> None:
         verify_node(after, node, OPS)
     verify_outputs(after)
     for pname in after.params:
-        node = after.nodes.get(pname)
-        if node is None or node.op != "param":
+        pnode = after.nodes.get(pname)
+        if pnode is None or pnode.op != "param":
             raise VerifyError(f"a value is given for %{pname}, which is not a param of the graph", pname)
     missing = [n.name for n in before.inputs if n.name not in after.nodes]
     if missing:

@@ -45,7 +45,8 @@ from gptir.fileio import (
     atomic_write_bytes, atomic_write_text, npz_header, npz_names, npz_read, open_npz, read_bytes, read_text,
 )
 from gptir.ir import (
-    DTYPES, NUMPY_DTYPES, GptirError, Graph, Node, ShapeError, TensorType, VerifyError, check_node, short, verify,
+    ATTR_KINDS, DTYPES, NUMPY_DTYPES, GptirError, Graph, Node, ShapeError, TensorType, VerifyError, attr_kind_of,
+    check_node, short, verify,
 )
 from gptir.ops import OPS
 
@@ -78,15 +79,12 @@ def format_string(s: str) -> str:
     return json.dumps(s, ensure_ascii=False)
 
 
+def _format_value(v: Any) -> str:
+    return format_literal(v) if isinstance(v, np.ndarray) else format_scalar(v)
+
+
 def format_attr(v: Any) -> str:
-    if isinstance(v, tuple):
-        inner = ", ".join(format_scalar(x) for x in v)
-        return f"({inner},)" if len(v) == 1 else f"({inner})"
-    if isinstance(v, np.ndarray):
-        return format_literal(v)
-    if isinstance(v, str):
-        return v  # dtype names
-    return format_scalar(v)
+    return attr_kind_of(v).format(v, _format_value)
 
 
 def format_attrs(attrs: Mapping[str, Any], skip: tuple[str, ...] = ()) -> str:
@@ -126,8 +124,8 @@ def print_graph(graph: Graph, inline_params: bool = True) -> str:
     for node in graph.nodes.values():
         value = graph.params.get(node.name) if inline_params and graph.params_file is None else None
         lines.append("  " + format_node(node, value))
-    for out, value in graph.outputs.items():
-        lines.append(f"  output {out} = %{value}")
+    for out, ref in graph.outputs.items():
+        lines.append(f"  output {out} = %{ref}")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -298,7 +296,7 @@ class _Source:
         return self.error(reason, line, len(self.lines[line - 1].rstrip()) + 1)
 
     def at(self, tok: Token | None, reason: str) -> ParseError:
-        if tok is None or getattr(tok, "line", None) is None:
+        if tok is None or getattr(tok, "line", None) is None or tok.line is None or tok.column is None:
             return self.error(reason, len(self.lines), 1)
         return self.error(reason, tok.line, tok.column)
 
@@ -471,39 +469,46 @@ def _parse_literal(src: _Source, value: Any, ty: TensorType, what: str) -> np.nd
         raise src.at(_first_token(value), f"{what}: cannot build a {ty} value ({e})") from None
 
 
+class _AttrSyntax:
+    """The parser's view of a written attribute value, for :meth:`gptir.ir.AttrKind.parse`."""
+
+    def __init__(self, src: _Source) -> None:
+        self.src = src
+
+    def scalar(self, v: Any) -> bool:
+        return not isinstance(v, Tree)
+
+    def items(self, v: Any) -> list[Any] | None:
+        return _items(v) if isinstance(v, Tree) and v.data == "tuple" else None
+
+    def word(self, v: Any) -> str | None:
+        return str(v) if isinstance(v, Token) and v.type == "NAME" else None
+
+    def integer(self, v: Any, what: str) -> int:
+        return _parse_int(self.src, v, what)
+
+    def number(self, v: Any, what: str) -> float:
+        return float(struct.unpack("<d", struct.pack("<Q", _parse_float_bits(self.src, v, what)))[0])
+
+    def boolean(self, v: Any, what: str) -> bool:
+        return _parse_bool(self.src, v, what)
+
+    def literal(self, v: Any, ty: TensorType, what: str) -> np.ndarray:
+        return _parse_literal(self.src, v, ty, what)
+
+    def describe(self, v: Any) -> str:
+        return _describe_value(v)
+
+    def error(self, v: Any, message: str) -> Exception:
+        return self.src.at(_first_token(v), message)
+
+
 def _parse_attr(src: _Source, kind: str, name: str, v: Any, ty: TensorType) -> Any:
-    what = f"attribute {name}"
-    if kind == "int":
-        if isinstance(v, Tree):
-            raise src.at(_first_token(v), f"{what} must be an integer, got {_describe_value(v)}")
-        return _parse_int(src, v, what)
-    if kind == "ints":
-        if not (isinstance(v, Tree) and v.data == "tuple"):
-            raise src.at(_first_token(v), f"{what} must be a tuple of integers like (0, 1) or (0,), "
-                                          f"got {_describe_value(v)}")
-        out = []
-        for item in _items(v):
-            if isinstance(item, Tree):
-                raise src.at(_first_token(item), f"{what} must be a tuple of integers, got {_describe_value(item)} inside")
-            out.append(_parse_int(src, item, what))
-        return tuple(out)
-    if kind == "float":
-        if isinstance(v, Tree):
-            raise src.at(_first_token(v), f"{what} must be a number, got {_describe_value(v)}")
-        return struct.unpack("<d", struct.pack("<Q", _parse_float_bits(src, v, what)))[0]
-    if kind == "bool":
-        return _parse_bool(src, v, what)
-    if kind == "dtype":
-        if isinstance(v, Token) and v.type == "NAME" and str(v) in DTYPES:
-            return str(v)
-        raise src.at(_first_token(v), f"{what} must be a dtype ({_join(list(DTYPES))}), got {_describe_value(v)}")
-    if kind == "tensor":
-        return _parse_literal(src, v, ty, what)
-    raise src.at(_first_token(v), f"{what} has an unsupported kind {kind!r}")  # pragma: no cover
+    return ATTR_KINDS[kind].parse(_AttrSyntax(src), v, f"attribute {name}", ty)
 
 
 def _meta_fields(src: _Source, meta: Tree) -> tuple[str, str, bool]:
-    scope_tok, loc_tree, backward_tok = meta.children
+    scope_tok, loc_tree, backward_tok = meta.children  # type: Any, Any, Any
     scope_path = str(scope_tok)[1:] if scope_tok is not None else ""
     loc = _parse_string(src, loc_tree.children[2]) if loc_tree is not None else ""
     return scope_path, loc, backward_tok is not None
@@ -543,8 +548,8 @@ def parse(text: str, filename: str = "<string>", base_dir: str | None = None) ->
     return _build(src, tree.children[0], base_dir)
 
 
-def _build(src: _Source, gtree: Tree, base_dir: str | None) -> Graph:
-    children = gtree.children
+def _build(src: _Source, gtree: Any, base_dir: str | None) -> Graph:
+    children: list[Any] = gtree.children
     graph_name = str(children[1])
     params_file: str | None = None
     params_tok: Token | None = None
@@ -563,7 +568,7 @@ def _build(src: _Source, gtree: Tree, base_dir: str | None) -> Graph:
 
     for stmt in children[3:-1]:
         kind = stmt.data
-        c = stmt.children
+        c: list[Any] = stmt.children
         if kind == "header":
             params_tok = c[1]
             params_file = _parse_string(src, params_tok)
@@ -596,9 +601,9 @@ def _build(src: _Source, gtree: Tree, base_dir: str | None) -> Graph:
             raise src.at(_first_token(stmt), f"unexpected statement {kind}")
 
     end_tok = children[-1]
-    for out, value in outputs.items():
-        if value not in nodes:
-            raise src.at(output_toks[out][1], f"output {out} refers to undefined value %{value}")
+    for out, ref in outputs.items():
+        if ref not in nodes:
+            raise src.at(output_toks[out][1], f"output {out} refers to undefined value %{ref}")
     if not outputs:
         raise src.at(end_tok, f"graph {graph_name} has no outputs (add a line like: output out = %x)")
     if params_file is not None and base_dir is not None:
@@ -633,7 +638,8 @@ def _statement_refs(stmts: list[Tree]) -> dict[str, tuple[Token, list[str]]]:
     Only built when a value is used before its definition, to tell a cycle from a misordering."""
     refs: dict[str, tuple[Token, list[str]]] = {}
     for stmt in stmts:
-        c = stmt.children
+        c: list[Any] = stmt.children
+        reads: list[str]
         if stmt.data in ("input_stmt", "param_stmt"):
             tok, reads = c[1], []
         elif stmt.data == "const_stmt":
@@ -703,7 +709,7 @@ def _op_node(src: _Source, c: list[Any], nodes: dict[str, Node], where: dict[str
         for attr in attrs_tree.children:
             if not isinstance(attr, Tree):
                 continue
-            key_tok, _, value = attr.children
+            key_tok, _, value = attr.children  # type: Any, Any, Any
             key = str(key_tok)
             if key in attrs:
                 raise src.at(key_tok, f"attribute {key} is given twice")

@@ -21,7 +21,7 @@ from gptir.interp import run as interp_run
 from gptir.ir import GptirError, Graph, TensorType
 from gptir.model import GPTConfig, init_params, loss_graph, num_params, param_shapes
 from gptir.optim import AdamConfig, adam_scalars, adam_update
-from gptir.trace import Builder, concat, reshape, scope
+from gptir.tracing import Builder, concat, reshape, scope
 
 RECIPES = ("microgpt", "microgptex")
 MAX_PARAMS = 20_000_000  # ~0.5 GB of float64 state (parameters and two moments) and a minute of weight draws
@@ -224,7 +224,8 @@ def step_inputs(state: TrainState, data: Mapping[str, np.ndarray]) -> dict[str, 
     """The inputs of a training-step program: the batch, parameters, moments and step counter."""
     inputs: dict[str, np.ndarray] = dict(data)
     inputs.update(state.params)
-    inputs["adam.m"], inputs["adam.v"], inputs["step"] = state.m, state.v, np.float64(state.step)
+    inputs["adam.m"], inputs["adam.v"] = state.m, state.v
+    inputs["step"] = np.float64(state.step)  # type: ignore[assignment]  # a numpy scalar, as before
     return inputs
 
 

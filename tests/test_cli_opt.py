@@ -10,7 +10,7 @@ import pytest
 from gptir.cli import main
 from gptir.interp import run
 from gptir.ir import TensorType
-from gptir.trace import Builder, exp
+from gptir.tracing import Builder, exp
 
 from gptir import text
 

@@ -20,7 +20,7 @@ import gptir
 from gptir import trace
 from gptir.autodiff import grad, grad_output_name
 from gptir.ir import Graph
-from gptir.trace import Builder
+from gptir.tracing import Builder
 
 H = 1e-6
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -228,7 +228,7 @@ def test_slice(data):
 
 
 def _slice(x, start, stop):
-    from gptir.trace import slice_
+    from gptir.tracing import slice_
 
     return slice_(x, start, stop) * 1.5
 

@@ -1,6 +1,6 @@
 """Every op of the op table, evaluated by the interpreter, against the same computation in numpy.
 
-Each case builds a one-op graph with gptir.trace.Builder (so the op's type rule is exercised too),
+Each case builds a one-op graph with gptir.tracing.Builder (so the op's type rule is exercised too),
 runs it with gptir.interp.run and compares with numpy bit for bit (allclose for the transcendental
 ones is not needed: both sides call the same numpy function on the same doubles).
 """
@@ -19,7 +19,7 @@ from gptir.interp import run
 from gptir.ir import TensorType
 from gptir.ops import OPS
 from gptir.text import parse, print_graph
-from gptir.trace import Builder
+from gptir.tracing import Builder
 
 RNG = np.random.default_rng(7)
 A = RNG.normal(size=(2, 3))

@@ -20,7 +20,7 @@ from gptir.ops import OPS
 from gptir.text import (
     ParseError, format_float, load_graph, load_params, parse, print_graph, save_graph, save_params,
 )
-from gptir.trace import Builder, Tracer
+from gptir.tracing import Builder, Tracer
 
 NEURON = '''graph neuron {
   in %x : f64[] loc("examples/neuron.py:10")

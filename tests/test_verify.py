@@ -172,7 +172,7 @@ def test_networkx_order_is_a_topological_order() -> None:
 @given(st.lists(st.tuples(st.sampled_from(["add", "mul", "neg", "exp"]), st.integers(0, 10**6),
                           st.integers(0, 10**6)), min_size=1, max_size=25))
 def test_networkx_order_random_graphs(steps: list[tuple[str, int, int]]) -> None:
-    from gptir.trace import Builder
+    from gptir.tracing import Builder
 
     b = Builder("rand")
     vals = [b.input("x", F3), b.param("w", F3, np.ones(3))]

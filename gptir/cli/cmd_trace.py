@@ -25,7 +25,7 @@ from gptir.cli.common import (
     RAISE_MEMORY, check_paths, echo, file_args, is_type_spec, memory_limit, split_spec, value_or_file, write_graph,
 )
 from gptir.ir import GptirError, Graph, TensorType
-from gptir.trace import Param, trace
+from gptir.tracing import Param, trace
 
 MICROGPT_OPTIONS = ("n_embd", "n_head", "n_layer", "block_size", "doc", "train_step", "data", "seed",
                     "checkpoint", "batch")
