@@ -27,7 +27,7 @@ from gptir import diff as gdiff
 from gptir import text as gtext
 from gptir.dot import clean_text, cluster_path
 from gptir.fileio import atomic_write_text
-from gptir.ir import Graph, Node, toposort
+from gptir.ir import Graph, Node, VerifyError, toposort
 from gptir.layout import NODE_HEIGHT, Layout, layered_layout
 
 SVG_NS = "http://www.w3.org/2000/svg"
@@ -137,16 +137,32 @@ def diff_page(a: Graph, b: Graph, d: gdiff.GraphDiff | None = None, title: str |
             key = keys_a.get(src) or keys_b.get(d.pairs.get(src, "\0"))
             if key is not None and src in a.nodes:
                 page.edges.append((key, keys_a[node.name], str(a.nodes[src].type)))
-    # the union in topological order (removed nodes only read earlier nodes, so there is no cycle)
-    deps: dict[str, list[str]] = {v.key: [] for v in page.nodes}
-    for s, t, _ in page.edges:
-        deps[t].append(s)
-    stand_in = [Node(v.key, "x", tuple(deps[v.key]), v.node.type) for v in page.nodes if v.node is not None]
-    order = {n.name: i for i, n in enumerate(toposort(stand_in))}
+    # a removed node also points (dashed) at the nodes that used it, paired into b, so it is drawn
+    # where it was; those edges are dropped if they would make a cycle with b's own edges
+    users_a = a.users()
+    ghosts = [(keys_a[node.name], keys_b[d.pairs[u]], str(node.type)) for node in removed
+              for u in dict.fromkeys(users_a.get(node.name, ())) if u in d.pairs and d.pairs[u] in keys_b]
+    order = _union_order(page, ghosts)
+    if order:
+        page.edges.extend(ghosts)
+    else:
+        order = _union_order(page, [])
     page.nodes.sort(key=lambda v: order[v.key])
     _add_outputs(page, b, keys_b)
     page.summary = gdiff.history_line(d, "a", "b").split(": ", 1)[1]
     return page
+
+
+def _union_order(page: Page, extra: list[tuple[str, str, str]]) -> dict[str, int]:
+    """Positions of the page's nodes in a topological order of its edges plus ``extra``; {} on a cycle."""
+    deps: dict[str, list[str]] = {v.key: [] for v in page.nodes}
+    for s, t, _ in [*page.edges, *extra]:
+        deps[t].append(s)
+    stand_in = [Node(v.key, "x", tuple(deps[v.key]), v.node.type) for v in page.nodes if v.node is not None]
+    try:
+        return {n.name: i for i, n in enumerate(toposort(stand_in))}
+    except VerifyError:
+        return {}
 
 
 def _shade(rel: float) -> float:
@@ -298,7 +314,7 @@ def render_svg(page: Page, *, prefix: str = "", collapse: bool | None = False, l
             big = max(12.0, min((x1 - x0) / max(len(child[-1]) + 8, 1) * 1.4, (y1 - y0) / 4, 160.0))
             parts.append(f'<g class="{cls}" data-scope="{_esc(name)}" data-count="{count[child]}">'
                          f'<rect class="box" x="{x0:.1f}" y="{y0:.1f}" width="{x1 - x0:.1f}" height="{y1 - y0:.1f}" '
-                         f'rx="6" fill="#eef2f8" fill-opacity="0.45" stroke="{"#ff8c00" if child in hot else "#9aa5b8"}"/>'
+                         f'rx="6" fill="#eef2f8" fill-opacity="0.25" stroke="{"#ff8c00" if child in hot else "#9aa5b8"}"/>'
                          f'<text class="scope-label" x="{x0 + 6:.1f}" y="{y0 + 13:.1f}" font-size="11" '
                          f'font-family="sans-serif" fill="#4a5568">{_esc(child[-1], MAX_NAME)} ({count[child]})'
                          f'<title>{_esc(name)}</title></text>'
