@@ -3,8 +3,9 @@
 :func:`layered_layout` takes node ids in topological order, edges, node widths and an optional
 cluster path per node (the nested boxes a node sits in, outermost first) and returns positions:
 
-1. **Ranks.** Longest path from the sources; then every source (an input, param or constant) moves
-   down to just above its first user, so a constant does not drag a long edge across the picture.
+1. **Ranks.** Clusters are ranked as bands (each ranked inside, then stacked as one block among its
+   siblings), so the boxes of clusters joined by an edge never share a rank; then greedy moves inside
+   the bands shorten edges (a constant sits just above its user).
 2. **Dummies.** An edge spanning k ranks becomes a chain through k-1 dummy nodes (its bends).
    A dummy sits in the innermost cluster both ends share.
 3. **Ordering.** Alternating down and up sweeps sort each rank by the barycenter of its neighbours in
@@ -21,6 +22,7 @@ Pure: no IO, deterministic (ties break by input order).
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -80,7 +82,7 @@ def layered_layout(nodes: Sequence[str], edges: Sequence[tuple[str, str]], width
         pred[b].append(a)
     path: list[ClusterPath] = [tuple((clusters or {}).get(v, ())) for v in nodes]
 
-    rank = _ranks(n, pred, succ)
+    rank = _ranks(n, pred, succ, path)
     # dummies: chains for long edges
     width: list[float] = [float(widths.get(v, 40.0)) for v in nodes]
     up: list[list[int]] = [[] for _ in range(n)]
@@ -191,36 +193,108 @@ def layered_layout(nodes: Sequence[str], edges: Sequence[tuple[str, str]], width
     return out
 
 
-def _ranks(n: int, pred: list[list[int]], succ: list[list[int]]) -> list[int]:
-    """Longest path from the sources, then greedy moves that shorten edges (a cheap stand-in for
-    network simplex). A *follower* is a node whose only user is one node and whose operands are all
-    followers (a constant, or ``broadcast(const)``): it always sits just above its user. A node with
-    at least as many out-edges as non-follower in-edges moves down to just above its first user, one
-    with more in-edges than out-edges up to just below its last operand; then followers move to their
-    users."""
-    rank = [0] * n
-    for v in range(n):  # nodes are in topological order
-        if pred[v]:
-            rank[v] = max(rank[u] for u in pred[v]) + 1
+def _ranks(n: int, pred: list[list[int]], succ: list[list[int]], path: list[ClusterPath]) -> list[int]:
+    """Ranks in two steps. First *bands*: each cluster is ranked inside (recursively) and then stacked
+    as one block of its height among its siblings and the loose nodes beside it (a longest path over
+    those units), so the boxes of two clusters joined by an edge never share a rank. Where the units
+    of a level form a cycle, that level is ranked flat. Then greedy moves that shorten edges (a cheap
+    stand-in for network simplex), each node kept inside its cluster's band: a *follower* (a node
+    whose only user is one node and whose operands are all followers: a constant, ``broadcast(const)``)
+    sits just above its user; a node with at least as many out-edges as non-follower in-edges moves
+    down to just above its first user, one with more in-edges than out-edges up below its last operand."""
+    local, _, bounds = _band(list(range(n)), 0, pred, path)
+    rank = [local[v] for v in range(n)]
+    lo = [bounds[v][0] for v in range(n)]
+    hi = [bounds[v][1] for v in range(n)]
     follower = [False] * n
     for v in range(n):
         follower[v] = len(succ[v]) == 1 and all(follower[u] for u in pred[v])
+
+    def down(v: int) -> None:
+        target = min(min(rank[w] for w in succ[v]) - 1, hi[v])
+        if target > rank[v]:
+            rank[v] = target
+
     for _ in range(2):
         for v in range(n - 1, -1, -1):
-            if succ[v] and len(succ[v]) >= sum(1 for u in pred[v] if not follower[u]):
-                rank[v] = max(rank[v], min(rank[w] for w in succ[v]) - 1)
-            if follower[v]:
-                rank[v] = rank[succ[v][0]] - 1
+            if succ[v] and (follower[v] or len(succ[v]) >= sum(1 for u in pred[v] if not follower[u])):
+                down(v)
         for v in range(n):
             if pred[v] and not follower[v] and len(pred[v]) > len(succ[v]):
-                low = max(rank[u] for u in pred[v]) + 1
-                rank[v] = min(rank[v], low) if succ[v] else low
+                target = max(max(rank[u] for u in pred[v]) + 1, lo[v])
+                if target < rank[v]:
+                    rank[v] = target
     for v in range(n - 1, -1, -1):
-        if follower[v]:
-            rank[v] = rank[succ[v][0]] - 1
-        elif not pred[v] and succ[v]:
-            rank[v] = min(rank[w] for w in succ[v]) - 1
+        if succ[v] and (follower[v] or not pred[v]):
+            down(v)
     return rank
+
+
+def _band(members: list[int], depth: int, pred: list[list[int]], path: list[ClusterPath]
+          ) -> tuple[dict[int, int], int, dict[int, tuple[int, int]]]:
+    """Local ranks of ``members`` (topologically ordered) inside their cluster at ``depth``, the band's
+    height, and each member's allowed rank range (its innermost cluster's band)."""
+    inside = set(members)
+    groups: dict[str, list[int]] = {}
+    unit: dict[int, int] = {}  # member -> unit id (direct nodes: their own, clusters: shared)
+    units: list[tuple[str | None, int]] = []  # (cluster name or None, first member)
+    cid: dict[str, int] = {}
+    for v in members:
+        if len(path[v]) > depth:
+            name = path[v][depth]
+            if name not in cid:
+                cid[name] = len(units)
+                units.append((name, v))
+                groups[name] = []
+            groups[name].append(v)
+            unit[v] = cid[name]
+        else:
+            unit[v] = len(units)
+            units.append((None, v))
+    inner: dict[str, tuple[dict[int, int], int, dict[int, tuple[int, int]]]] = {
+        name: _band(ms, depth + 1, pred, path) for name, ms in groups.items()}
+    span = [inner[name][1] if name is not None else 1 for name, _ in units]
+    # the unit graph, in topological order (Kahn, earliest unit first)
+    upreds: list[set[int]] = [set() for _ in units]
+    for v in members:
+        for u in pred[v]:
+            if u in inside and unit[u] != unit[v]:
+                upreds[unit[v]].add(unit[u])
+    users: list[list[int]] = [[] for _ in units]
+    pending = [len(p) for p in upreds]
+    for w, ps in enumerate(upreds):
+        for p in ps:
+            users[p].append(w)
+    ready = [w for w in range(len(units)) if not pending[w]]
+    heapq.heapify(ready)
+    start = [0] * len(units)
+    done = 0
+    while ready:
+        w = heapq.heappop(ready)
+        done += 1
+        start[w] = max((start[p] + span[p] for p in upreds[w]), default=0)
+        for x in users[w]:
+            pending[x] -= 1
+            if not pending[x]:
+                heapq.heappush(ready, x)
+    local: dict[int, int] = {}
+    bounds: dict[int, tuple[int, int]] = {}
+    if done < len(units):  # the clusters of this level are tangled: rank it flat
+        for v in members:
+            local[v] = max((local[u] + 1 for u in pred[v] if u in inside), default=0)
+        height = max(local.values(), default=-1) + 1
+        return local, height, {v: (0, height - 1) for v in members}
+    height = max((start[w] + span[w] for w in range(len(units))), default=0)
+    for v in members:
+        name = units[unit[v]][0]
+        off = start[unit[v]]
+        if name is None:
+            local[v], bounds[v] = off, (0, height - 1)
+        else:
+            loc, _, bnd = inner[name]
+            local[v] = off + loc[v]
+            bounds[v] = (off + bnd[v][0], off + bnd[v][1])
+    return local, height, bounds
 
 
 def _max_span(n: int, succ: list[list[int]], rank: list[int], budget: int | None) -> int:

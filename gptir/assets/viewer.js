@@ -21,8 +21,12 @@
     if (s < 0.25) { s = Math.max(Math.min(sw / W, 1), 0.25); }
     s = Math.min(s, 1.5);
     var vw = sw / s, vh = sh / s;
-    views[i] = { x: (W - vw) / 2 > 0 ? (W - vw) / 2 : (W - vw) / 2, y: 0, w: vw, h: vh };
+    views[i] = { x: (W - vw) / 2, y: 0, w: vw, h: vh };
     apply(i);
+    // a diff page opens on its first change
+    var first = pages[i].querySelector(".node.hl");
+    var whole = s <= Math.min(sw / W, sh / H) + 1e-9;
+    if (first && !whole) { centerOn(first, i); }
   }
 
   function apply(i) {
@@ -96,14 +100,14 @@
     }
   }
 
-  function centerOn(el) {
-    var v = views[current];
+  function centerOn(el, page) {
+    var v = views[page === undefined ? current : page];
     var r = el.querySelector("rect.shape");
     if (!v || !r) { return; }
     var x = parseFloat(r.getAttribute("x")) + parseFloat(r.getAttribute("width")) / 2;
     var y = parseFloat(r.getAttribute("y")) + parseFloat(r.getAttribute("height")) / 2;
     v.x = x - v.w / 2; v.y = y - v.h / 2;
-    apply(current);
+    apply(page === undefined ? current : page);
   }
 
   // clicks: scope labels toggle, nodes show details
