@@ -62,7 +62,7 @@ def layered_layout(nodes: Sequence[str], edges: Sequence[tuple[str, str]], width
     """Lay out a DAG (see the module docstring). ``nodes`` must be topologically ordered for the edges
     (every edge goes from an earlier node to a later one); duplicate edges and self-loops are ignored.
 
-    At most ``dummy_budget`` dummies are made (default ``4 * len(nodes) + 1000``, ``2 * len(nodes) + 5000`` past 2,000 nodes): the longest edges
+    At most ``dummy_budget`` dummies are made (default ``3 * len(nodes) + 500``, ``len(nodes) + 4500`` past 2,000 nodes): the longest edges
     beyond it (in a training step, forward values read by the far end of the backward pass) take no
     part in the ordering and are routed straight from source to target (``Layout.long_edges``). This
     bounds time and memory: a deep model's quadratic number of bends would otherwise dominate."""
@@ -119,14 +119,15 @@ def layered_layout(nodes: Sequence[str], edges: Sequence[tuple[str, str]], width
         layers[rank[v]].append(v)
 
     pos = [0] * total
+    prefixes = [[p[:d] for d in range(1, len(p) + 1)] for p in path]
     for layer in layers:
-        _grouped_sort(layer, path, {v: origin[v] for v in layer}, 0)
+        _grouped_sort(layer, path, {v: origin[v] for v in layer}, 0, prefixes)
         for i, v in enumerate(layer):
             pos[v] = i
     best = [list(layer) for layer in layers]
     best_cross = _crossings(layers, down, pos)
     if total > 15000:  # big graphs: fewer sweeps (each is linear, but Python is slow)
-        sweeps = min(sweeps, 4)
+        sweeps = min(sweeps, 3)
     for sweep in range(sweeps):
         if best_cross == 0:
             break
@@ -138,7 +139,7 @@ def layered_layout(nodes: Sequence[str], edges: Sequence[tuple[str, str]], width
             for v in layer:
                 nb = up[v] if downward else down[v]
                 key[v] = sum(pos[u] for u in nb) / len(nb) if nb else float(pos[v])
-            _grouped_sort(layer, path, key, 0)
+            _grouped_sort(layer, path, key, 0, prefixes)
             for i, v in enumerate(layer):
                 pos[v] = i
         c = _crossings(layers, down, pos)
@@ -149,7 +150,7 @@ def layered_layout(nodes: Sequence[str], edges: Sequence[tuple[str, str]], width
         for i, v in enumerate(layer):
             pos[v] = i
 
-    xs = _coordinates(layers, up, down, width, path, 8 if total <= 15000 else 4)
+    xs = _coordinates(layers, up, down, width, path, 8 if total <= 15000 else 3)
     step = node_height + rank_gap
     ys = [MARGIN + 24.0 + node_height / 2 + rank[v] * step for v in range(total)]
     # cluster boxes around their member nodes
@@ -299,7 +300,7 @@ def _band(members: list[int], depth: int, pred: list[list[int]], path: list[Clus
 
 def _max_span(n: int, succ: list[list[int]], rank: list[int], budget: int | None) -> int:
     """The longest edge span that still gets dummies, so that their total stays within ``budget``."""
-    budget = (4 * n + 1000 if n <= 2000 else 2 * n + 5000) if budget is None else budget
+    budget = (3 * n + 500 if n <= 2000 else n + 4500) if budget is None else budget
     spans = sorted(rank[b] - rank[a] for a in range(n) for b in succ[a])
     used = 0
     for i, s in enumerate(spans):
@@ -316,28 +317,29 @@ def _common(a: ClusterPath, b: ClusterPath) -> ClusterPath:
     return a[:k]
 
 
-def _grouped_sort(layer: list[int], path: list[ClusterPath], key: Mapping[int, float], depth: int) -> None:
+def _grouped_sort(layer: list[int], path: list[ClusterPath], key: Mapping[int, float], depth: int = 0,
+                  prefixes: list[list[ClusterPath]] | None = None) -> None:
     """Sort ``layer`` in place by ``key``, keeping each cluster (at every depth) contiguous: a cluster
-    moves as one unit at the mean key of its members. Stable (ties keep the current order)."""
-    units: list[tuple[float, int, list[int]]] = []
-    groups: dict[str, list[int]] = {}
-    first: dict[str, int] = {}
+    moves as one unit at the mean key of its members in this rank. Stable (ties keep the current order).
+
+    Done as one sort on composite keys: a node's key is, per level of its cluster path, the (mean key,
+    first position) of its cluster at that level, then its own (key, position)."""
+    pre = prefixes if prefixes is not None else [[p[:d] for d in range(1, len(p) + 1)] for p in path]
+    sums: dict[ClusterPath, list[float]] = {}
     for i, v in enumerate(layer):
-        p = path[v]
-        if len(p) <= depth:
-            units.append((key[v], i, [v]))
-        else:
-            g = groups.get(p[depth])
-            if g is None:
-                groups[p[depth]] = g = []
-                first[p[depth]] = i
-            g.append(v)
-    for name, members in groups.items():
-        if len(members) > 1:
-            _grouped_sort(members, path, key, depth + 1)
-        units.append((sum(key[v] for v in members) / len(members), first[name], members))
-    units.sort(key=lambda u: (u[0], u[1]))
-    layer[:] = [v for u in units for v in u[2]]
+        k = key[v]
+        for c in pre[v]:
+            acc = sums.get(c)
+            if acc is None:
+                sums[c] = [k, 1.0, float(i)]
+            else:
+                acc[0] += k
+                acc[1] += 1.0
+    means = {c: (acc[0] / acc[1], acc[2]) for c, acc in sums.items()}
+    composite = {}
+    for i, v in enumerate(layer):
+        composite[v] = tuple(means[c] for c in pre[v]) + ((key[v], float(i)),)
+    layer.sort(key=composite.__getitem__)
 
 
 def _crossings(layers: list[list[int]], down: list[list[int]], pos: list[int]) -> int:
