@@ -237,7 +237,6 @@ def _node_svg(v: VNode, lay: Layout, prefix: str) -> str:
         extra = ' stroke-dasharray="5,3"'
     rx = "14" if kind in ("param", "input", "output") else "3"
     return (f'<g class="{" ".join(classes)}" id="{prefix}{v.key}" data-key="{v.key}" data-name="{_esc(v.name)}">'
-            f'<title>{_esc(v.name)}</title>'
             f'<rect class="shape" x="{x - w / 2:.1f}" y="{y - NODE_HEIGHT / 2:.1f}" width="{w:.1f}" '
             f'height="{NODE_HEIGHT:.1f}" rx="{rx}" fill="{fill}" stroke="{stroke}" stroke-width="{sw}"{extra}/>'
             f'<text x="{x:.1f}" y="{y - 3:.1f}" text-anchor="middle" font-size="11" font-family="sans-serif" '
@@ -247,15 +246,16 @@ def _node_svg(v: VNode, lay: Layout, prefix: str) -> str:
 
 
 def _path_d(pts: Sequence[tuple[float, float]]) -> str:
-    """Smooth vertical curves between consecutive route points (straight through a dummy's rank)."""
-    out = [f"M{pts[0][0]:.1f},{pts[0][1]:.1f}"]
+    """Smooth vertical curves between consecutive route points (straight through a dummy's rank),
+    in whole pixels (a big graph has tens of thousands of these)."""
+    out = [f"M{pts[0][0]:.0f},{pts[0][1]:.0f}"]
     for i in range(1, len(pts)):
         (x0, y0), (x1, y1) = pts[i - 1], pts[i]
         if i % 2 == 0 and 0 < i < len(pts) - 1:  # inside a dummy's rank: a straight piece
-            out.append(f"L{x1:.1f},{y1:.1f}")
+            out.append(f"L{x1:.0f},{y1:.0f}")
         else:
             m = (y0 + y1) / 2
-            out.append(f"C{x0:.1f},{m:.1f} {x1:.1f},{m:.1f} {x1:.1f},{y1:.1f}")
+            out.append(f"C{x0:.0f},{m:.0f} {x1:.0f},{m:.0f} {x1:.0f},{y1:.0f}")
     return "".join(out)
 
 
@@ -297,9 +297,10 @@ def render_svg(page: Page, *, prefix: str = "", collapse: bool | None = False, l
         color = "#d62728" if st == "removed" else "#888888"
         dash = ' stroke-dasharray="5,3"' if st == "removed" else ""
         opacity = ' stroke-opacity="0.35"' if cls.endswith("long") else ""
-        parts.append(f'<path class="{cls}" data-src="{s}" data-dst="{t}" d="{_path_d(pts)}" fill="none" '
-                     f'stroke="{color}" stroke-width="1.2"{dash}{opacity}><title>{_esc(by_key[s].name)} \u2192 '
-                     f'{_esc(by_key[t].name)} : {_esc(ty)}</title></path>')
+        tip = (f"<title>{_esc(by_key[s].name)} \u2192 {_esc(by_key[t].name)} : {_esc(ty)}</title>"
+               if len(page.nodes) <= COLLAPSE_ABOVE else "")  # a big page stays small
+        parts.append(f'<path class="{cls}" d="{_path_d(pts)}" fill="none" '
+                     f'stroke="{color}" stroke-width="1.2"{dash}{opacity}>{tip}</path>')
     parts.append("</g>")
 
     def emit(path: tuple[str, ...]) -> None:
@@ -505,7 +506,14 @@ def loss_svg(losses: Sequence[tuple[int, float]], title: str, width: int = 900, 
                      f'transform="rotate(-90 14 {top + ph / 2})" text-anchor="middle">loss</text>')
         stride = max(1, len(pts) // 4000)  # at most a few thousand points drawn
         line = " ".join(f"{sx(s):.1f},{sy(v):.1f}" for s, v in pts[::stride])
-        parts.append(f'<polyline class="loss" points="{line}" fill="none" stroke="#1f5fbf" stroke-width="1.5"/>')
+        parts.append(f'<polyline class="loss" points="{line}" fill="none" stroke="#1f5fbf" stroke-width="1.2" '
+                     'stroke-opacity="0.55"/>')
+        if len(pts) >= 20:  # a running mean over a twentieth of the run, to read the trend
+            k = max(2, len(pts) // 20)
+            vals = np.convolve([v for _, v in pts], np.ones(k) / k, mode="valid")
+            steps = [s for s, _ in pts][k - 1:]
+            trend = " ".join(f"{sx(s):.1f},{sy(v):.1f}" for s, v in list(zip(steps, vals))[::stride])
+            parts.append(f'<polyline class="trend" points="{trend}" fill="none" stroke="#d62728" stroke-width="2"/>')
     else:
         parts.append(f'<text x="{left}" y="80" font-size="12" font-family="sans-serif">no finite losses</text>')
     parts.append("</svg>")
