@@ -9,7 +9,10 @@
   way for both (each edge drawn as its curve, sampled into segments; crossings between edges that
   share no node); target ratio <= 1.5.
 
-    python benchmarks/bench_view.py [--nodes 10000] [--repeat 3]
+    python benchmarks/bench_view.py [--nodes 10000] [--repeat 3] [--browser]
+
+``--browser`` also opens the big page in headless Chromium (tests/chromium.py) and reports how long it
+takes to load and to expand a collapsed scope (figures only: they depend on the machine's load).
 
 Times are the best of ``--repeat`` runs (the machine is shared; the minimum is the least disturbed).
 """
@@ -135,10 +138,35 @@ def crossing_ratio(g: gptir.Graph) -> tuple[int, int]:
     return count_crossings(ours), count_crossings(theirs)
 
 
+def browser_figures(page: str) -> None:
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+    import chromium
+
+    why = chromium.why_not()
+    if why:
+        print(f"browser figures: skipped ({why})")
+        return
+    driver, profile = chromium.launch()
+    try:
+        t = time.perf_counter()
+        driver.get("file://" + os.path.abspath(page))
+        load = time.perf_counter() - t
+        ms = driver.execute_script(
+            "var t0 = performance.now(); var s = document.querySelector('.scope.collapsed');"
+            "s.classList.remove('collapsed'); document.body.getBoundingClientRect();"
+            "return performance.now() - t0;")
+        errors = chromium.errors(driver)
+    finally:
+        chromium.close(driver, profile)
+    print(f"  in Chromium: page loads in {load:.1f} s, expanding a scope takes {ms:.0f} ms, "
+          f"{len(errors)} console errors")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--nodes", type=int, default=10000, help="size of the big graph (default 10000)")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--browser", action="store_true", help="time the big page in headless Chromium")
     args = ap.parse_args()
     ok = True
     with tempfile.TemporaryDirectory() as tmp:
@@ -163,6 +191,8 @@ def main() -> int:
               f"({len(html) / 1e6:.1f} MB, opens with {collapsed} top scopes collapsed)  target < 10 s: "
               f"{'PASS' if t_big < 10 else 'FAIL'}")
         ok &= t_big < 10
+        if args.browser:
+            browser_figures(out)
         if shutil.which("dot"):
             loss = trace(tmp, "loss.ir")
             ours, theirs = crossing_ratio(loss)

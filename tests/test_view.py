@@ -55,18 +55,17 @@ def svgs_of(html: str) -> list[ET.Element]:
 
 
 def visible_shapes(svg: ET.Element) -> list[ET.Element]:
-    """The node groups not inside a collapsed scope, each with its shapes."""
+    """The node groups that are shown: not inside the members of a collapsed scope."""
     out = []
 
     def walk(el: ET.Element, hidden: bool) -> None:
         cls = el.get("class", "").split()
-        if "scope" in cls and "collapsed" in cls:
-            hidden = True
         if "node" in cls and not hidden:
             out.append(el)
+        folded = "scope" in cls and "collapsed" in cls
         for child in el:
-            # a collapsed scope hides its members, not its own box and label
-            walk(child, hidden and not ("members" not in child.get("class", "") and "scope" in cls))
+            walk(child, hidden or (folded and "members" in child.get("class", "").split()))
+
     walk(svg, False)
     return out
 
@@ -75,7 +74,7 @@ def visible_shapes(svg: ET.Element) -> list[ET.Element]:
 
 
 def test_layout_ranks_orders_and_counts_crossings():
-    # a -> c, b -> c, a -> d, b -> d: K2,2, one crossing is unavoidable with a fixed order? no: 1 at most
+    # a, b -> c, d is a K2,2 between two ranks: exactly one crossing in any order; a -> e spans two ranks
     nodes = ["a", "b", "c", "d", "e"]
     edges = [("a", "c"), ("b", "d"), ("a", "d"), ("b", "c"), ("c", "e"), ("a", "e")]
     lay = layered_layout(nodes, edges, {v: 50 for v in nodes})
@@ -321,6 +320,8 @@ def test_cli_errors_are_one_line_with_exit_codes(tmp_path, capsys, dumps):
         (["view", str(tmp_path / "missing.ir"), "-o", str(tmp_path / "x.html")], 1, "cannot read"),
         (["view", loss, "-o", loss], 1, "is also an input"),
         (["dot", loss, "-o", loss], 1, "is also an input"),
+        (["view", str(dumps / "passes"), "-o", str(dumps / "passes" / "00-input.ir")], 1, "one of the dumps"),
+        (["view", str(dumps / "passes"), "-o", str(dumps / "passes" / "05-new.ir")], 1, "one of the dumps"),
         (["view", str(tmp_path), "-o", str(tmp_path / "x.html")], 1, "holds no *.ir dumps"),
         (["view", loss, "-o", str(tmp_path / "no" / "x.html")], 1, "folder does not exist"),
         (["view", "a", "b", "c"], 2, "expected"),

@@ -58,6 +58,8 @@ def check_output(out: str, inputs: list[str]) -> None:
         if path != "-" and os.path.exists(path) and (
                 os.path.abspath(path) == os.path.abspath(out) or (st is not None and os.path.samefile(path, out))):
             raise GptirError(f"{out}: is also an input; choose another output")
+        if os.path.isdir(path) and out.endswith(".ir") and os.path.samefile(path, os.path.dirname(os.path.abspath(out))):
+            raise GptirError(f"{out}: would be one of the dumps of {path}; choose another output")
     folder = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(folder):
         raise GptirError(f"{out}: its folder does not exist")
