@@ -27,7 +27,7 @@ from gptir import diff as gdiff
 from gptir import text as gtext
 from gptir.dot import clean_text, cluster_path
 from gptir.fileio import atomic_write_text
-from gptir.ir import Graph, Node, VerifyError, toposort
+from gptir.ir import GptirError, Graph, Node, VerifyError, toposort
 from gptir.layout import NODE_HEIGHT, Layout, layered_layout
 
 SVG_NS = "http://www.w3.org/2000/svg"
@@ -35,6 +35,7 @@ COLLAPSE_ABOVE = 600  # a graph with more nodes than this opens with its top sco
 MAX_NAME = 40  # characters of a name drawn in a node (the info panel has it whole)
 MAX_IR = 400  # characters of a node's IR line in the info panel
 CHAR_W = 6.4  # width of a character at the node font size, for sizing boxes
+MAX_NODES = 100_000  # a page draws at most this many nodes (about a minute of layout; refused up front beyond)
 
 FILL = {"param": "#fff2b3", "input": "#d9ecff", "const": "#eeeeee", "output": "#e8f5e9", "op": "#ffffff",
         "backward": "#fde7e7"}
@@ -199,6 +200,8 @@ def _label_lines(v: VNode) -> tuple[str, str]:
 
 def layout_page(page: Page) -> Layout:
     """Lay out a page's nodes (cluster boxes by scope, backward nodes under ``backward``)."""
+    if len(page.nodes) > MAX_NODES:
+        raise GptirError(f"{page.title}: {len(page.nodes)} nodes is too many to draw (at most {MAX_NODES:,})")
     widths = {}
     for v in page.nodes:
         a, b = _label_lines(v)

@@ -349,3 +349,15 @@ def test_dot_cli_writes_the_file(dumps, tmp_path):
     out = tmp_path / "g.dot"
     assert main(["dot", str(dumps / "loss.ir"), "-o", str(out)]) == 0
     assert out.read_text() == to_dot(gptir.load_graph(str(dumps / "loss.ir")))
+
+
+def test_a_graph_too_big_to_draw_is_refused_up_front(monkeypatch, tmp_path, capsys):
+    import gptir.viewer as gv
+
+    monkeypatch.setattr(gv, "MAX_NODES", 5)
+    with pytest.raises(gptir.GptirError, match="too many to draw"):
+        view(model())
+    ir = tmp_path / "m.ir"
+    ir.write_text(gptir.print_graph(model()))
+    assert main(["view", str(ir), "-o", str(tmp_path / "m.html")]) == 1
+    assert "too many to draw" in capsys.readouterr().err and not (tmp_path / "m.html").exists()
