@@ -8,8 +8,9 @@ carries its script, style and data inline: no network at view time.
 
 An IR file is data: every name, scope, ``loc`` and title is escaped for XML (and cleaned of what XML
 cannot hold), the per-node data goes into a ``<script type="application/json">`` block with ``<``, ``>``
-and ``&`` escaped, and the script only ever sets ``textContent``, so nothing in a graph becomes markup
-or code.
+and ``&`` escaped, and the script sets text only with ``textContent``, so nothing in a graph becomes markup
+or code. (The one markup the script inserts is a collapsed scope's members, made by :func:`render_svg`
+with every text escaped, exactly as the rest of the SVG.)
 """
 
 from __future__ import annotations
@@ -262,10 +263,15 @@ def _path_d(pts: Sequence[tuple[float, float]]) -> str:
     return "".join(out)
 
 
-def render_svg(page: Page, *, prefix: str = "", collapse: bool | None = False, lay: Layout | None = None) -> str:
+def render_svg(page: Page, *, prefix: str = "", collapse: bool | None = False, lay: Layout | None = None,
+               deferred: dict[str, str] | None = None) -> str:
     """The page as one ``<svg>`` element. ``collapse``: mark the top scopes collapsed (``None``: only when
     the page has more than :data:`COLLAPSE_ABOVE` nodes); scopes holding a highlighted node stay open.
-    Collapsing takes effect in the HTML viewer (its style sheet); a bare SVG shows every node."""
+    Collapsing takes effect in the HTML viewer (its style sheet); a bare SVG shows every node.
+
+    With ``deferred`` (a dict to fill), a collapsed scope's members are left out of the SVG and put in
+    ``deferred[id]`` as markup (made here, every text escaped), which the viewer inserts when the scope
+    is first expanded: a big graph's page then starts with only its visible nodes in the document."""
     lay = lay if lay is not None else layout_page(page)
     if collapse is None:
         collapse = len(page.nodes) > COLLAPSE_ABOVE
@@ -324,10 +330,18 @@ def render_svg(page: Page, *, prefix: str = "", collapse: bool | None = False, l
                          f'<title>{_esc(name)}</title></text>'
                          f'<text class="big-label" x="{(x0 + x1) / 2:.1f}" y="{(y0 + y1) / 2:.1f}" '
                          f'text-anchor="middle" font-size="{big:.0f}" font-family="sans-serif" fill="#4a5568">'
-                         f'{_esc(child[-1], MAX_NAME)} \u25b8 {count[child]} nodes</text>'
-                         '<g class="members">')
-            emit(child)
-            parts.append("</g></g>")
+                         f'{_esc(child[-1], MAX_NAME)} \u25b8 {count[child]} nodes</text>')
+            if deferred is not None and "collapsed" in cls:
+                block = f"{prefix}d{len(deferred)}"
+                start = len(parts)
+                emit(child)
+                deferred[block] = "".join(parts[start:])
+                del parts[start:]
+                parts.append(f'<g class="members" data-deferred="{block}"></g></g>')
+            else:
+                parts.append('<g class="members">')
+                emit(child)
+                parts.append("</g></g>")
         for v in members[path]:
             parts.append(_node_svg(v, lay, prefix))
 
@@ -434,16 +448,21 @@ def html_document(title: str, pages_svg: Sequence[str], pages_data: Sequence[dic
             f"<script>{script}</script>\n</body></html>\n")
 
 
-def _page_data(page: Page) -> dict[str, Any]:
+def _page_data(page: Page, deferred: Mapping[str, str] | None = None) -> dict[str, Any]:
     return {"title": clean_text(page.title), "summary": clean_text(page.summary),
             "nodes": {v.key: _details(v) for v in page.nodes},
-            "highlighted": [clean_text(n) for n in page.highlighted()]}
+            "highlighted": [clean_text(n) for n in page.highlighted()],
+            "deferred": dict(deferred or {})}
 
 
 def pages_html(pages: Sequence[Page], title: str, kind: str) -> str:
     """The HTML page of one or more graph pages (a stepper when there are several)."""
-    svgs = [render_svg(p, prefix=f"p{i}-", collapse=None) for i, p in enumerate(pages)]
-    return html_document(title, svgs, [_page_data(p) for p in pages], kind)
+    svgs, data = [], []
+    for i, p in enumerate(pages):
+        deferred: dict[str, str] = {}
+        svgs.append(render_svg(p, prefix=f"p{i}-", collapse=None, deferred=deferred))
+        data.append(_page_data(p, deferred))
+    return html_document(title, svgs, data, kind)
 
 
 def steps_pages(graphs: Sequence[tuple[str, Graph]]) -> list[Page]:

@@ -189,6 +189,14 @@ def test_big_graph_opens_collapsed_with_one_shape_per_visible_node(tmp_path):
     expect = [n for n in g.nodes.values() if cluster_path(n)[:1] and cluster_path(n)[0] in hidden_scopes]
     assert len(shown) == len(g.nodes) + len(g.outputs) - len(expect)
     assert all(len(e.findall(f"{SVG}rect")) == 1 for e in shown)
+    # the folded scopes' members wait in the data as escaped markup, whole and well-formed
+    html = view(g)
+    data = json.loads(re.search(r'<script type="application/json" id="gptir-data">(.*?)</script>', html, re.S)[1])
+    deferred = data["pages"][0]["deferred"]
+    assert len(deferred) == len(collapsed)
+    inner = ET.fromstring(f'<svg xmlns="http://www.w3.org/2000/svg">{"".join(deferred.values())}</svg>')
+    names = {e.get("data-name") for e in inner.iter() if "node" in e.get("class", "").split()}
+    assert names == {n.name for n in expect}
 
 
 def test_known_diff_highlights_what_gptir_diff_reports():

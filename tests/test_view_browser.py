@@ -78,18 +78,19 @@ def test_expanding_a_scope_shows_its_nodes(browser, pages):
 
     open_page(browser, pages / "big.html")
     scope = browser.find_element(By.CSS_SELECTOR, ".page:not([hidden]) .scope.collapsed")
-    name = scope.get_attribute("data-scope")
-    members = scope.find_elements(By.CSS_SELECTOR, ":scope > .members > .node")
-    assert members and not any(rendered(browser, members))
+    name, count = scope.get_attribute("data-scope"), int(scope.get_attribute("data-count"))
+    assert not any(rendered(browser, scope.find_elements(By.CSS_SELECTOR, ".node")))
     scope.find_element(By.CSS_SELECTOR, ":scope > .big-label").click()
     assert "collapsed" not in scope.get_attribute("class").split(), name
-    assert all(rendered(browser, members))
+    members = scope.find_elements(By.CSS_SELECTOR, ".node")
+    assert len(members) == count and all(rendered(browser, members))
     # and the scope label folds it again
     scope.find_element(By.CSS_SELECTOR, ":scope > .scope-label").click()
     assert not any(rendered(browser, members))
     # clicking a node shows its details
-    browser.execute_script("arguments[0].classList.remove('collapsed')", scope)
-    members[0].click()
+    browser.execute_script("gptirView.open(arguments[0])", scope)
+    browser.execute_script("arguments[0].scrollIntoView()", members[0])
+    browser.execute_script("arguments[0].dispatchEvent(new MouseEvent('click', {bubbles: true}))", members[0])
     info = browser.find_element(By.ID, "info").text
     assert members[0].get_attribute("data-name") in info and "type" in info
     assert chromium.errors(browser) == []
@@ -131,3 +132,16 @@ def test_screenshot_has_the_fixed_size(browser, pages, tmp_path):
     width, height = struct.unpack(">II", data[16:24])
     inner = browser.execute_script("return [window.innerWidth, window.innerHeight]")
     assert (width, height) == tuple(inner) and width == WIDTH
+
+
+def test_search_finds_nodes_inside_folded_scopes(browser, pages):
+    from selenium.webdriver.common.by import By
+
+    open_page(browser, pages / "big.html")
+    box = browser.find_element(By.ID, "search")
+    box.send_keys("layer2.attn.matmul")
+    hits = browser.find_elements(By.CSS_SELECTOR, ".page:not([hidden]) .node.found")
+    assert hits and all(rendered(browser, hits))
+    assert all("layer2.attn.matmul" in h.get_attribute("data-name") for h in hits)
+    assert browser.find_element(By.ID, "found").text == f"{len(hits)} found"
+    assert chromium.errors(browser) == []

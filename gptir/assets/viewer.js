@@ -9,6 +9,18 @@
   var current = 0;
   var views = [];  // per page: {x, y, w, h} of the viewBox, or null before first show
 
+  // a collapsed scope of a big page has its members as markup in the data (rendered and escaped by
+  // gptir.viewer), inserted the first time it opens
+  function materialize(scope) {
+    var members = scope.querySelector(":scope > .members[data-deferred]");
+    if (!members) { return; }
+    var id = members.getAttribute("data-deferred");
+    members.removeAttribute("data-deferred");
+    members.innerHTML = (data.pages[current].deferred || {})[id] || "";
+  }
+
+  function openScope(scope) { materialize(scope); scope.classList.remove("collapsed"); }
+
   function svgOf(i) { return pages[i].querySelector("svg.gptir-graph"); }
 
   function fit(i) {
@@ -95,7 +107,7 @@
   function expandAncestors(el) {
     var p = el.parentNode;
     while (p && p !== stage) {
-      if (p.classList && p.classList.contains("scope")) { p.classList.remove("collapsed"); }
+      if (p.classList && p.classList.contains("scope")) { openScope(p); }
       p = p.parentNode;
     }
   }
@@ -119,7 +131,7 @@
     if (t.closest && t.closest(".node")) { select(t.closest(".node")); return; }
     if (scope && (t.classList.contains("scope-label") || t.classList.contains("big-label") ||
                   (t.classList.contains("box") && scope.classList.contains("collapsed")))) {
-      scope.classList.toggle("collapsed");
+      if (scope.classList.contains("collapsed")) { openScope(scope); } else { scope.classList.add("collapsed"); }
     }
   });
 
@@ -163,6 +175,8 @@
     for (var i = 0; i < old.length; i++) { old[i].classList.remove("found"); }
     matches = []; matchAt = 0;
     if (q) {
+      var waiting = pages[current].querySelectorAll(".members[data-deferred]");
+      for (var w = 0; w < waiting.length; w++) { materialize(waiting[w].parentNode); }
       var nodes = data.pages[current].nodes || {};
       var els = pages[current].querySelectorAll(".node");
       for (var j = 0; j < els.length; j++) {
@@ -198,6 +212,7 @@
   window.gptirView = {
     current: function () { return current; },
     show: show,
+    open: openScope,
     highlighted: function () {
       var els = pages[current].querySelectorAll(".node.hl"), out = [];
       for (var i = 0; i < els.length; i++) { out.push(els[i].getAttribute("data-name")); }
