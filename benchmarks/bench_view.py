@@ -42,13 +42,26 @@ def trace(folder: str, name: str, *args: str) -> gptir.Graph:
     return gptir.load_graph(path)
 
 
-def best_time(fn, repeat: int) -> float:
-    times = []
+def best_time(fn, repeat: int) -> tuple[float, float]:
+    """Best wall-clock and best CPU seconds over ``repeat`` runs. On a machine shared with other jobs
+    the wall time includes waiting for a core; the CPU time is what the work itself costs."""
+    wall, cpu = [], []
     for _ in range(repeat):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return min(wall), min(cpu)
+
+
+def verdict(wall: float, cpu: float, limit: float) -> tuple[bool, str]:
+    """PASS when the wall time is within the target; on a loaded machine (CPU time within it but the wall
+    time not) say so instead of hiding it."""
+    if wall < limit:
+        return True, "PASS"
+    if cpu < limit:
+        return False, f"FAIL on wall time (CPU time {cpu:.2f} s is within it: the machine is loaded, load average {os.getloadavg()[0]:.1f})"
+    return False, "FAIL"
 
 
 # -- crossings, counted geometrically -------------------------------------------------------------
@@ -172,25 +185,28 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         step = trace(tmp, "step.ir", "--train-step")
         out = os.path.join(tmp, "step.html")
-        t_step = best_time(lambda: view(gptir.load_graph(os.path.join(tmp, "step.ir")), out=out), args.repeat)
+        t_step, c_step = best_time(lambda: view(gptir.load_graph(os.path.join(tmp, "step.ir")), out=out),
+                                   args.repeat)
         lay = layout_page(graph_page(step))
+        good, word = verdict(t_step, c_step, 2.0)
         print(f"microgpt training step: {len(step)} nodes, {lay.crossings} crossings between ranks, "
-              f"layout + HTML {t_step:.2f} s ({os.path.getsize(out) / 1e6:.2f} MB)  target < 2 s: "
-              f"{'PASS' if t_step < 2 else 'FAIL'}")
-        ok &= t_step < 2
+              f"load + layout + HTML {t_step:.2f} s (CPU {c_step:.2f} s, {os.path.getsize(out) / 1e6:.2f} MB)  "
+              f"target < 2 s: {word}")
+        ok &= good
         # a deep model's training step: the nodes per layer from a two-layer one
         two = trace(tmp, "two.ir", "--train-step", "--n-layer", "2")
         per = len(two) - len(step)
         layers = 1 + -(-(args.nodes - len(step)) // per)
         big = trace(tmp, "big.ir", "--train-step", "--n-layer", str(layers))
         out = os.path.join(tmp, "big.html")
-        t_big = best_time(lambda: view(big, out=out), max(1, args.repeat - 1))
+        t_big, c_big = best_time(lambda: view(big, out=out), max(1, args.repeat - 1))
         html = open(out, encoding="utf-8").read()
         collapsed = len(re.findall(r'class="scope collapsed', html))
+        good, word = verdict(t_big, c_big, 10.0)
         print(f"deep training step (--n-layer {layers}): {len(big)} nodes, layout + HTML {t_big:.2f} s "
-              f"({len(html) / 1e6:.1f} MB, opens with {collapsed} top scopes collapsed)  target < 10 s: "
-              f"{'PASS' if t_big < 10 else 'FAIL'}")
-        ok &= t_big < 10
+              f"(CPU {c_big:.2f} s, {len(html) / 1e6:.1f} MB, opens with {collapsed} top scopes collapsed)  "
+              f"target < 10 s: {word}")
+        ok &= good
         if args.browser:
             browser_figures(out)
         if shutil.which("dot"):
