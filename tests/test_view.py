@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import gptir
 from gptir import Param, scope, trace
@@ -120,6 +122,34 @@ def test_layout_bounds_dummies_on_long_edges():
     bends = sum((len(p) - 2) // 2 for p in lay.routes.values())
     assert bends <= 500 + 300 and lay.long_edges
     assert all(len(lay.routes[e]) == 2 for e in lay.long_edges)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 40).flatmap(lambda n: st.tuples(
+    st.just(n),
+    st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), max_size=3 * n),
+    st.lists(st.lists(st.sampled_from("abc"), max_size=3).map(tuple), min_size=n, max_size=n))))
+def test_layout_invariants_on_random_dags(case):
+    n, pairs, paths = case
+    nodes = [f"v{i}" for i in range(n)]
+    edges = [(nodes[min(a, b)], nodes[max(a, b)]) for a, b in pairs if a != b]
+    clusters = {v: p for v, p in zip(nodes, paths)}
+    lay = layered_layout(nodes, edges, {v: 30 + 7 * (i % 5) for i, v in enumerate(nodes)}, clusters,
+                         dummy_budget=20)
+    for u, v in edges:
+        assert lay.rank[v] > lay.rank[u]
+        route = lay.routes[(u, v)]
+        assert all(b[1] >= a[1] for a, b in zip(route, route[1:]))  # every route runs downwards
+    for layer in lay.order:
+        xs = [lay.x[v] for v in layer]
+        assert xs == sorted(xs)
+        for a, b in zip(layer, layer[1:]):
+            assert lay.x[b] - lay.x[a] >= (30 + 30) / 2  # no two nodes of a rank overlap
+    for v, p in clusters.items():
+        for d in range(1, len(p) + 1):
+            x0, y0, x1, y1 = lay.boxes[p[:d]]
+            assert x0 < lay.x[v] < x1 and y0 < lay.y[v] < y1
+    assert sorted(lay.x) == sorted(nodes) and lay.width > 0 and lay.height > 0
 
 
 # -- DOT --------------------------------------------------------------------------------------------
