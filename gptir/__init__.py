@@ -17,6 +17,8 @@ from gptir.tracing import (
     Builder, Param, Tracer, broadcast_to, cast, concat, equal, exp, gather, greater, log, matmul, maximum,
     reduce_max, reduce_sum, relu, reshape, scatter_add, scope, stop_gradient, trace, transpose, where,
 )
+from gptir.dot import to_dot
+from gptir.viewer import to_svg, view
 from gptir import value  # noqa: E402 - the scalar Value API (``from gptir import value as V``)
 
 
@@ -31,5 +33,5 @@ __all__ = [
     "matmul", "maximum", "print_graph", "reduce_max", "reduce_sum", "relu", "reshape", "run", "scatter_add",
     "scope", "stop_gradient", "trace", "transpose", "verify", "where", "ParseError", "load_graph", "load_params",
     "parse", "save_graph", "save_params", "grad", "grad_output_name", "value", "GraphDiff", "diff_graphs",
-    "PASSES", "optimize", "run_pipeline", "compile_graph", "generate_source",
+    "PASSES", "optimize", "run_pipeline", "compile_graph", "generate_source", "to_dot", "to_svg", "view",
 ]

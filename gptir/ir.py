@@ -244,6 +244,19 @@ class Graph:
     def replace(self, **changes: Any) -> "Graph":
         return replace(self, **changes)
 
+    # -- pictures (Jupyter calls these) ---------------------------------------------------------------
+    # The drawing code sits layers above the IR (gptir.viewer: layout, diff, text); it is imported when
+    # a notebook asks for the picture, never when this module loads, so ir stays the bottom layer.
+    def _repr_svg_(self) -> str:
+        """The graph as an SVG picture (every node shown), for Jupyter."""
+        from gptir.viewer import to_svg
+
+        return to_svg(self)
+
+    def _repr_html_(self) -> str:
+        """The SVG in a scrolling box, so a big graph does not flood a notebook."""
+        return '<div style="max-height:640px;overflow:auto">' + self._repr_svg_() + "</div>"
+
     def to_networkx(self) -> "nx.DiGraph":
         """A ``networkx.DiGraph``: one node per value (carrying op, type, attrs, scope, loc), one edge per use.
 

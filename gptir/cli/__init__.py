@@ -18,7 +18,7 @@ from typing import Sequence
 from gptir.ir import GptirError, short, short_words
 
 # verb -> module under gptir.cli; each module defines register(subparsers)
-VERBS = ("trace", "exec", "grad", "opt", "diff", "train", "sample")
+VERBS = ("trace", "exec", "grad", "opt", "diff", "train", "sample", "dot", "view")
 MAX_ECHO = 80  # user text echoed in an error message is cut to about this many characters
 
 
