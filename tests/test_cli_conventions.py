@@ -359,3 +359,12 @@ def test_exec_opt_sample_and_diff_json_match_their_schemas(ckpt: Path, tmp_path:
     assert code == 0, err
     code, out, _ = inproc(capsys, monkeypatch, "diff", "--format", "json", str(dumps))
     validate(json.loads(out), "gptir-diff-history-1")
+
+
+def test_the_readmes_error_example_is_what_gptir_prints() -> None:
+    readme = (Path(ROOT) / "README.md").read_text()
+    block = readme[readme.index("$ gptir exec examples/broken.ir\n"):]
+    block = block[:block.index("```")]
+    want = block.split("\n", 1)[1]
+    r = run("exec", "examples/broken.ir")
+    assert (r.returncode, r.stdout, r.stderr) == (1, "", want)
