@@ -133,7 +133,7 @@ def test_bad_options_fail_before_training(data, extra, message):
 def test_bad_option_values_are_usage_errors(data, extra, message):
     r = gptir("train", "--data", str(data), "--steps", "1000", *extra)
     assert r.returncode == 2 and message in r.stderr and "usage: gptir train" in r.stderr
-    assert "step" not in r.stderr  # refused before any training step
+    assert "loss" not in r.stderr  # refused before any training step
 
 
 def test_traced_loss_with_a_checkpoint_matches_the_next_training_step(data, tmp_path):

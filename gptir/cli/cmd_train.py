@@ -177,7 +177,7 @@ def format_eta(seconds: float) -> str:
 
 def progress_line(step: int, total: int, loss: float, rate: float, eta: float, width: int) -> str:
     """The live bar, never longer than ``width - 1`` characters (a full-width line would wrap on some
-    terminals): the bar shrinks first, then the rate, the loss and the ETA are dropped in that order."""
+    terminals): the bar shrinks first, then the rate, the ETA and the loss are dropped in that order."""
     fields = [f"step {step}/{total}", f"loss {loss:.4f}", f"ETA {format_eta(eta)}", f"{rate:.1f} steps/s"]
     limit = max(width - 1, 1)
     while True:
