@@ -177,20 +177,22 @@ def format_eta(seconds: float) -> str:
 
 def progress_line(step: int, total: int, loss: float, rate: float, eta: float, width: int) -> str:
     """The live bar, never longer than ``width - 1`` characters (a full-width line would wrap on some
-    terminals): the bar shrinks first, then the rate, the ETA and the loss are dropped in that order."""
-    fields = [f"step {step}/{total}", f"loss {loss:.4f}", f"ETA {format_eta(eta)}", f"{rate:.1f} steps/s"]
+    terminals). As the terminal narrows the rate goes first, then the bar, then the loss; the step and the
+    ETA stay as long as they fit."""
+    step_, loss_, eta_, rate_ = (f"step {step}/{total}", f"loss {loss:.4f}", f"ETA {format_eta(eta)}",
+                                 f"{rate:.1f} steps/s")
     limit = max(width - 1, 1)
-    while True:
+    for bar, fields in ((True, [step_, loss_, eta_, rate_]), (True, [step_, loss_, eta_]),
+                        (False, [step_, loss_, eta_]), (False, [step_, eta_])):
         text = " | ".join(fields)
         room = limit - len(text) - 3  # "[" bar "] "
-        if room >= 10 or len(fields) == 1:
-            break
-        fields.pop()
-    bar_width = min(30, room)
-    if bar_width >= 10:
-        filled = int(bar_width * step / max(total, 1))
-        return f"[{'#' * filled}{'-' * (bar_width - filled)}] {text}"
-    return text[:limit]
+        if bar and room >= 10:
+            bar_width = min(30, room)
+            filled = int(bar_width * step / max(total, 1))
+            return f"[{'#' * filled}{'-' * (bar_width - filled)}] {text}"
+        if not bar and len(text) <= limit:
+            return text
+    return step_[:limit]
 
 
 def run(args: argparse.Namespace) -> int:
