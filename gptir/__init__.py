@@ -5,6 +5,8 @@ small text format (``print_graph``, ``parse``), differentiated by a graph-rewrit
 interpreted or compiled, and used to train and sample a character-level GPT.
 """
 
+__version__ = "0.1.0"  # the one place the version is written (pyproject reads it from here)
+
 from gptir.autodiff import grad, grad_output_name
 from gptir.diff import GraphDiff, diff_graphs
 from gptir.interp import ExecError, run
@@ -28,6 +30,7 @@ def verify(graph: Graph) -> None:
 
 
 __all__ = [
+    "__version__",
     "Builder", "ExecError", "GptirError", "Graph", "Node", "OPS", "Param", "ShapeError", "TensorType", "Tracer",
     "VerifyError", "broadcast_to", "cast", "concat", "equal", "exp", "gather", "greater", "log", "make_graph",
     "matmul", "maximum", "print_graph", "reduce_max", "reduce_sum", "relu", "reshape", "run", "scatter_add",

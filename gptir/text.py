@@ -25,15 +25,13 @@ from __future__ import annotations
 
 import difflib
 import functools
+import importlib.resources
 import io
 import json
 import math
 import os
 import re
-import site
 import struct
-import sys
-import sysconfig
 import zipfile
 from typing import Any, Callable, Iterable, Mapping
 
@@ -172,21 +170,13 @@ class ParseError(GptirError):
         return f"{head}\n    {src}\n    {pad}^"
 
 
-def _grammar_path() -> str:
-    """The grammar file: in the source tree (editable install) or under ``<prefix>/share/gptir``.
-
-    The canonical copy lives in ``grammars/``; pyproject installs it as a data file to
-    ``share/gptir/gptir.lark`` for a normal ``pip install .``.
-    """
-    here = os.path.dirname(os.path.abspath(__file__))
-    candidates = [os.path.join(os.path.dirname(here), "grammars", "gptir.lark")]
-    for base in (sysconfig.get_path("data"), sys.prefix, getattr(site, "USER_BASE", None) or ""):
-        if base:
-            candidates.append(os.path.join(base, "share", "gptir", "gptir.lark"))
-    for path in candidates:
-        if os.path.isfile(path):
-            return path
-    raise GptirError("the gptir grammar (gptir.lark) is not installed; reinstall gptir")  # pragma: no cover
+def _grammar_text() -> str:
+    """The grammar, read as package data (``gptir.grammars``; the one source file is ``grammars/gptir.lark``,
+    which pyproject maps into the package for every kind of install)."""
+    try:
+        return importlib.resources.files("gptir.grammars").joinpath("gptir.lark").read_text(encoding="utf-8")
+    except (ModuleNotFoundError, OSError):  # pragma: no cover - a broken install
+        raise GptirError("the gptir grammar (gptir/grammars/gptir.lark) is not installed; reinstall gptir") from None
 
 
 @functools.lru_cache(maxsize=None)
@@ -197,9 +187,7 @@ def _parser() -> Lark:
     terminals that can match the same text (checked with its ``interegular`` extra), so an ambiguity
     can never be resolved silently by lark's defaults.
     """
-    with open(_grammar_path(), encoding="utf-8") as f:
-        grammar = f.read()
-    return Lark(grammar, parser="lalr", strict=True, propagate_positions=True)
+    return Lark(_grammar_text(), parser="lalr", strict=True, propagate_positions=True)
 
 
 # How each terminal reads in an error message (never lark's internal names).

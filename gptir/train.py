@@ -210,6 +210,12 @@ def encode_batch(state: TrainState, batch_docs: Sequence[str]) -> dict[str, np.n
     return {"tokens": tokens, "targets": targets, "mask": mask}
 
 
+def truncated_docs(state: TrainState, docs: Sequence[str]) -> int:
+    """How many documents do not fit the context: their tokens beyond ``block_size`` are never trained on."""
+    bs = state.model.block_size
+    return sum(1 for d in docs if len(state.tokenizer.encode(d)) - 1 > bs)
+
+
 def train_step(state: TrainState, cache: ProgramCache, docs: Sequence[str]) -> tuple[TrainState, float]:
     """Run one step; returns the new state and the step's loss."""
     data = encode_batch(state, step_docs(state, docs))

@@ -17,11 +17,14 @@ import pytest
 from gptir.text import parse
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# where the gptir under test is imported from (the source tree for an editable install, a --target folder
+# when the tests run from an unpacked sdist): subprocesses import the same one
+PKG_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__import__("gptir").__file__)))
 MLP_WANT = None
 
 
 def gptir(*args: str, stdin: str | None = None, cwd: str = ROOT) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ, PYTHONPATH=PKG_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.run([sys.executable, "-m", "gptir.cli", *args], input=stdin, capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=120)
 
@@ -86,13 +89,14 @@ def test_exec_json_and_special_values(tmp_path: Any) -> None:
     ir = ok("trace", "examples/neuron.py:neuron", "--arg", "x=f64[]", "--param", "w1=0.5", "--param", "w2=-0.3")
     assert "param %w1 : f64[] = 0.5" in ir and "%neuron.relu = relu %neuron.add : f64[] @neuron" in ir
     doc = json.loads(ok("exec", "-", "--input", "x=2", "--format", "json", stdin=ir))
-    assert doc == {"outputs": {"out": {"dtype": "f64", "shape": [], "value": 0.5 * 2 - 0.3}}}
+    assert doc == {"schema": "gptir-exec/1", "graph": "neuron",
+                   "outputs": {"out": {"dtype": "f64", "shape": [], "value": 0.5 * 2 - 0.3}}}
 
 
 @pytest.mark.parametrize("value,fmt,want", [
-    ("inf", "json", '{"outputs": {"out": {"dtype": "f64", "shape": [], "value": "inf"}}}\n'),
-    ("-inf", "json", '{"outputs": {"out": {"dtype": "f64", "shape": [], "value": "-inf"}}}\n'),
-    ("nan", "json", '{"outputs": {"out": {"dtype": "f64", "shape": [], "value": "nan"}}}\n'),
+    ("inf", "json", '{"schema": "gptir-exec/1", "graph": "neuron", "outputs": {"out": {"dtype": "f64", "shape": [], "value": "inf"}}}\n'),
+    ("-inf", "json", '{"schema": "gptir-exec/1", "graph": "neuron", "outputs": {"out": {"dtype": "f64", "shape": [], "value": "-inf"}}}\n'),
+    ("nan", "json", '{"schema": "gptir-exec/1", "graph": "neuron", "outputs": {"out": {"dtype": "f64", "shape": [], "value": "nan"}}}\n'),
     ("-inf", "text", "out = -inf\n"), ("nan", "text", "out = nan\n"), ("0.1", "text", "out = 0.05\n"),
     ("-0.0", "text", "out = -0.0\n"), ("3", "text", "out = 1.5\n"),
 ])
@@ -303,7 +307,7 @@ def test_internal_error_subprocess(tmp_path: Any) -> None:
         "import gptir.cli.cmd_exec as m\n"
         "def run(args):\n    raise TypeError('injected')\n"
         "m.run = run\n")
-    env = dict(os.environ, PYTHONPATH=str(tmp_path) + os.pathsep + ROOT)
+    env = dict(os.environ, PYTHONPATH=str(tmp_path) + os.pathsep + PKG_ROOT)
     env.pop("GPTIR_TRACEBACK", None)
     r = subprocess.run([sys.executable, "-m", "gptir.cli", "exec", "-"], input="", capture_output=True, text=True,
                        cwd=ROOT, env=env, timeout=120)

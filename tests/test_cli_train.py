@@ -119,13 +119,21 @@ def test_traced_loss_matches_the_training_loss(data, tmp_path):
 @pytest.mark.parametrize("extra, message", [
     (["--out", "/nonexistent-gptir/run.ckpt"], "its folder does not exist"),
     (["--log", "/nonexistent-gptir/log.jsonl"], "its folder does not exist"),
-    (["--temperature", "0"], "--temperature must be a positive number"),
-    (["--n-embd", "6", "--n-head", "4"], "must be a multiple of n_head"),
 ])
 def test_bad_options_fail_before_training(data, extra, message):
     r = gptir("train", "--data", str(data), "--steps", "1000", *extra)
     assert r.returncode == 1 and message in r.stderr and "Traceback" not in r.stderr
     assert "step" not in r.stderr  # refused before any training step
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--temperature", "0"], "argument --temperature: must be a finite number > 0, got 0"),
+    (["--n-embd", "6", "--n-head", "4"], "--n-embd 6 must be a multiple of --n-head 4"),
+])
+def test_bad_option_values_are_usage_errors(data, extra, message):
+    r = gptir("train", "--data", str(data), "--steps", "1000", *extra)
+    assert r.returncode == 2 and message in r.stderr and "usage: gptir train" in r.stderr
+    assert "loss" not in r.stderr  # refused before any training step
 
 
 def test_traced_loss_with_a_checkpoint_matches_the_next_training_step(data, tmp_path):
@@ -150,7 +158,7 @@ def test_resume_keeps_the_checkpoint_settings(data, tmp_path):
     assert gptir("train", "--data", str(data), "--recipe", "microgptex", "--steps", "6", "--stop-after", "2",
                  "--samples", "0", "--out", str(ckpt), *SMALL).returncode == 0
     r = gptir("train", "--resume", str(ckpt), "--n-embd", "16", "--lr", "0.5")
-    assert r.returncode == 1 and "--n-embd, --lr cannot be changed when resuming" in r.stderr
+    assert r.returncode == 2 and "--n-embd, --lr cannot be changed when resuming" in r.stderr
     # no --data: the checkpoint remembers where its documents came from
     r = gptir("train", "--resume", str(ckpt), "--samples", "1", "--log", str(log))
     assert r.returncode == 0, r.stderr
@@ -159,25 +167,27 @@ def test_resume_keeps_the_checkpoint_settings(data, tmp_path):
     assert [rec["step"] for rec in read_log(log)[:-1]] == [3, 4, 5, 6]
 
 
-@pytest.mark.parametrize("lr, message", [("nan", "must be finite"), ("1e300", "training diverged at step")])
-def test_divergence_and_nonsense_rates_are_clear_errors(data, tmp_path, lr, message):
+@pytest.mark.parametrize("lr, message, code", [("nan", "argument --lr: must be a finite number > 0", 2),
+                                               ("1e300", "training diverged at step", 1)])
+def test_divergence_and_nonsense_rates_are_clear_errors(data, tmp_path, lr, message, code):
     log = tmp_path / "log.jsonl"
     r = gptir("train", "--data", str(data), "--steps", "5", "--lr", lr, "--log", str(log), *SMALL)
-    assert r.returncode == 1 and message in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == code and message in r.stderr and "Traceback" not in r.stderr
     for line in log.read_text().splitlines() if log.exists() else []:
         json.loads(line, parse_constant=lambda c: pytest.fail(f"bare {c} in the JSON log"))
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--steps", "10", "--stop-after", "0"], "--stop-after must be at least 1"),
-    (["--dump-dir", "x"], "go together"),
-    (["--save-every", "2"], "--save-every needs --out"),
-    (["--log", "-"], "--log needs a file name"),
-    (["--n-embd", "4000", "--n-layer", "200"], "gptir trains models of up to"),
+@pytest.mark.parametrize("extra, message, code", [
+    (["--steps", "10", "--stop-after", "0"], "argument --stop-after: must be at least 1, got 0", 2),
+    (["--dump-dir", "x"], "go together", 2),
+    (["--save-every", "2"], "--save-every needs --output", 2),
+    (["--log", "-"], "--log needs a file name", 2),
+    (["-o", "-"], "--output needs a file name", 2),
+    (["--n-embd", "4000", "--n-layer", "200"], "gptir trains models of up to", 1),
 ])
-def test_contradictory_or_impossible_options(data, extra, message):
+def test_contradictory_or_impossible_options(data, extra, message, code):
     r = gptir("train", "--data", str(data), *extra)
-    assert r.returncode == 1 and message in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == code and message in r.stderr and "Traceback" not in r.stderr
 
 
 def test_training_data_from_stdin(tmp_path):

@@ -1,6 +1,11 @@
 """The ``gptir`` command line: one module per verb, each with ``register(subparsers)``.
 
-Exit status: 0 on success, 1 on a user error (one line on stderr, no traceback), 2 on bad usage.
+Exit status: 0 on success, 1 on a user error (one line on stderr, no traceback), 2 on bad usage: the
+command line itself is wrong, whatever the files hold (unknown or abbreviated option, missing or
+malformed argument, a value outside its option's range such as ``--steps -5``, options that cannot go
+together); 141 (128 + SIGPIPE, what the shell shows for any program stopped by a closed pipe) when the
+reader of standard output went away (``gptir sample ... | head -1``), silently.
+The parser conventions every verb inherits are in :mod:`gptir.cli.conventions`.
 Nothing escapes as a traceback: running out of memory, too-deep recursion and any unexpected
 exception (a bug in gptir) also end in one line and exit 1. ``GPTIR_TRACEBACK=1`` shows the
 traceback of an internal error, for bug reports.
@@ -15,10 +20,13 @@ import sys
 import traceback
 from typing import Sequence
 
+from gptir import __version__
+from gptir.cli.conventions import GptirParser
 from gptir.ir import GptirError, short, short_words
 
 # verb -> module under gptir.cli; each module defines register(subparsers)
-VERBS = ("trace", "exec", "grad", "opt", "diff", "train", "sample", "dot", "view")
+VERBS = ("trace", "exec", "grad", "opt", "diff", "train", "sample", "dot", "view", "completion")
+EXIT_BROKEN_PIPE = 141
 MAX_ECHO = 80  # user text echoed in an error message is cut to about this many characters
 
 
@@ -32,9 +40,11 @@ def shorten(text: str, limit: int = MAX_ECHO) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gptir", description="A graph-IR compiler and interpreter for tiny GPTs.")
-    sub = parser.add_subparsers(dest="verb", metavar="VERB")
-    sub.required = True
+    parser = GptirParser(prog="gptir", description="A graph-IR compiler and interpreter for tiny GPTs.",
+                         epilog="'gptir VERB --help' describes a verb. Exit status: 0 success, 1 user error, "
+                                "2 bad usage (diff: 0 equal, 1 different, 2 error).")
+    parser.add_argument("--version", action="version", version=f"gptir {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", title="verbs")  # subparsers are GptirParsers too
     for verb in VERBS:
         try:
             module = importlib.import_module(f"gptir.cli.cmd_{verb}")
@@ -62,9 +72,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         args, extra = parser.parse_known_args(argv)  # bad usage: argparse prints the verb's usage, exits 2
         if extra:  # unknown options are reported by the verb's parser, with the verb's usage
             subparser(parser, args.verb).error(f"unrecognized arguments: {' '.join(extra)}")
+        if args.verb is None:  # bare `gptir`: the verbs, as a usage error
+            parser.print_help(sys.stderr)
+            return 2
         verb = args.verb
+        args.argv = ["gptir", *(sys.argv[1:] if argv is None else argv)]  # for run records (train --log)
         code = args.func(args)
         return int(code or 0)
+    except BrokenPipeError:  # the reader of stdout left (`| head`): quiet, as Unix tools are
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except UsageError as e:
         if parser is not None:
             subparser(parser, verb).print_usage(sys.stderr)
@@ -95,6 +112,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{_prog(verb)}: internal error: {type(e).__name__}: {msg} "
               f"(set GPTIR_TRACEBACK=1 to see the traceback)", file=sys.stderr)
         return 1
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail on the closed pipe again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout is not a real file (tests capture it)
+        pass
 
 
 def _prog(verb: str | None) -> str:

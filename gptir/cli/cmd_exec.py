@@ -13,7 +13,7 @@ import sys
 
 from gptir.budget import check_fits
 from gptir.cli.common import (
-    RAISE_MEMORY, check_paths, file_args, fit_empty, format_outputs, json_specs, memory_limit, parse_inputs, read_graph,
+    EXEC_SCHEMA, RAISE_MEMORY, check_paths, file_args, fit_empty, format_outputs, json_specs, memory_limit, parse_inputs, read_graph,
 )
 from gptir.interp import bind_inputs, run as interp_run
 from gptir.ir import GptirError
@@ -22,12 +22,14 @@ from gptir.ir import GptirError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("exec", help="run an IR file on inputs and print its outputs",
                        description="Run FILE.ir ('-' for stdin) and print its outputs.")
-    p.add_argument("file", metavar="FILE.ir")
+    p.add_argument("file", metavar="FILE.ir", help="IR file ('-' reads standard input)")
     p.add_argument("--input", action="append", default=[], metavar="NAME=VALUE",
                    help="an input value: JSON number or nested list, inf/nan, true/false, or @file.npy")
     p.add_argument("--params", metavar="FILE.npz", help="param values (override the IR's own)")
-    p.add_argument("--format", choices=("text", "json"), default="text")
-    p.add_argument("--backend", choices=("interp", "compiled"), default="interp")
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help=f"text: NAME = VALUE per output, one per line; json: one {EXEC_SCHEMA} object")
+    p.add_argument("--backend", choices=("compiled", "interp"), default="compiled",
+                   help="compiled numpy or the reference interpreter (bit-identical results)")
     p.set_defaults(func=run)
 
 

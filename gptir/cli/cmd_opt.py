@@ -10,6 +10,7 @@ section parses on its own), keeping standard output for the final IR. ``--dump-d
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -34,7 +35,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dump-dir", default=None, metavar="DIR",
                    help="write the IR before and after every pass as DIR/00-input.ir, DIR/01-<pass>.ir, ...")
     p.add_argument("-o", "--output", default="-", metavar="OUT.ir", help="where to write the IR (default: stdout)")
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help=f"text: the IR; json: one {JSON_SCHEMA} object on stdout (a report of the passes, and "
+                        "the IR as a string when -o is stdout)")
     p.set_defaults(func=run)
+
+
+JSON_SCHEMA = "gptir-opt/1"  # --format json, documented in the README
 
 
 def _pass_names(spec: str | None) -> list[str]:
@@ -74,10 +81,12 @@ def run(args: argparse.Namespace) -> int:
         os.makedirs(args.dump_dir, exist_ok=True)
         atomic_write_text(os.path.join(args.dump_dir, "00-input.ir"), _text(graph))
     step = 0
+    report: list[dict[str, object]] = []
 
     def on_pass(name: str, before: Graph, after: Graph) -> None:
         nonlocal step
         step += 1
+        report.append({"pass": name, "nodes_before": len(before), "nodes_after": len(after)})
         if args.print_after_all:
             sys.stderr.write(f"# ---- after {name}: {len(before)} -> {len(after)} nodes ----\n")
             sys.stderr.write(print_graph(after, inline_params=False))
@@ -86,5 +95,14 @@ def run(args: argparse.Namespace) -> int:
             atomic_write_text(os.path.join(args.dump_dir, f"{step:02d}-{name}.ir"), _text(after))
 
     result = run_pipeline(graph, names, on_pass=on_pass, check="full")
-    atomic_write_text(args.output, graph_text_for(result, args.input, args.output))
+    text = graph_text_for(result, args.input, args.output)
+    if args.format == "json":
+        if args.output != "-":
+            atomic_write_text(args.output, text)
+        doc = {"schema": JSON_SCHEMA, "input": {"file": args.input, "graph": graph.name, "nodes": len(graph)},
+               "passes": report, "output": {"file": args.output, "graph": result.name, "nodes": len(result)},
+               "ir": text if args.output == "-" else None}
+        atomic_write_text("-", json.dumps(doc, ensure_ascii=False) + "\n")
+    else:
+        atomic_write_text(args.output, text)
     return 0

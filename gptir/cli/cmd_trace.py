@@ -24,6 +24,7 @@ from gptir.cli import UsageError, shorten
 from gptir.cli.common import (
     RAISE_MEMORY, check_paths, echo, file_args, is_type_spec, memory_limit, split_spec, value_or_file, write_graph,
 )
+from gptir.cli.conventions import positive_int
 from gptir.ir import GptirError, Graph, TensorType
 from gptir.tracing import Param, trace
 
@@ -34,7 +35,8 @@ MICROGPT_OPTIONS = ("n_embd", "n_head", "n_layer", "block_size", "doc", "train_s
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("trace", help="trace a Python function (FILE.py:FUNCTION) or microgpt into IR",
                        description="Trace FILE.py:FUNCTION (or the built-in 'microgpt') and print its IR.")
-    p.add_argument("target", metavar="FILE.py:FUNCTION|microgpt")
+    p.add_argument("target", metavar="FILE.py:FUNCTION|microgpt",
+                   help="a function in a Python file, or the built-in microgpt model")
     p.add_argument("--arg", action="append", default=[], metavar="NAME=SPEC",
                    help="a data input: NAME=f64[3,4] (a type), NAME=VALUE (JSON number/list) or NAME=@file.npy")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
@@ -43,16 +45,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--params-out", metavar="FILE.npz",
                    help="write param values to this .npz sidecar instead of inline in the IR")
     g = p.add_argument_group("microgpt target")
-    g.add_argument("--n-embd", type=int, default=None)
-    g.add_argument("--n-head", type=int, default=None)
-    g.add_argument("--n-layer", type=int, default=None)
-    g.add_argument("--block-size", type=int, default=None)
+    g.add_argument("--n-embd", type=positive_int, default=None, metavar="N", help="embedding width (default 16)")
+    g.add_argument("--n-head", type=positive_int, default=None, metavar="N", help="attention heads (default 4)")
+    g.add_argument("--n-layer", type=positive_int, default=None, metavar="N", help="transformer layers (default 1)")
+    g.add_argument("--block-size", type=positive_int, default=None, metavar="N", help="context length (default 16)")
     g.add_argument("--doc", metavar="NAME", help="the document (name) to trace the loss of")
     g.add_argument("--train-step", action="store_true", help="trace a whole training step (loss, grads, Adam)")
-    g.add_argument("--data", metavar="FILE", help="training text, one document per line")
-    g.add_argument("--seed", type=int, default=None, metavar="S")
+    g.add_argument("--data", metavar="FILE",
+                   help="training text, one document per line (default: the built-in first-name corpus)")
+    g.add_argument("--seed", type=int, default=None, metavar="S", help="the run's random seed (default 42)")
     g.add_argument("--checkpoint", metavar="CKPT", help="take the model and parameters from this checkpoint")
-    g.add_argument("--batch", type=int, default=None, metavar="B", help="documents per step")
+    g.add_argument("--batch", type=positive_int, default=None, metavar="B", help="documents per step (default 1)")
     p.set_defaults(func=run)
 
 

@@ -10,6 +10,8 @@ import argparse
 import json
 import math
 import os
+import platform
+import shutil
 import sys
 import time
 from dataclasses import replace
@@ -17,6 +19,8 @@ from typing import Any
 
 from gptir import checkpoint
 from gptir import train as T
+from gptir.cli import UsageError
+from gptir.cli.conventions import nonnegative_int, positive_float, positive_int
 from gptir.data import load_docs
 from gptir.cli.common import RAISE_MEMORY, check_paths, memory_limit
 from gptir.fileio import atomic_write_text
@@ -29,37 +33,59 @@ from gptir.sample import LogitsCache, check_temperature, sample
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train microgpt and print sampled names",
                        description="Train microgpt on names (the built-in corpus unless --data), then sample.")
-    p.add_argument("--data", help="training text, one document per line; - reads standard input "
+    p.add_argument("--data", metavar="FILE", help="training text, one document per line; - reads standard input "
                    "(default: the built-in first-name corpus)")
-    p.add_argument("--steps", type=int, default=None,
+    p.add_argument("--steps", type=positive_int, default=None, metavar="N",
                    help="length of the run: its learning rate decays to 0 there (default 1000). With --resume: "
                         "train until this step of the resumed run")
-    p.add_argument("--stop-after", type=int, default=None, metavar="K",
+    p.add_argument("--stop-after", type=positive_int, default=None, metavar="K",
                    help="stop after step K of the run (with --out, to continue later with --resume)")
     # None = not given: a resumed run takes these from its checkpoint and refuses changes
-    p.add_argument("--seed", type=int, default=None, help="(default 42)")
+    p.add_argument("--seed", type=int, default=None, metavar="S", help="the run's random seed (default 42)")
     p.add_argument("--recipe", choices=T.RECIPES, default=None,
                    help="microgpt (default): one Python random stream (Karpathy's run); "
                         "microgptex: threaded exsss streams (MicroGPTEx's run)")
-    p.add_argument("--n-embd", type=int, default=None, help="(default 16)")
-    p.add_argument("--n-head", type=int, default=None, help="(default 4)")
-    p.add_argument("--n-layer", type=int, default=None, help="(default 1)")
-    p.add_argument("--block-size", type=int, default=None, help="(default 16)")
-    p.add_argument("--lr", type=float, default=None, help="(default 0.01)")
-    p.add_argument("--batch", type=int, default=None,
+    p.add_argument("--n-embd", type=positive_int, default=None, metavar="N", help="embedding width (default 16)")
+    p.add_argument("--n-head", type=positive_int, default=None, metavar="N",
+                   help="attention heads; must divide --n-embd (default 4)")
+    p.add_argument("--n-layer", type=positive_int, default=None, metavar="N", help="transformer layers (default 1)")
+    p.add_argument("--block-size", type=positive_int, default=None, metavar="N",
+                   help="context length in tokens; longer documents are cut, with a note (default 16)")
+    p.add_argument("--lr", type=positive_float, default=None, help="Adam's learning rate (default 0.01)")
+    p.add_argument("--batch", type=positive_int, default=None, metavar="B",
                    help="documents per step (padded and masked); 1 (the default) is the reference run")
-    p.add_argument("--backend", choices=T.BACKENDS, default="compiled")
-    p.add_argument("--samples", type=int, default=20, metavar="K", help="names to sample after training")
-    p.add_argument("--temperature", type=float, default=0.5)
-    p.add_argument("--out", metavar="CKPT", help="write a checkpoint here at the end (atomically)")
-    p.add_argument("--save-every", type=int, default=0, metavar="N", help="also checkpoint every N steps")
+    p.add_argument("--backend", choices=T.BACKENDS, default="compiled", help="how the training step runs")
+    p.add_argument("-n", "--num", "--samples", dest="samples", type=nonnegative_int, default=20, metavar="K",
+                   help="names to sample after training (--samples is the older spelling)")
+    p.add_argument("--temperature", type=positive_float, default=0.5, metavar="T", help="sampling temperature")
+    p.add_argument("-o", "--output", "--out", dest="out", metavar="CKPT",
+                   help="write a checkpoint here at the end, atomically (--out is the older spelling)")
+    p.add_argument("--save-every", type=nonnegative_int, default=0, metavar="N",
+                   help="also checkpoint every N steps (0: only at the end)")
     p.add_argument("--resume", metavar="CKPT", help="continue the run saved in this checkpoint")
-    p.add_argument("--log", metavar="FILE", help="write JSON lines: every step's loss, then every sample")
-    p.add_argument("--dump-ir-every", type=int, default=0, metavar="N",
-                   help="write the loss graph with the current parameters every N steps (needs --dump-dir)")
+    p.add_argument("--log", metavar="FILE", help="write JSON lines: the run record, every step's loss, every sample")
+    p.add_argument("--dump-ir-every", type=nonnegative_int, default=0, metavar="N",
+                   help="write the loss graph with the current parameters every N steps (needs --dump-dir; 0: never)")
     p.add_argument("--dump-dir", metavar="DIR", help="folder for --dump-ir-every files (step-0000.ir, ...)")
-    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--quiet", action="store_true", help="no progress or notes on stderr")
     p.set_defaults(func=run)
+
+
+LOG_SCHEMA = "gptir-train-log/1"  # --log: JSON lines, documented in the README
+
+
+def run_record(args: argparse.Namespace, state: T.TrainState) -> dict[str, Any]:
+    """The first line of ``--log``: what is needed to reproduce the run (settings, versions, command)."""
+    import lark
+    import numpy as np
+
+    from gptir import __version__
+
+    return {"recipe": state.recipe, "seed": state.seed, "num_steps": state.num_steps, "start_step": state.step,
+            "data": state.data, "batch": state.batch, "backend": args.backend, "model": state.model.to_json(),
+            "adam": state.adam.to_json(), "command": list(getattr(args, "argv", ["gptir", "train"])),
+            "versions": {"gptir": __version__, "numpy": np.__version__, "lark": lark.__version__,
+                         "python": platform.python_version()}}
 
 
 RUN_OPTIONS = ("seed", "recipe", "n_embd", "n_head", "n_layer", "block_size", "lr", "batch")
@@ -69,7 +95,7 @@ def _start(args: argparse.Namespace) -> tuple[T.TrainState, list[str]]:
     if args.resume:
         given = [f"--{name.replace('_', '-')}" for name in RUN_OPTIONS if getattr(args, name) is not None]
         if given:
-            raise GptirError(f"{', '.join(given)} cannot be changed when resuming: a resumed run keeps its "
+            raise UsageError(f"{', '.join(given)} cannot be changed when resuming: a resumed run keeps its "
                              "checkpoint's settings (start a new run instead)")
         state = checkpoint.load(args.resume)
         data = args.data if args.data is not None else state.data
@@ -78,14 +104,13 @@ def _start(args: argparse.Namespace) -> tuple[T.TrainState, list[str]]:
         if data is not None and args.data is None and not os.path.exists(data):
             raise GptirError(f"the checkpoint was trained on {data}, which no longer exists: pass --data")
         return state, T.resume_docs(state, load_docs(data))
-    for name in ("steps", "n_embd", "n_head", "n_layer", "block_size", "batch"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise GptirError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    n_embd, n_head = args.n_embd or 16, args.n_head or 4
+    if n_embd % n_head:
+        raise UsageError(f"--n-embd {n_embd} must be a multiple of --n-head {n_head}")
     docs = load_docs(args.data)
     state, shuffled = T.start(
         docs, recipe=args.recipe or "microgpt", seed=42 if args.seed is None else args.seed,
-        num_steps=args.steps or 1000, n_embd=args.n_embd or 16, n_head=args.n_head or 4,
+        num_steps=args.steps or 1000, n_embd=n_embd, n_head=n_head,
         n_layer=args.n_layer or 1, block_size=args.block_size or 16,
         adam=AdamConfig(lr=0.01 if args.lr is None else args.lr), batch=args.batch or 1, max_memory=memory_limit())
     data = None if args.data is None else args.data if args.data == "-" else os.path.abspath(args.data)
@@ -100,8 +125,6 @@ def _target(args: argparse.Namespace, state: T.TrainState) -> int:
                              f"there); --steps {args.steps} is beyond it: start a new run for a longer schedule")
         until = args.steps
     if args.stop_after is not None:
-        if args.stop_after < 1:
-            raise GptirError("--stop-after must be at least 1")
         until = min(until, args.stop_after)
     if until <= state.step:
         if state.step == state.num_steps:
@@ -113,7 +136,8 @@ def _target(args: argparse.Namespace, state: T.TrainState) -> int:
 
 
 class Progress:
-    """Live bar on a terminal, periodic plain lines otherwise."""
+    """Live bar on a terminal (one line, cut to the terminal's width, with an ETA), periodic plain lines
+    otherwise."""
 
     def __init__(self, start: int, until: int, total: int, quiet: bool) -> None:
         self.start, self.until, self.total, self.quiet = start, until, total, quiet
@@ -127,34 +151,59 @@ class Progress:
             return
         done = step - self.start
         rate = done / max(time.perf_counter() - self.t0, 1e-9)
+        eta = (self.until - step) / rate if rate > 0 else 0.0
         if self.tty:
             now = time.perf_counter()
             if step != self.until and now - self.drawn < 0.05:  # redraw at most 20 times a second
                 return
             self.drawn = now
-            width = 30
-            filled = int(width * step / self.total)
-            bar = "#" * filled + "-" * (width - filled)
-            sys.stderr.write(f"\r[{bar}] step {step:4d}/{self.total} | loss {loss:.4f} | {rate:7.1f} steps/s")
+            width = shutil.get_terminal_size((80, 24)).columns
+            # \r and erase-to-end-of-line: a shorter line leaves nothing of the previous one
+            sys.stderr.write("\r" + progress_line(step, self.total, loss, rate, eta, width) + "\x1b[K")
             if step == self.until:
                 sys.stderr.write("\n")
             sys.stderr.flush()
         elif done % self.every == 0 or step == self.until:
-            print(f"step {step:4d}/{self.total} | loss {loss:.6f} | {rate:.1f} steps/s", file=sys.stderr, flush=True)
+            print(f"step {step:4d}/{self.total} | loss {loss:.6f} | {rate:.1f} steps/s | ETA {format_eta(eta)}",
+                  file=sys.stderr, flush=True)
+
+
+def format_eta(seconds: float) -> str:
+    """``0:07``, ``12:30``, ``2:05:00``."""
+    s = int(round(max(seconds, 0.0)))
+    h, rem = divmod(s, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def progress_line(step: int, total: int, loss: float, rate: float, eta: float, width: int) -> str:
+    """The live bar, never longer than ``width - 1`` characters (a full-width line would wrap on some
+    terminals). As the terminal narrows the rate goes first, then the bar, then the loss; the step and the
+    ETA stay as long as they fit."""
+    step_, loss_, eta_, rate_ = (f"step {step}/{total}", f"loss {loss:.4f}", f"ETA {format_eta(eta)}",
+                                 f"{rate:.1f} steps/s")
+    limit = max(width - 1, 1)
+    for bar, fields in ((True, [step_, loss_, eta_, rate_]), (True, [step_, loss_, eta_]),
+                        (False, [step_, loss_, eta_]), (False, [step_, eta_])):
+        text = " | ".join(fields)
+        room = limit - len(text) - 3  # "[" bar "] "
+        if bar and room >= 10:
+            bar_width = min(30, room)
+            filled = int(bar_width * step / max(total, 1))
+            return f"[{'#' * filled}{'-' * (bar_width - filled)}] {text}"
+        if not bar and len(text) <= limit:
+            return text
+    return step_[:limit]
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.dump_ir_every < 0 or args.save_every < 0:
-        raise GptirError("--dump-ir-every and --save-every must be >= 1 (or left out)")
     if bool(args.dump_ir_every) != bool(args.dump_dir):
-        raise GptirError("--dump-ir-every N and --dump-dir DIR go together")
+        raise UsageError("--dump-ir-every N and --dump-dir DIR go together")
     if args.save_every and not args.out:
-        raise GptirError("--save-every needs --out (the checkpoint to write)")
-    for name in ("out", "log"):
-        if getattr(args, name) == "-":
-            raise GptirError(f"--{name} needs a file name ('-' would mix it with the sampled names on stdout)")
-    if args.samples < 0:
-        raise GptirError("--samples must be >= 0")
+        raise UsageError("--save-every needs --output (the checkpoint to write)")
+    for option, path in (("--output", args.out), ("--log", args.log)):
+        if path == "-":
+            raise UsageError(f"{option} needs a file name ('-' would mix it with the sampled names on stdout)")
     try:  # before training: a run must not fail at its end
         check_temperature(args.temperature)
     except GptirError as e:
@@ -174,9 +223,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"num docs: {len(docs)} | vocab size: {state.model.vocab_size} | num params: {num_params(state.model)}"
               f" | recipe {state.recipe} | backend {args.backend} | step {state.step}/{state.num_steps}",
               file=sys.stderr, flush=True)
-    log: list[dict[str, Any]] = [{"run": {
-        "recipe": state.recipe, "seed": state.seed, "num_steps": state.num_steps, "start_step": state.step,
-        "data": state.data, "batch": state.batch, "model": state.model.to_json(), "adam": state.adam.to_json()}}]
+    cut = T.truncated_docs(state, docs)
+    if cut and not args.quiet:
+        print(f"gptir train: note: {cut} of {len(docs)} documents are longer than --block-size "
+              f"{state.model.block_size} and are cut to their first {state.model.block_size} tokens",
+              file=sys.stderr, flush=True)
+    log: list[dict[str, Any]] = [{"schema": LOG_SCHEMA, "run": run_record(args, state)}]
     if args.dump_dir:
         os.makedirs(args.dump_dir, exist_ok=True)
     cache = T.ProgramCache(state.model, state.adam, state.num_steps, args.backend)

@@ -212,9 +212,12 @@ def _json_safe(v: Any) -> Any:
     return v
 
 
+EXEC_SCHEMA = "gptir-exec/1"  # gptir exec --format json, documented in the README
+
+
 def format_outputs(outputs: Mapping[str, np.ndarray], graph: Graph, fmt: str) -> str:
     if fmt == "json":
-        doc: dict[str, Any] = {"outputs": {}}
+        doc: dict[str, Any] = {"schema": EXEC_SCHEMA, "graph": graph.name, "outputs": {}}
         for name, arr in outputs.items():
             arr = np.asarray(arr)
             ty = graph.nodes[graph.outputs[name]].type
