@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("model",),
     ("optim",),
     ("data", "train", "sample", "checkpoint"),
-    ("cli", "__init__"),
+    ("cli", "__init__", "__main__"),
 ]
 
 

@@ -63,7 +63,7 @@ def bash_script(parser: argparse.ArgumentParser) -> str:
             else:
                 value_cases.append(f'            {names}) COMPREPLY=($(compgen -f -- "$cur")); return;;')
         positional = [a for a in p._actions if not a.option_strings and a.choices]
-        words_default = ('COMPREPLY=($(compgen -W "' + _words([str(c) for c in positional[0].choices]) + '" -- "$cur"))'
+        words_default = ('COMPREPLY=($(compgen -W "' + _words([str(c) for c in (positional[0].choices or ())]) + '" -- "$cur"))'
                          if positional else 'COMPREPLY=($(compgen -f -- "$cur"))')
         cases.append(
             f"        {verb})\n"
