@@ -133,6 +133,8 @@ def test_the_checker_sees_upward_and_hidden_imports():
 def test_modules_import_in_layer_order():
     for layer in LAYERS:
         for name in layer:
+            if name == "__main__":  # importing it runs the command line
+                continue
             importlib.import_module("gptir" if name == "__init__" else f"gptir.{name}")
 
 
