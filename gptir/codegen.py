@@ -31,7 +31,7 @@ import numpy as np
 from gptir.interp import ExecError, bind_input
 from gptir.interp import run as interp_run
 from gptir.ir import DTYPES, NUMPY_DTYPES, GptirError, Graph, Node, TensorType
-from gptir.ops import OPS
+from gptir.ops import OPS, slice_index
 from gptir.passes import c_contiguous, evaluate_node
 
 Compiled = Callable[[Mapping[str, Any]], dict[str, np.ndarray]]
@@ -66,6 +66,8 @@ def _safe_attrs(node: Node) -> dict[str, Any]:
     if not kinds:
         return out
     for k, kind in kinds.items():
+        if k not in node.attrs and k in opdef.optional:
+            continue  # an omitted optional attribute: the op's emitter supplies the default
         if k not in node.attrs:
             raise CodegenError(f"%{node.name}: missing attribute {k} (verify the graph first)")
         v = node.attrs[k]
@@ -135,7 +137,7 @@ _FAST: dict[str, Callable[[Sequence[str], Mapping[str, Any], Node], str]] = {
 _LIFT: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     "reshape": lambda at: at["shape"],
     "broadcast": lambda at: at["shape"],
-    "slice": lambda at: tuple(slice(s, e) for s, e in zip(at["start"], at["stop"])),  # the interpreter's index
+    "slice": slice_index,  # the interpreter's own index
     "scatter_add": lambda at: at["size"],
 }
 _LIFT_EMIT: dict[str, Callable[[Sequence[str], str], str]] = {

@@ -31,6 +31,8 @@ class OpDef:
     already validated (ints, floats, bools, dtypes), so generated source never contains text taken
     from an IR file. ``grad`` is the reverse-mode rule (see gptir.autodiff); ``nondiff`` says why an
     op has no rule. ``kind`` groups ops for passes: elementwise, reduce, movement, source, other.
+    ``optional`` names attributes a node may omit (their default is documented with the op; an
+    omitted attribute is never printed, so old files parse and print as they did).
     """
 
     name: str
@@ -43,6 +45,7 @@ class OpDef:
     commutative: bool = False
     grad: Callable[..., Any] | None = None
     nondiff: str | None = None
+    optional: frozenset[str] = frozenset()
 
 
 # -- type rules ------------------------------------------------------------------------------------
@@ -103,13 +106,13 @@ def _axes(t: TensorType, axes: tuple[int, ...]) -> tuple[int, ...]:
     return axes
 
 
-def _reduce(allowed: Sequence[str], nonempty: bool) -> InferFn:
+def _reduce(allowed: Sequence[str], nonempty: str | None) -> InferFn:
     def infer(types: Sequence[TensorType], attrs: Attrs) -> TensorType:
         t = types[0]
         _need_dtype(t, allowed, "this reduction")
         axes = _axes(t, attrs["axes"])
         if nonempty and any(t.shape[a] == 0 for a in axes):
-            raise ShapeError(f"cannot take the max over an empty axis of {t}")
+            raise ShapeError(f"cannot take the {nonempty} over an empty axis of {t}")
         if attrs["keepdims"]:
             return t.with_shape(1 if i in axes else d for i, d in enumerate(t.shape))
         return t.with_shape(d for i, d in enumerate(t.shape) if i not in axes)
@@ -165,14 +168,42 @@ def _broadcast(types: Sequence[TensorType], attrs: Attrs) -> TensorType:
     return t.with_shape(shape)
 
 
+def _argmax(types: Sequence[TensorType], attrs: Attrs) -> TensorType:
+    t, axis = types[0], attrs["axis"]
+    _need_dtype(t, NUMERIC, "argmax")
+    if not 0 <= axis < t.rank:
+        raise ShapeError(f"argmax axis {axis} is out of range for {t}")
+    if t.shape[axis] == 0:
+        raise ShapeError(f"cannot take the argmax over an empty axis of {t}")
+    return TensorType("i64", tuple(d for i, d in enumerate(t.shape) if i != axis))
+
+
+def slice_steps(attrs: Attrs) -> tuple[int, ...]:
+    """A slice node's steps: its ``step`` attribute, or all ones when the node omits it."""
+    step = attrs.get("step")
+    return tuple(step) if step is not None else (1,) * len(attrs["start"])
+
+
+def slice_length(start: int, stop: int, step: int) -> int:
+    """How many entries ``start:stop:step`` takes (the bounds already normalised, see ``_slice``)."""
+    return (stop - start + step - 1) // step if step > 0 else (start - stop - step - 1) // -step
+
+
 def _slice(types: Sequence[TensorType], attrs: Attrs) -> TensorType:
-    t, start, stop = types[0], attrs["start"], attrs["stop"]
-    if len(start) != t.rank or len(stop) != t.rank:
-        raise ShapeError(f"slice of {t} needs {t.rank} starts and stops")
-    for s, e, d in zip(start, stop, t.shape):
-        if not 0 <= s <= e <= d:
+    """Per axis ``start:stop:step`` in the normal form ``slice.indices`` gives: a positive step
+    needs ``0 <= start <= stop <= dim``; a negative one counts down, ``-1 <= stop <= start < dim``
+    (a stop of -1 means "past index 0", numpy's ``x[s::-1]``)."""
+    t, start, stop, step = types[0], attrs["start"], attrs["stop"], slice_steps(attrs)
+    if len(start) != t.rank or len(stop) != t.rank or len(step) != t.rank:
+        raise ShapeError(f"slice of {t} needs {t.rank} starts, stops and steps")
+    for s, e, k, d in zip(start, stop, step, t.shape):
+        if k == 0:
+            raise ShapeError("slice step cannot be zero")
+        if k > 0 and not 0 <= s <= e <= d:
             raise ShapeError(f"slice [{s}:{e}] is out of range for a dimension of {d} in {t}")
-    return t.with_shape(e - s for s, e in zip(start, stop))
+        if k < 0 and not (-1 <= e <= s < d or s == e == -1):
+            raise ShapeError(f"slice [{s}:{e}:{k}] is out of range for a dimension of {d} in {t}")
+    return t.with_shape(slice_length(s, e, k) for s, e, k in zip(start, stop, step))
 
 
 def _concat(types: Sequence[TensorType], attrs: Attrs) -> TensorType:
@@ -224,12 +255,27 @@ def _scatter_add_eval(args: Sequence[np.ndarray], attrs: Attrs) -> np.ndarray:
     return out
 
 
-def _slices(attrs: Attrs) -> tuple[slice, ...]:
-    return tuple(slice(s, e) for s, e in zip(attrs["start"], attrs["stop"]))
+def slice_index(attrs: Attrs) -> tuple[slice, ...]:
+    """The numpy index of a slice node (the interpreter's, and the compiled code's closure constant)."""
+    out = []
+    for s, e, k in zip(attrs["start"], attrs["stop"], slice_steps(attrs)):
+        if k < 0 and e < 0:  # count down past index 0: numpy spells that stop as None
+            out.append(slice(s, None, k) if s >= 0 else slice(0, 0, 1))
+        else:
+            out.append(slice(s, e, k))
+    return tuple(out)
 
 
 def _slice_src(attrs: Attrs) -> str:
-    return "[" + ", ".join(f"{s}:{e}" for s, e in zip(attrs["start"], attrs["stop"])) + ("," if len(attrs["start"]) == 1 else "") + "]"
+    def one(sl: slice) -> str:
+        stop = "" if sl.stop is None else str(int(sl.stop))
+        return f"{int(sl.start)}:{stop}" + (f":{int(sl.step)}" if sl.step != 1 else "")
+    parts = [one(sl) for sl in slice_index(attrs)]
+    return "[" + ", ".join(parts) + ("," if len(parts) == 1 else "") + "]"
+
+
+def _sigmoid_eval(args: Sequence[np.ndarray], attrs: Attrs) -> np.ndarray:
+    return np.divide(1.0, np.add(1.0, np.exp(np.negative(args[0]))))
 
 
 def _call(fn: str) -> EmitFn:
@@ -266,7 +312,10 @@ def _g_div(c: Any) -> tuple:  # d(a/b)/db = -(a/b)/b: reuse the output
 
 
 def _g_pow(c: Any) -> tuple:
+    """At a zero base the conventions of JAX and torch: d/da is 0 where the exponent is 0 (not
+    0 * 0**-1 = nan), and d/db uses log(1) = 0 where the base is 0 (so 0**y gets no db)."""
     a, b = c.inputs
+    T = c.T
     da = db = None
     if c.needs[0]:
         k = c.constant(1)  # a constant exponent k: k * a**(k-1) with k-1 folded now
@@ -279,9 +328,9 @@ def _g_pow(c: Any) -> tuple:
         elif k is not None and k.ndim == 0:
             da = c.g * (b * a ** (float(k) - 1.0))
         else:
-            da = c.g * (b * a ** (b - 1.0))
+            da = c.g * T.where(T.equal(b, 0.0), 0.0, b * a ** (b - 1.0))
     if c.needs[1]:  # only when the exponent itself depends on a wrt input
-        db = c.g * (c.out * c.T.log(a))
+        db = c.g * (c.out * T.log(T.where(T.equal(a, 0.0), 1.0, a)))
     return (da, db)
 
 
@@ -302,11 +351,52 @@ def _g_relu(c: Any) -> tuple:  # the kink at 0 gets gradient 0
     return (c.T.where(c.T.greater(c.inputs[0], z), c.g, z),)
 
 
-def _g_maximum(c: Any) -> tuple:  # ties route to the first operand
+def _g_extremum(c: Any, first_wins: str) -> tuple:
+    """maximum / minimum: the winning operand gets the cotangent; ties split it evenly (as JAX and
+    torch do), so the gradient does not depend on the operand order."""
     a, b = c.inputs
+    T = c.T
     z = c.zeros(c.g.shape)
-    b_wins = c.T.greater(b, a)
-    return (c.T.where(b_wins, z, c.g) if c.needs[0] else None, c.T.where(b_wins, c.g, z) if c.needs[1] else None)
+    half = c.g * 0.5
+    tie = T.equal(a, b)
+    wins = T.greater if first_wins == "gt" else T.less
+    da = T.where(wins(a, b), c.g, T.where(tie, half, z)) if c.needs[0] else None
+    db = T.where(wins(b, a), c.g, T.where(tie, half, z)) if c.needs[1] else None
+    return (da, db)
+
+
+def _g_maximum(c: Any) -> tuple:
+    return _g_extremum(c, "gt")
+
+
+def _g_minimum(c: Any) -> tuple:
+    return _g_extremum(c, "lt")
+
+
+def _g_tanh(c: Any) -> tuple:  # 1 - tanh^2, from the output
+    return (c.g * (1.0 - c.out * c.out),)
+
+
+def _g_sigmoid(c: Any) -> tuple:  # s * (1 - s), from the output
+    return (c.g * (c.out * (1.0 - c.out)),)
+
+
+def _g_sqrt(c: Any) -> tuple:  # 1 / (2 sqrt x), from the output (inf at 0, as in JAX and torch)
+    return (c.g / (c.out + c.out),)
+
+
+def _g_abs(c: Any) -> tuple:  # sign(x): 0 at 0, as JAX and torch define it
+    x, T = c.inputs[0], c.T
+    z = c.zeros(c.g.shape)
+    return (T.where(T.greater(x, z), c.g, T.where(T.less(x, z), -c.g, z)),)
+
+
+def _g_sin(c: Any) -> tuple:
+    return (c.g * c.T.cos(c.inputs[0]),)
+
+
+def _g_cos(c: Any) -> tuple:
+    return (-(c.g * c.T.sin(c.inputs[0])),)
 
 
 def _g_where(c: Any) -> tuple:
@@ -327,8 +417,8 @@ def _g_sum(c: Any) -> tuple:  # leading reduced axes need no reshape: broadcasti
 
 
 def _g_max(c: Any) -> tuple:
-    """Every maximal entry gets an equal share of the cotangent (ties split it evenly, like
-    tinygrad and torch.amax), so the gradient is the same whatever order the entries are in."""
+    """Every maximal (for min: minimal) entry gets an equal share of the cotangent (ties split it
+    evenly, like tinygrad and torch.amax), so the gradient is the same whatever order the entries are in."""
     T, x, axes = c.T, c.inputs[0], c.attrs["axes"]
     kept = _kept_shape(x.shape, axes)
     hit = T.equal(x, T.broadcast_to(T.reshape(c.out, kept), x.shape))
@@ -385,18 +475,37 @@ def _g_broadcast(c: Any) -> tuple:  # sum over the new leading axes and the stre
     return (c.T.reshape(c.T.reduce_sum(c.g, tuple(range(lead)) + stretched), x.shape),)
 
 
-def _g_slice(c: Any) -> tuple:  # pad back with zero blocks: one concat per sliced axis
-    x, g = c.inputs[0], c.g
-    for axis, (s, e, d) in enumerate(zip(c.attrs["start"], c.attrs["stop"], x.shape)):
-        if s == 0 and e == d:
+def _g_slice(c: Any) -> tuple:
+    """Scatter g back to the operand's positions, one axis at a time: a negative step is undone by
+    reversing, a step k > 1 by interleaving k-1 zeros after each entry, then zero blocks pad the
+    low and high ends (one concat per axis)."""
+    T, x, g = c.T, c.inputs[0], c.g
+    if 0 in g.shape:
+        return (c.zeros(x.shape),)
+    for axis, (s, e, k, d) in enumerate(zip(c.attrs["start"], c.attrs["stop"], slice_steps(c.attrs), x.shape)):
+        n = g.shape[axis]
+        if k == 1 and s == 0 and e == d:
             continue
+        if k < 0:
+            if n > 1:
+                g = T.slice_(g, [n - 1 if i == axis else 0 for i in range(g.ndim)],
+                             [-1 if i == axis else size for i, size in enumerate(g.shape)],
+                             [-1 if i == axis else 1 for i in range(g.ndim)])
+            s, k = s + (n - 1) * k, -k  # the lowest index taken, and the stride up from it
+        if k > 1 and n > 1:
+            shp = g.shape
+            spread = shp[:axis + 1] + (1,) + shp[axis + 1:]
+            g = T.concat([T.reshape(g, spread), c.zeros(shp[:axis + 1] + (k - 1,) + shp[axis + 1:])], axis + 1)
+            g = T.reshape(g, shp[:axis] + (n * k,) + shp[axis + 1:])
+            g = T.slice_(g, [0] * g.ndim, [(n - 1) * k + 1 if i == axis else size for i, size in enumerate(g.shape)])
+        hi = s + g.shape[axis]
         parts = []
         if s > 0:
             parts.append(c.zeros(g.shape[:axis] + (s,) + g.shape[axis + 1:]))
         parts.append(g)
-        if e < d:
-            parts.append(c.zeros(g.shape[:axis] + (d - e,) + g.shape[axis + 1:]))
-        g = c.T.concat(parts, axis)
+        if hi < d:
+            parts.append(c.zeros(g.shape[:axis] + (d - hi,) + g.shape[axis + 1:]))
+        g = T.concat(parts, axis) if len(parts) > 1 else g
     return (g,)
 
 
@@ -446,10 +555,31 @@ _table: list[OpDef] = [
     OpDef("log", 1, _unary(("f64",)), lambda a, at: np.log(a[0]), _call("np.log"), kind="elementwise", grad=_g_log),
     OpDef("relu", 1, _unary(NUMERIC), lambda a, at: np.maximum(a[0], a[0].dtype.type(0)),
           lambda a, at: f"np.maximum({a[0]}, 0)", kind="elementwise", grad=_g_relu),  # weak 0: f64 or i64
+    OpDef("minimum", 2, _binary(NUMERIC), lambda a, at: np.minimum(*a), _call("np.minimum"), kind="elementwise",
+          commutative=True, grad=_g_minimum),
+    OpDef("tanh", 1, _unary(("f64",)), lambda a, at: np.tanh(a[0]), _call("np.tanh"), kind="elementwise",
+          grad=_g_tanh),
+    OpDef("sigmoid", 1, _unary(("f64",)), _sigmoid_eval,  # 1 / (1 + exp(-x)), as jax.nn.sigmoid
+          lambda a, at: f"np.divide(1.0, np.add(1.0, np.exp(np.negative({a[0]}))))", kind="elementwise",
+          grad=_g_sigmoid),
+    OpDef("sqrt", 1, _unary(("f64",)), lambda a, at: np.sqrt(a[0]), _call("np.sqrt"), kind="elementwise",
+          grad=_g_sqrt),
+    OpDef("abs", 1, _unary(NUMERIC), lambda a, at: np.absolute(a[0]), _call("np.absolute"), kind="elementwise",
+          grad=_g_abs),
+    OpDef("sin", 1, _unary(("f64",)), lambda a, at: np.sin(a[0]), _call("np.sin"), kind="elementwise", grad=_g_sin),
+    OpDef("cos", 1, _unary(("f64",)), lambda a, at: np.cos(a[0]), _call("np.cos"), kind="elementwise", grad=_g_cos),
     # comparisons and selection
     OpDef("gt", 2, _binary(NUMERIC, "bool"), lambda a, at: np.greater(*a), _call("np.greater"), kind="elementwise",
           nondiff="a comparison has a boolean result"),
     OpDef("eq", 2, _binary(("f64", "i64", "bool"), "bool"), lambda a, at: np.equal(*a), _call("np.equal"),
+          kind="elementwise", commutative=True, nondiff="a comparison has a boolean result"),
+    OpDef("ge", 2, _binary(NUMERIC, "bool"), lambda a, at: np.greater_equal(*a), _call("np.greater_equal"),
+          kind="elementwise", nondiff="a comparison has a boolean result"),
+    OpDef("lt", 2, _binary(NUMERIC, "bool"), lambda a, at: np.less(*a), _call("np.less"), kind="elementwise",
+          nondiff="a comparison has a boolean result"),
+    OpDef("le", 2, _binary(NUMERIC, "bool"), lambda a, at: np.less_equal(*a), _call("np.less_equal"),
+          kind="elementwise", nondiff="a comparison has a boolean result"),
+    OpDef("ne", 2, _binary(("f64", "i64", "bool"), "bool"), lambda a, at: np.not_equal(*a), _call("np.not_equal"),
           kind="elementwise", commutative=True, nondiff="a comparison has a boolean result"),
     OpDef("where", 3, _where, lambda a, at: np.where(*a), _call("np.where"), kind="elementwise", grad=_g_where),
     OpDef("cast", 1, _cast, lambda a, at: a[0].astype(NUMPY_DTYPES[at["dtype"]]),
@@ -458,14 +588,21 @@ _table: list[OpDef] = [
     OpDef("stop_gradient", 1, _identity, lambda a, at: a[0], lambda a, at: a[0], kind="elementwise",
           nondiff="stop_gradient blocks gradients by definition"),
     # reductions
-    OpDef("sum", 1, _reduce(NUMERIC, False),
+    OpDef("sum", 1, _reduce(NUMERIC, None),
           lambda a, at: np.asarray(np.sum(a[0], axis=at["axes"], keepdims=at["keepdims"])),
           lambda a, at: f"np.sum({a[0]}, axis={at['axes']!r}, keepdims={at['keepdims']!r})",
           {"axes": "ints", "keepdims": "bool"}, kind="reduce", grad=_g_sum),
-    OpDef("max", 1, _reduce(NUMERIC, True),
+    OpDef("max", 1, _reduce(NUMERIC, "max"),
           lambda a, at: np.asarray(np.max(a[0], axis=at["axes"], keepdims=at["keepdims"])),
           lambda a, at: f"np.max({a[0]}, axis={at['axes']!r}, keepdims={at['keepdims']!r})",
           {"axes": "ints", "keepdims": "bool"}, kind="reduce", grad=_g_max),
+    OpDef("min", 1, _reduce(NUMERIC, "min"),
+          lambda a, at: np.asarray(np.min(a[0], axis=at["axes"], keepdims=at["keepdims"])),
+          lambda a, at: f"np.asarray(np.min({a[0]}, axis={at['axes']!r}, keepdims={at['keepdims']!r}))",
+          {"axes": "ints", "keepdims": "bool"}, kind="reduce", grad=_g_max),  # the same rule: ties split
+    OpDef("argmax", 1, _argmax, lambda a, at: np.asarray(np.argmax(a[0], axis=at["axis"])).astype(np.int64),
+          lambda a, at: f"np.asarray(np.argmax({a[0]}, axis={at['axis']!r})).astype(np.int64)", {"axis": "int"},
+          kind="reduce", nondiff="argmax's result is an integer index"),
     # linear algebra
     OpDef("matmul", 2, _matmul, lambda a, at: np.asarray(np.matmul(*a)), _call("np.matmul"), grad=_g_matmul),
     # movement
@@ -476,9 +613,10 @@ _table: list[OpDef] = [
     OpDef("broadcast", 1, _broadcast, lambda a, at: np.broadcast_to(a[0], at["shape"]),
           lambda a, at: f"np.broadcast_to({a[0]}, {at['shape']!r})", {"shape": "ints"}, kind="movement",
           grad=_g_broadcast),
-    OpDef("slice", 1, _slice, lambda a, at: a[0][_slices(at)],
+    OpDef("slice", 1, _slice, lambda a, at: a[0][slice_index(at)],
           lambda a, at: f"{a[0]}{_slice_src(at)}" if at["start"] else f"{a[0]}[()]",
-          {"start": "ints", "stop": "ints"}, kind="movement", grad=_g_slice),
+          {"start": "ints", "stop": "ints", "step": "ints"}, kind="movement", grad=_g_slice,
+          optional=frozenset({"step"})),  # step omitted: all ones (files from before steps existed)
     OpDef("concat", None, _concat, lambda a, at: np.concatenate(a, axis=at["axis"]),
           lambda a, at: f"np.concatenate(({', '.join(a)},), axis={at['axis']!r})", {"axis": "int"}, kind="movement",
           grad=_g_concat),

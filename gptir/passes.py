@@ -26,7 +26,7 @@ import numpy as np
 
 from gptir.ir import (GptirError, Graph, Node, TensorType, VerifyError, attrs_key, verify, verify_node,
                       verify_outputs)
-from gptir.ops import OPS
+from gptir.ops import OPS, slice_steps
 
 Pass = Callable[[Graph], Graph]
 
@@ -100,7 +100,8 @@ def c_contiguous(node: Node, known: Mapping[str, bool], nodes: Mapping[str, Node
         return known.get(node.inputs[0], False)
     if op in ("transpose", "broadcast", "slice"):
         return nodes[node.inputs[0]].type.shape == node.type.shape and known.get(node.inputs[0], False) and (
-            op != "transpose" or tuple(node.attrs["perm"]) == tuple(range(node.type.rank)))
+            op != "transpose" or tuple(node.attrs["perm"]) == tuple(range(node.type.rank))) and (
+            op != "slice" or all(k == 1 or d <= 1 for k, d in zip(slice_steps(node.attrs), node.type.shape)))
     return False
 
 
