@@ -105,7 +105,7 @@ def random_graphs(draw, t: TensorType = F) -> tuple[Graph, dict[str, np.ndarray]
         elif kind == "min2":
             r = b.emit("minimum", [a, a if isinstance(other, float) else other])
         elif kind == "cmp":
-            op = draw(st.sampled_from(["ge", "le", "lt", "ne"]))
+            op = draw(st.sampled_from(["ge", "le", "lt", "ne", "eq"]))
             o = b.const(np.full(a.shape, other)) if isinstance(other, float) else other
             r = where(b.emit(op, [a, o]), a, o)
         elif kind == "min" and a.ndim and all(a.shape):
