@@ -35,6 +35,36 @@ def softmax(x: Tracer, axis: int = -1) -> Tracer:
         return e / e.sum(axis=axis, keepdims=True)
 
 
+def causal_attention(q: Tracer, k: Tracer, v: Tracer, n_head: int) -> Tracer:
+    """Multi-head causal self-attention over [..., T, C] queries, keys and values.
+
+    Position p attends to positions 0..p: the reference computes this one token at a time with a
+    key/value cache; the whole sequence at once with a causal mask is the same arithmetic (masked
+    scores become exp(-inf) = 0 and add nothing).
+    """
+    *lead, t, c = q.shape
+    d = c // n_head
+
+    def heads(x: Tracer) -> Tracer:  # [..., T, C] -> [..., H, T, d]
+        x = reshape(x, (*lead, t, n_head, d))
+        n = len(lead)
+        return transpose(x, (*range(n), n + 1, n, n + 2))
+
+    qh, kh, vh = heads(q), heads(k), heads(v)
+    n = len(lead)
+    scores = (qh @ transpose(kh, (*range(n + 1), n + 2, n + 1))) / math.sqrt(d)
+    mask = np.tril(np.ones((t, t), dtype=bool))
+    scores = where(mask, scores, -math.inf)
+    weights = softmax(scores, axis=-1)
+    out = weights @ vh  # [..., H, T, d]
+    out = transpose(out, (*range(n), n + 1, n, n + 2))
+    return reshape(out, (*lead, t, c))
+
+
+def mlp(x: Tracer, fc1: Tracer, fc2: Tracer) -> Tracer:
+    return linear(relu(linear(x, fc1)), fc2)
+
+
 def log_softmax(x: Tracer, axis: int = -1) -> Tracer:
     """``x - logsumexp(x)`` with the maximum subtracted first (a constant for differentiation)."""
     with scope("log_softmax"):
@@ -68,33 +98,3 @@ def gelu(x: Tracer) -> Tracer:
     """GELU, tanh form (GPT-2's): ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``."""
     with scope("gelu"):
         return 0.5 * x * (1.0 + tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * (x * x * x))))
-
-
-def causal_attention(q: Tracer, k: Tracer, v: Tracer, n_head: int) -> Tracer:
-    """Multi-head causal self-attention over [..., T, C] queries, keys and values.
-
-    Position p attends to positions 0..p: the reference computes this one token at a time with a
-    key/value cache; the whole sequence at once with a causal mask is the same arithmetic (masked
-    scores become exp(-inf) = 0 and add nothing).
-    """
-    *lead, t, c = q.shape
-    d = c // n_head
-
-    def heads(x: Tracer) -> Tracer:  # [..., T, C] -> [..., H, T, d]
-        x = reshape(x, (*lead, t, n_head, d))
-        n = len(lead)
-        return transpose(x, (*range(n), n + 1, n, n + 2))
-
-    qh, kh, vh = heads(q), heads(k), heads(v)
-    n = len(lead)
-    scores = (qh @ transpose(kh, (*range(n + 1), n + 2, n + 1))) / math.sqrt(d)
-    mask = np.tril(np.ones((t, t), dtype=bool))
-    scores = where(mask, scores, -math.inf)
-    weights = softmax(scores, axis=-1)
-    out = weights @ vh  # [..., H, T, d]
-    out = transpose(out, (*range(n), n + 1, n, n + 2))
-    return reshape(out, (*lead, t, c))
-
-
-def mlp(x: Tracer, fc1: Tracer, fc2: Tracer) -> Tracer:
-    return linear(relu(linear(x, fc1)), fc2)

@@ -772,7 +772,7 @@ def _np_reshape(a: Tracer, shape: Any = None, order: str = "C", **rest: Any) -> 
     _no_extras("np.reshape", **rest)
     if order != "C":
         raise _located("np.reshape: only order='C' is supported on traced values")
-    return reshape(a, (shape,) if isinstance(shape, (int, np.integer)) else shape)
+    return reshape(a, (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(shape))
 
 
 def _np_transpose(a: Tracer, axes: Sequence[int] | None = None) -> Tracer:
