@@ -16,11 +16,14 @@ from gptir.passes import PASSES, optimize, run_pipeline
 from gptir.codegen import compile_graph, generate_source
 from gptir.text import ParseError, load_graph, load_params, parse, print_graph, save_graph, save_params
 from gptir.tracing import (
-    Builder, Param, Tracer, broadcast_to, cast, concat, equal, exp, gather, greater, log, matmul, maximum,
-    reduce_max, reduce_sum, relu, reshape, scatter_add, scope, stop_gradient, trace, transpose, where,
+    Builder, Param, Tracer, absolute, argmax, broadcast_to, cast, concat, cos, equal, exp, expand_dims, gather,
+    greater, greater_equal, less, less_equal, log, matmul, maximum, mean, minimum, not_equal, reduce_max,
+    reduce_min, reduce_sum, relu, reshape, scatter_add, scope, sigmoid, sin, sqrt, squeeze, stack, stop_gradient,
+    tanh, trace, transpose, var, where,
 )
 from gptir.dot import to_dot
 from gptir.viewer import to_svg, view
+from gptir.nn import gelu, layer_norm, log_softmax, logsumexp, softmax
 from gptir import value  # noqa: E402 - the scalar Value API (``from gptir import value as V``)
 
 
@@ -37,4 +40,9 @@ __all__ = [
     "scope", "stop_gradient", "trace", "transpose", "verify", "where", "ParseError", "load_graph", "load_params",
     "parse", "save_graph", "save_params", "grad", "grad_output_name", "value", "GraphDiff", "diff_graphs",
     "PASSES", "optimize", "run_pipeline", "compile_graph", "generate_source", "to_dot", "to_svg", "view",
+    "absolute", "argmax", "cos", "expand_dims", "greater_equal", "less", "less_equal", "mean", "minimum",
+    "not_equal", "reduce_min", "sigmoid", "sin", "sqrt", "squeeze", "stack", "tanh", "var",
+    "gelu", "layer_norm", "log_softmax", "logsumexp", "softmax",
 ]
+
+abs = absolute  # noqa: A001 - ``gptir.abs`` as ``np.abs``; not in __all__, so ``import *`` keeps the builtin

@@ -69,6 +69,8 @@ def _safe_attrs(node: Node) -> dict[str, Any]:
         raise CodegenError(f"%{node.name}: unknown op '{node.op}' (verify the graph first)")
     out: dict[str, Any] = {}
     for k, kind in opdef.attrs.items():
+        if k not in node.attrs and k in opdef.optional:
+            continue  # an omitted optional attribute: the op's emitter supplies the default
         if k not in node.attrs:
             raise CodegenError(f"%{node.name}: missing attribute {k} (verify the graph first)")
         try:

@@ -386,14 +386,16 @@ def check_signature(opdef: Any, n_inputs: int, attrs: Mapping[str, Any]) -> None
         raise ShapeError(f"expects {opdef.arity} operand(s), got {n_inputs}")
     if opdef.arity is None and not n_inputs:
         raise ShapeError("expects at least one operand")
-    missing = [a for a in opdef.attrs if a not in attrs]
+    optional = getattr(opdef, "optional", ())
+    missing = [a for a in opdef.attrs if a not in attrs and a not in optional]
     extra = [a for a in attrs if a not in opdef.attrs]
     if missing:
         raise ShapeError(f"missing attribute(s) {', '.join(missing)}")
     if extra:
         raise ShapeError(f"unknown attribute(s) {', '.join(extra)} (it takes: {', '.join(opdef.attrs) or 'none'})")
     for a, kind in opdef.attrs.items():
-        check_attr(a, kind, attrs[a])
+        if a in attrs:
+            check_attr(a, kind, attrs[a])
 
 
 def check_node(opdef: Any, node: Node, in_types: list[TensorType]) -> None:

@@ -51,9 +51,12 @@ def _operands(node: Node, known: Known, nodes: Nodes) -> bool:
 
 
 def _view(node: Node, known: Known, nodes: Nodes) -> bool:
-    perm = node.attrs.get("perm")
+    """A view of its operand's shape: contiguous when the operand is, unless a ``perm`` moves axes
+    or a ``step`` (strided slice) other than 1 walks an axis longer than 1 (a reversal keeps the shape)."""
+    perm, step = node.attrs.get("perm"), node.attrs.get("step")
     return nodes[node.inputs[0]].type.shape == node.type.shape and known.get(node.inputs[0], False) and (
-        perm is None or tuple(perm) == tuple(range(node.type.rank)))
+        perm is None or tuple(perm) == tuple(range(node.type.rank))) and (
+        step is None or all(k == 1 or d <= 1 for k, d in zip(step, node.type.shape)))
 
 
 _LAYOUT_RULES: dict[str, Callable[[Node, Known, Nodes], bool]] = {

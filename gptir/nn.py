@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from gptir.tracing import Tracer, exp, relu, reshape, scope, stop_gradient, transpose, where
+from gptir.tracing import Tracer, exp, log, mean, relu, reshape, scope, stop_gradient, tanh, transpose, var, where
 
 
 def linear(x: Tracer, w: Tracer) -> Tracer:
@@ -63,3 +63,38 @@ def causal_attention(q: Tracer, k: Tracer, v: Tracer, n_head: int) -> Tracer:
 
 def mlp(x: Tracer, fc1: Tracer, fc2: Tracer) -> Tracer:
     return linear(relu(linear(x, fc1)), fc2)
+
+
+def log_softmax(x: Tracer, axis: int = -1) -> Tracer:
+    """``x - logsumexp(x)`` with the maximum subtracted first (a constant for differentiation)."""
+    with scope("log_softmax"):
+        s = x - stop_gradient(x.max(axis=axis, keepdims=True))
+        return s - log(exp(s).sum(axis=axis, keepdims=True))
+
+
+def logsumexp(x: Tracer, axis: int | None = -1, keepdims: bool = False) -> Tracer:
+    """``log(sum(exp(x)))`` computed as ``m + log(sum(exp(x - m)))`` with ``m`` the maximum; its
+    gradient is the softmax (``m`` is a constant for differentiation: its two uses cancel)."""
+    with scope("logsumexp"):
+        m = stop_gradient(x.max(axis=axis, keepdims=True))
+        out = m + log(exp(x - m).sum(axis=axis, keepdims=True))
+        if keepdims:
+            return out
+        axes = range(x.ndim) if axis is None else (axis % max(x.ndim, 1),)
+        return reshape(out, tuple(d for i, d in enumerate(x.shape) if i not in axes))
+
+
+def layer_norm(x: Tracer, gain: Tracer | None = None, bias: Tracer | None = None, eps: float = 1e-5) -> Tracer:
+    """``(x - mean) * (var + eps) ** -0.5`` over the last axis, then ``* gain + bias`` if given
+    (torch.nn.functional.layer_norm's definition, with the population variance)."""
+    with scope("layer_norm"):
+        y = (x - mean(x, -1, keepdims=True)) * (var(x, -1, keepdims=True) + eps) ** -0.5
+        if gain is not None:
+            y = y * gain
+        return y if bias is None else y + bias
+
+
+def gelu(x: Tracer) -> Tracer:
+    """GELU, tanh form (GPT-2's): ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``."""
+    with scope("gelu"):
+        return 0.5 * x * (1.0 + tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * (x * x * x))))

@@ -39,7 +39,8 @@ RESULTS = ("fresh", "view", "maybe_view", "reduce", "index")
 #   gufunc       rank <= 2: always (core output dims are allocated C-ordered); else as ``operands``
 #   operands     when every operand is (concatenate follows its operands' memory order)
 #   first        when its first operand is (reshape of a C array, indexing rows of a C table)
-#   view         when it has its operand's shape, the operand is, and any ``perm`` is the identity
+#   view         when it has its operand's shape, the operand is, any ``perm`` is the identity and
+#                any ``step`` is 1 on every axis longer than 1
 LAYOUTS = ("elementwise", "contiguous", "gufunc", "operands", "first", "view")
 
 
@@ -63,7 +64,9 @@ class OpDef:
     the emitted call broadcasts its operands like ``broadcast_to`` would (default: ufunc ops).
     ``commutative``: the simplifier tries both operand orders of a pattern. ``kind`` groups ops:
     elementwise, reduce, movement, source, other. ``grad`` is the reverse-mode rule (a
-    :data:`GradRule`, see gptir.autodiff); ``nondiff`` says why an op has none.
+    :data:`GradRule`, see gptir.autodiff); ``nondiff`` says why an op has none. ``optional`` names
+    attributes a node may omit (their default is documented with the op; an omitted attribute is
+    never printed, so old files parse and print as they did).
     """
 
     name: str
@@ -85,6 +88,7 @@ class OpDef:
     implicit_broadcast: bool | None = None
     lift: Callable[[Attrs], Any] | None = None
     emit_names: Mapping[str, Any] = field(default_factory=dict)
+    optional: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if self.ufunc is not None:
@@ -163,8 +167,11 @@ class GradOps(Protocol):
 
     def where(self, cond: Any, a: Any, b: Any) -> Any: ...
     def greater(self, a: Any, b: Any) -> Any: ...
+    def less(self, a: Any, b: Any) -> Any: ...
     def equal(self, a: Any, b: Any) -> Any: ...
     def log(self, x: Any) -> Any: ...
+    def sin(self, x: Any) -> Any: ...
+    def cos(self, x: Any) -> Any: ...
     def cast(self, x: Any, dtype: str) -> Any: ...
     def reshape(self, x: Any, shape: Sequence[int]) -> Any: ...
     def transpose(self, x: Any, perm: Sequence[int] | None = None) -> Any: ...
@@ -172,7 +179,7 @@ class GradOps(Protocol):
     def reduce_sum(self, x: Any, axis: Any = None, keepdims: bool = False) -> Any: ...
     def matmul(self, a: Any, b: Any) -> Any: ...
     def concat(self, xs: Sequence[Any], axis: int = 0) -> Any: ...
-    def slice_(self, x: Any, start: Sequence[int], stop: Sequence[int]) -> Any: ...
+    def slice_(self, x: Any, start: Sequence[int], stop: Sequence[int], step: Sequence[int] | None = None) -> Any: ...
     def gather(self, table: Any, indices: Any) -> Any: ...
     def scatter_add(self, updates: Any, indices: Any, size: int) -> Any: ...
 
@@ -262,13 +269,13 @@ def _axes(t: TensorType, axes: tuple[int, ...]) -> tuple[int, ...]:
     return axes
 
 
-def _reduce(allowed: Sequence[str], nonempty: bool) -> InferFn:
+def _reduce(allowed: Sequence[str], nonempty: str | None) -> InferFn:
     def infer(types: Sequence[TensorType], attrs: Attrs) -> TensorType:
         t = types[0]
         _need_dtype(t, allowed, "this reduction")
         axes = _axes(t, attrs["axes"])
         if nonempty and any(t.shape[a] == 0 for a in axes):
-            raise ShapeError(f"cannot take the max over an empty axis of {t}")
+            raise ShapeError(f"cannot take the {nonempty} over an empty axis of {t}")
         if attrs["keepdims"]:
             return t.with_shape(1 if i in axes else d for i, d in enumerate(t.shape))
         return t.with_shape(d for i, d in enumerate(t.shape) if i not in axes)
@@ -323,14 +330,42 @@ def _broadcast(types: Sequence[TensorType], attrs: Attrs) -> TensorType:
     return t.with_shape(shape)
 
 
+def _argmax_type(types: Sequence[TensorType], attrs: Attrs) -> TensorType:
+    t, axis = types[0], attrs["axis"]
+    _need_dtype(t, NUMERIC, "argmax")
+    if not 0 <= axis < t.rank:
+        raise ShapeError(f"argmax axis {axis} is out of range for {t}")
+    if t.shape[axis] == 0:
+        raise ShapeError(f"cannot take the argmax over an empty axis of {t}")
+    return TensorType("i64", tuple(d for i, d in enumerate(t.shape) if i != axis))
+
+
+def slice_steps(attrs: Attrs) -> tuple[int, ...]:
+    """A slice node's steps: its ``step`` attribute, or all ones when the node omits it."""
+    step = attrs.get("step")
+    return tuple(step) if step is not None else (1,) * len(attrs["start"])
+
+
+def slice_length(start: int, stop: int, step: int) -> int:
+    """How many entries ``start:stop:step`` takes (the bounds already normalised, see ``_slice``)."""
+    return (stop - start + step - 1) // step if step > 0 else (start - stop - step - 1) // -step
+
+
 def _slice(types: Sequence[TensorType], attrs: Attrs) -> TensorType:
-    t, start, stop = types[0], attrs["start"], attrs["stop"]
-    if len(start) != t.rank or len(stop) != t.rank:
-        raise ShapeError(f"slice of {t} needs {t.rank} starts and stops")
-    for s, e, d in zip(start, stop, t.shape):
-        if not 0 <= s <= e <= d:
+    """Per axis ``start:stop:step`` in the normal form ``slice.indices`` gives: a positive step
+    needs ``0 <= start <= stop <= dim``; a negative one counts down, ``-1 <= stop <= start < dim``
+    (a stop of -1 means "past index 0", numpy's ``x[s::-1]``)."""
+    t, start, stop, step = types[0], attrs["start"], attrs["stop"], slice_steps(attrs)
+    if len(start) != t.rank or len(stop) != t.rank or len(step) != t.rank:
+        raise ShapeError(f"slice of {t} needs {t.rank} starts, stops and steps")
+    for s, e, k, d in zip(start, stop, step, t.shape):
+        if k == 0:
+            raise ShapeError("slice step cannot be zero")
+        if k > 0 and not 0 <= s <= e <= d:
             raise ShapeError(f"slice [{s}:{e}] is out of range for a dimension of {d} in {t}")
-    return t.with_shape(e - s for s, e in zip(start, stop))
+        if k < 0 and not (-1 <= e <= s < d or s == e == -1):
+            raise ShapeError(f"slice [{s}:{e}:{k}] is out of range for a dimension of {d} in {t}")
+    return t.with_shape(slice_length(s, e, k) for s, e, k in zip(start, stop, step))
 
 
 def _concat(types: Sequence[TensorType], attrs: Attrs) -> TensorType:
@@ -402,8 +437,25 @@ def _scatter_add_eval(args: Sequence[np.ndarray], attrs: Attrs) -> np.ndarray:
     return out
 
 
-def _slices(attrs: Attrs) -> tuple[slice, ...]:
-    return tuple(slice(s, e) for s, e in zip(attrs["start"], attrs["stop"]))
+def slice_index(attrs: Attrs) -> tuple[slice, ...]:
+    """The numpy index of a slice node (the interpreter's, and the compiled code's closure constant)."""
+    out = []
+    for s, e, k in zip(attrs["start"], attrs["stop"], slice_steps(attrs)):
+        if k < 0 and e < 0:  # count down past index 0: numpy spells that stop as None
+            out.append(slice(s, None, k) if s >= 0 else slice(0, 0, 1))
+        else:
+            out.append(slice(s, e, k))
+    return tuple(out)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-x)), as jax.nn.sigmoid (the interpreter's and the compiled code's one definition)."""
+    return np.divide(1.0, np.add(1.0, np.exp(np.negative(x))))
+
+
+def _argmax(x: np.ndarray, axis: int) -> np.ndarray:
+    """The index of the first maximal entry along ``axis``, an i64 array (ties: the first wins)."""
+    return np.asarray(np.argmax(x, axis=axis)).astype(np.int64)
 
 
 def _call(fn: str) -> EmitFn:
@@ -441,7 +493,10 @@ def _g_div(c: GradContext) -> Cotangents:  # d(a/b)/db = -(a/b)/b: reuse the out
 
 
 def _g_pow(c: GradContext) -> Cotangents:
+    """At a zero base the conventions of JAX and torch: d/da is 0 where the exponent is 0 (not
+    0 * 0**-1 = nan), and d/db uses log(1) = 0 where the base is 0 (so 0**y gets no db)."""
     a, b = c.inputs
+    T = c.T
     da = db = None
     if c.needs[0]:
         k = c.constant(1)  # a constant exponent k: k * a**(k-1) with k-1 folded now
@@ -454,9 +509,9 @@ def _g_pow(c: GradContext) -> Cotangents:
         elif k is not None and k.ndim == 0:
             da = c.g * (b * a ** (float(k) - 1.0))
         else:
-            da = c.g * (b * a ** (b - 1.0))
+            da = c.g * T.where(T.equal(b, 0.0), 0.0, b * a ** (b - 1.0))
     if c.needs[1]:  # only when the exponent itself depends on a wrt input
-        db = c.g * (c.out * c.T.log(a))
+        db = c.g * (c.out * T.log(T.where(T.equal(a, 0.0), 1.0, a)))
     return (da, db)
 
 
@@ -477,11 +532,52 @@ def _g_relu(c: GradContext) -> Cotangents:  # the kink at 0 gets gradient 0
     return (c.T.where(c.T.greater(c.inputs[0], z), c.g, z),)
 
 
-def _g_maximum(c: GradContext) -> Cotangents:  # ties route to the first operand
+def _g_extremum(c: GradContext, first_wins: str) -> Cotangents:
+    """maximum / minimum: the winning operand gets the cotangent; ties split it evenly (as JAX and
+    torch do), so the gradient does not depend on the operand order."""
     a, b = c.inputs
+    T = c.T
     z = c.zeros(c.g.shape)
-    b_wins = c.T.greater(b, a)
-    return (c.T.where(b_wins, z, c.g) if c.needs[0] else None, c.T.where(b_wins, c.g, z) if c.needs[1] else None)
+    half = c.g * 0.5
+    tie = T.equal(a, b)
+    wins = T.greater if first_wins == "gt" else T.less
+    da = T.where(wins(a, b), c.g, T.where(tie, half, z)) if c.needs[0] else None
+    db = T.where(wins(b, a), c.g, T.where(tie, half, z)) if c.needs[1] else None
+    return (da, db)
+
+
+def _g_maximum(c: GradContext) -> Cotangents:
+    return _g_extremum(c, "gt")
+
+
+def _g_minimum(c: GradContext) -> Cotangents:
+    return _g_extremum(c, "lt")
+
+
+def _g_tanh(c: GradContext) -> Cotangents:  # 1 - tanh^2, from the output
+    return (c.g * (1.0 - c.out * c.out),)
+
+
+def _g_sigmoid(c: GradContext) -> Cotangents:  # s * (1 - s), from the output
+    return (c.g * (c.out * (1.0 - c.out)),)
+
+
+def _g_sqrt(c: GradContext) -> Cotangents:  # 1 / (2 sqrt x), from the output (inf at 0, as in JAX and torch)
+    return (c.g / (c.out + c.out),)
+
+
+def _g_abs(c: GradContext) -> Cotangents:  # sign(x): 0 at 0, as JAX and torch define it
+    x, T = c.inputs[0], c.T
+    z = c.zeros(c.g.shape)
+    return (T.where(T.greater(x, z), c.g, T.where(T.less(x, z), -c.g, z)),)
+
+
+def _g_sin(c: GradContext) -> Cotangents:
+    return (c.g * c.T.cos(c.inputs[0]),)
+
+
+def _g_cos(c: GradContext) -> Cotangents:
+    return (-(c.g * c.T.sin(c.inputs[0])),)
 
 
 def _g_where(c: GradContext) -> Cotangents:
@@ -502,8 +598,8 @@ def _g_sum(c: GradContext) -> Cotangents:  # leading reduced axes need no reshap
 
 
 def _g_max(c: GradContext) -> Cotangents:
-    """Every maximal entry gets an equal share of the cotangent (ties split it evenly, like
-    tinygrad and torch.amax), so the gradient is the same whatever order the entries are in."""
+    """Every maximal (for min: minimal) entry gets an equal share of the cotangent (ties split it
+    evenly, like tinygrad and torch.amax), so the gradient is the same whatever order the entries are in."""
     T, x, axes = c.T, c.inputs[0], c.attrs["axes"]
     kept = _kept_shape(x.shape, axes)
     hit = T.equal(x, T.broadcast_to(T.reshape(c.out, kept), x.shape))
@@ -560,18 +656,37 @@ def _g_broadcast(c: GradContext) -> Cotangents:  # sum over the new leading axes
     return (c.T.reshape(c.T.reduce_sum(c.g, tuple(range(lead)) + stretched), x.shape),)
 
 
-def _g_slice(c: GradContext) -> Cotangents:  # pad back with zero blocks: one concat per sliced axis
-    x, g = c.inputs[0], c.g
-    for axis, (s, e, d) in enumerate(zip(c.attrs["start"], c.attrs["stop"], x.shape)):
-        if s == 0 and e == d:
+def _g_slice(c: GradContext) -> Cotangents:
+    """Scatter g back to the operand's positions, one axis at a time: a negative step is undone by
+    reversing, a step k > 1 by interleaving k-1 zeros after each entry, then zero blocks pad the
+    low and high ends (one concat per axis)."""
+    T, x, g = c.T, c.inputs[0], c.g
+    if 0 in g.shape:
+        return (c.zeros(x.shape),)
+    for axis, (s, e, k, d) in enumerate(zip(c.attrs["start"], c.attrs["stop"], slice_steps(c.attrs), x.shape)):
+        n = g.shape[axis]
+        if k == 1 and s == 0 and e == d:
             continue
+        if k < 0:
+            if n > 1:
+                g = T.slice_(g, [n - 1 if i == axis else 0 for i in range(g.ndim)],
+                             [-1 if i == axis else size for i, size in enumerate(g.shape)],
+                             [-1 if i == axis else 1 for i in range(g.ndim)])
+            s, k = s + (n - 1) * k, -k  # the lowest index taken, and the stride up from it
+        if k > 1 and n > 1:
+            shp = g.shape
+            spread = shp[:axis + 1] + (1,) + shp[axis + 1:]
+            g = T.concat([T.reshape(g, spread), c.zeros(shp[:axis + 1] + (k - 1,) + shp[axis + 1:])], axis + 1)
+            g = T.reshape(g, shp[:axis] + (n * k,) + shp[axis + 1:])
+            g = T.slice_(g, [0] * g.ndim, [(n - 1) * k + 1 if i == axis else size for i, size in enumerate(g.shape)])
+        hi = s + g.shape[axis]
         parts = []
         if s > 0:
             parts.append(c.zeros(g.shape[:axis] + (s,) + g.shape[axis + 1:]))
         parts.append(g)
-        if e < d:
-            parts.append(c.zeros(g.shape[:axis] + (d - e,) + g.shape[axis + 1:]))
-        g = c.T.concat(parts, axis)
+        if hi < d:
+            parts.append(c.zeros(g.shape[:axis] + (d - hi,) + g.shape[axis + 1:]))
+        g = T.concat(parts, axis) if len(parts) > 1 else g
     return (g,)
 
 
@@ -623,11 +738,34 @@ _table: list[OpDef] = [
           **{**_UFUNC, "simd_by_distance": True}, ufunc="log"),
     OpDef("relu", 1, _unary(NUMERIC), None, None, kind="elementwise", grad=_g_relu,
           **_UFUNC, ufunc="maximum", extra=(0,)),
+    OpDef("minimum", 2, _binary(NUMERIC), None, None, kind="elementwise", commutative=True, grad=_g_minimum,
+          **_UFUNC, ufunc="minimum"),
+    # transcendental ufuncs: SIMD (SVML-derived) kernels, treated like exp and log
+    OpDef("tanh", 1, _unary(("f64",)), None, None, kind="elementwise", grad=_g_tanh,
+          **{**_UFUNC, "simd_by_distance": True}, ufunc="tanh"),
+    OpDef("sin", 1, _unary(("f64",)), None, None, kind="elementwise", grad=_g_sin,
+          **{**_UFUNC, "simd_by_distance": True}, ufunc="sin"),
+    OpDef("cos", 1, _unary(("f64",)), None, None, kind="elementwise", grad=_g_cos,
+          **{**_UFUNC, "simd_by_distance": True}, ufunc="cos"),
+    # correctly rounded (IEEE sqrt) and exact (abs): every kernel gives the same bits
+    OpDef("sqrt", 1, _unary(("f64",)), None, None, kind="elementwise", grad=_g_sqrt, **_UFUNC, ufunc="sqrt"),
+    OpDef("abs", 1, _unary(NUMERIC), None, None, kind="elementwise", grad=_g_abs, **_UFUNC, ufunc="absolute"),
+    # a composition of ufuncs, not one: one helper computes it for both backends (never with ``out=``)
+    OpDef("sigmoid", 1, _unary(("f64",)), lambda a, at: _sigmoid(a[0]), _call("_sigmoid"), kind="elementwise",
+          grad=_g_sigmoid, result="fresh", layout="elementwise", emit_names={"_sigmoid": _sigmoid}),
     # comparisons and selection
     OpDef("gt", 2, _binary(NUMERIC, "bool"), None, None, kind="elementwise",
           nondiff="a comparison has a boolean result", **_UFUNC, ufunc="greater"),
     OpDef("eq", 2, _binary(("f64", "i64", "bool"), "bool"), None, None, kind="elementwise", commutative=True,
           nondiff="a comparison has a boolean result", **_UFUNC, ufunc="equal"),
+    OpDef("ge", 2, _binary(NUMERIC, "bool"), None, None, kind="elementwise",
+          nondiff="a comparison has a boolean result", **_UFUNC, ufunc="greater_equal"),
+    OpDef("lt", 2, _binary(NUMERIC, "bool"), None, None, kind="elementwise",
+          nondiff="a comparison has a boolean result", **_UFUNC, ufunc="less"),
+    OpDef("le", 2, _binary(NUMERIC, "bool"), None, None, kind="elementwise",
+          nondiff="a comparison has a boolean result", **_UFUNC, ufunc="less_equal"),
+    OpDef("ne", 2, _binary(("f64", "i64", "bool"), "bool"), None, None, kind="elementwise", commutative=True,
+          nondiff="a comparison has a boolean result", **_UFUNC, ufunc="not_equal"),
     OpDef("where", 3, _where, lambda a, at: np.where(*a), _call("_where"),
           kind="elementwise", grad=_g_where, result="fresh", layout="elementwise", implicit_broadcast=True,
           emit_names={"_where": np.where}),
@@ -640,16 +778,26 @@ _table: list[OpDef] = [
           nondiff="stop_gradient blocks gradients by definition", result="view", layout="first"),
     # reductions: np.sum(x, axis, keepdims=k) is np.add.reduce(x, axis, None, None, keepdims=k) for
     # ndarrays (and numpy scalars take the same path through their .sum method)
-    OpDef("sum", 1, _reduce(NUMERIC, False),
+    OpDef("sum", 1, _reduce(NUMERIC, None),
           lambda a, at: np.asarray(np.sum(a[0], axis=at["axes"], keepdims=at["keepdims"])),
           lambda a, at: f"_add.reduce({a[0]}, {at['axes']!r}, None, None, {at['keepdims']!r})",
           {"axes": "ints", "keepdims": "bool"}, kind="reduce", grad=_g_sum, result="reduce", layout="elementwise",
           emit_names={"_add": np.add}),
-    OpDef("max", 1, _reduce(NUMERIC, True),
+    OpDef("max", 1, _reduce(NUMERIC, "max"),
           lambda a, at: np.asarray(np.max(a[0], axis=at["axes"], keepdims=at["keepdims"])),
           lambda a, at: f"_maximum.reduce({a[0]}, {at['axes']!r}, None, None, {at['keepdims']!r})",
           {"axes": "ints", "keepdims": "bool"}, kind="reduce", grad=_g_max, result="reduce", layout="elementwise",
           emit_names={"_maximum": np.maximum}),
+    OpDef("min", 1, _reduce(NUMERIC, "min"),
+          lambda a, at: np.asarray(np.min(a[0], axis=at["axes"], keepdims=at["keepdims"])),
+          lambda a, at: f"_minimum.reduce({a[0]}, {at['axes']!r}, None, None, {at['keepdims']!r})",
+          {"axes": "ints", "keepdims": "bool"}, kind="reduce", grad=_g_max,  # the same rule: ties split
+          result="reduce", layout="elementwise", emit_names={"_minimum": np.minimum}),
+    # argmax allocates its result (C-ordered); claimed contiguous only as an elementwise result would be
+    OpDef("argmax", 1, _argmax_type, lambda a, at: _argmax(a[0], at["axis"]),
+          lambda a, at: f"_argmax({a[0]}, {at['axis']!r})", {"axis": "int"}, kind="reduce",
+          nondiff="argmax's result is an integer index", result="fresh", layout="elementwise",
+          emit_names={"_argmax": _argmax}),
     # linear algebra
     OpDef("matmul", 2, _matmul, lambda a, at: np.asarray(np.matmul(*a)), None, grad=_g_matmul, infix="@",
           result="fresh", layout="gufunc"),
@@ -663,9 +811,10 @@ _table: list[OpDef] = [
     OpDef("broadcast", 1, _broadcast, lambda a, at: np.broadcast_to(a[0], at["shape"]),
           lambda a, at: f"_broadcast_to({a[0]}, {a[1]})", {"shape": "ints"}, kind="movement", grad=_g_broadcast,
           result="view", layout="view", lift=lambda at: at["shape"], emit_names={"_broadcast_to": np.broadcast_to}),
-    OpDef("slice", 1, _slice, lambda a, at: a[0][_slices(at)], lambda a, at: f"{a[0]}[{a[1]}]",
-          {"start": "ints", "stop": "ints"}, kind="movement", grad=_g_slice, result="view", layout="view",
-          lift=_slices),
+    OpDef("slice", 1, _slice, lambda a, at: a[0][slice_index(at)], lambda a, at: f"{a[0]}[{a[1]}]",
+          {"start": "ints", "stop": "ints", "step": "ints"}, kind="movement", grad=_g_slice, result="view",
+          layout="view", lift=slice_index,
+          optional=frozenset({"step"})),  # step omitted: all ones (files from before steps existed)
     OpDef("concat", None, _concat, lambda a, at: np.concatenate(a, axis=at["axis"]),
           lambda a, at: f"_concatenate(({', '.join(a)},), {at['axis']!r})", {"axis": "int"}, kind="movement",
           grad=_g_concat, result="fresh", layout="operands", emit_names={"_concatenate": np.concatenate}),

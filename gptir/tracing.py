@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from gptir.ir import NUMPY_DTYPES, Graph, Node, ShapeError, TensorType, is_identifier, make_graph
-from gptir.ops import OPS, broadcast_shapes, infer_type
+from gptir.ops import OPS, broadcast_shapes, infer_type, slice_length
 
 # The scope path is dynamic context (like a call stack), so it lives in a ContextVar: thread- and
 # async-safe, and reset on exit from every ``scope`` block.
@@ -72,6 +72,12 @@ def _display_path(path: str) -> str:
         return "gptir/" + os.path.relpath(full, _PKG_DIR).replace(os.sep, "/")
     rel = os.path.relpath(full)
     return (rel if not rel.startswith("..") else os.path.basename(full)).replace(os.sep, "/")
+
+
+def _located(msg: str, cls: type[ShapeError] = ShapeError) -> ShapeError:
+    """A one-line error about model code, prefixed with the model file and line that caused it."""
+    loc = _caller_location()
+    return cls(f"{loc}: {msg}" if loc else msg)
 
 
 @dataclass(frozen=True)
@@ -193,10 +199,17 @@ ArrayLike = Any
 
 
 class Tracer:
-    """A symbolic value in a trace: Python operators and gptir functions on it append IR nodes."""
+    """A symbolic value in a trace: Python operators, numpy functions and gptir functions on it
+    append IR nodes.
+
+    Comparisons (``<  <=  >  >=  ==  !=``) are elementwise and return a bool tracer, as in numpy,
+    so ``t == u`` is not a truth value: an ``if`` on it stops with an error. Tracers still hash by
+    identity (as torch tensors do), so they can be dict keys and set members; ``t in some_list``
+    works for the tracer itself but compares it elementwise with every other item before it.
+    """
 
     __slots__ = ("builder", "name", "type")
-    __array_ufunc__ = None  # make numpy defer to our reflected operators (np.float64(2) * t)
+    __hash__ = object.__hash__  # identity, although __eq__ is elementwise (see the class docstring)
 
     def __init__(self, builder: Builder, name: str, ty: TensorType) -> None:
         self.builder = builder
@@ -218,14 +231,37 @@ class Tracer:
     def ndim(self) -> int:
         return self.type.rank
 
+    @property
+    def size(self) -> int:
+        return self.type.size
+
+    # -- what a trace cannot do: concrete values ------------------------------------------------
     def __bool__(self) -> bool:
-        raise ShapeError(f"a traced value ({self.type}) has no concrete truth value (it cannot decide an if, "
-                         "while, and or or): use gptir.where instead of if/else")
+        raise _located(f"a traced value ({self.type}) has no concrete truth value (Python `if`/`while`/`and`/`or` "
+                       "on it, or on a comparison): use gptir.where instead of if/else")
+
+    def __float__(self) -> float:
+        raise _located("float() of a traced value: it has no concrete value while tracing (keep it a tensor)")
+
+    def __int__(self) -> int:
+        raise _located("int() of a traced value: it has no concrete value while tracing (keep it a tensor)")
+
+    def __index__(self) -> int:
+        raise _located("a traced value cannot be used as a Python index or size (it has no concrete value)")
+
+    def __array__(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        raise _located("a traced value cannot become a concrete numpy array (np.asarray/np.array): "
+                       "use numpy functions on it directly, or gptir's")
 
     def __len__(self) -> int:
         if not self.shape:
-            raise ShapeError(f"len() of a traced scalar ({self.type}): a scalar has no length")
+            raise _located(f"len() of a scalar ({self.type}): a traced scalar has no length")
         return self.shape[0]
+
+    def __iter__(self) -> Iterator["Tracer"]:
+        if not self.shape:
+            raise _located(f"iteration over a scalar ({self.type})")
+        return (self[i] for i in range(self.shape[0]))
 
     # arithmetic (numpy broadcasting, made explicit)
     def __add__(self, o: ArrayLike) -> "Tracer": return _binary("add", self, o)
@@ -239,13 +275,35 @@ class Tracer:
     def __pow__(self, o: ArrayLike) -> "Tracer": return _binary("pow", self, o)
     def __rpow__(self, o: ArrayLike) -> "Tracer": return _binary("pow", o, self)
     def __neg__(self) -> "Tracer": return self.builder.emit("neg", [self])
+    def __pos__(self) -> "Tracer": return self
+    def __abs__(self) -> "Tracer": return self.builder.emit("abs", [self])
     def __gt__(self, o: ArrayLike) -> "Tracer": return _binary("gt", self, o)
-    def __lt__(self, o: ArrayLike) -> "Tracer": return _binary("gt", o, self)
+    def __lt__(self, o: ArrayLike) -> "Tracer": return _binary("lt", self, o)
+    def __ge__(self, o: ArrayLike) -> "Tracer": return _binary("ge", self, o)
+    def __le__(self, o: ArrayLike) -> "Tracer": return _binary("le", self, o)
+
+    def __eq__(self, o: object) -> Any:  # type: ignore[override]
+        return _binary("eq", self, o) if _array_like(o) else NotImplemented
+
+    def __ne__(self, o: object) -> Any:  # type: ignore[override]
+        return _binary("ne", self, o) if _array_like(o) else NotImplemented
+
     def __matmul__(self, o: ArrayLike) -> "Tracer": return matmul(self, o)
     def __rmatmul__(self, o: ArrayLike) -> "Tracer": return matmul(o, self)
 
     def __getitem__(self, index: Any) -> "Tracer":
         return _index(self, index)
+
+    # numpy's dispatch protocols: np.exp(t), np.maximum(t, 0), np.sum(t, axis=1), ndarray * t, ...
+    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        return _array_ufunc(ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        impl = _NUMPY_FUNCTIONS.get(func)
+        if impl is None:
+            raise _located(f"np.{getattr(func, '__name__', func)} is not supported on traced values (gptir has no "
+                           "op for it; see 'numpy on tracers' in the README)")
+        return impl(*args, **kwargs)
 
     # methods mirroring numpy
     def sum(self, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> "Tracer":
@@ -254,22 +312,52 @@ class Tracer:
     def max(self, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> "Tracer":
         return reduce_max(self, axis, keepdims)
 
+    def min(self, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> "Tracer":
+        return reduce_min(self, axis, keepdims)
+
     def mean(self, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> "Tracer":
-        axes = _norm_axes(self, axis)
-        count = int(np.prod([self.shape[a] for a in axes], dtype=np.int64))
-        return reduce_sum(self, axes, keepdims) / float(count)
+        return mean(self, axis, keepdims)
+
+    def var(self, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> "Tracer":
+        return var(self, axis, keepdims)
+
+    def argmax(self, axis: int | None = None) -> "Tracer":
+        return argmax(self, axis)
 
     def reshape(self, *shape: int | Sequence[int]) -> "Tracer":
         if len(shape) == 1 and not isinstance(shape[0], int):
             shape = tuple(shape[0])  # type: ignore[assignment]
         return reshape(self, shape)  # type: ignore[arg-type]
 
-    def transpose(self, *perm: int) -> "Tracer":
-        return transpose(self, perm or None)
+    def transpose(self, *perm: int | Sequence[int]) -> "Tracer":
+        if len(perm) == 1 and not isinstance(perm[0], int):
+            perm = tuple(perm[0])  # type: ignore[assignment]
+        return transpose(self, perm or None)  # type: ignore[arg-type]
 
     @property
     def T(self) -> "Tracer":
         return transpose(self)
+
+    def astype(self, dtype: Any) -> "Tracer":
+        return cast(self, _dtype_name(dtype))
+
+    def flatten(self) -> "Tracer":
+        return reshape(self, (self.size,))
+
+    ravel = flatten
+
+    def squeeze(self, axis: int | Sequence[int] | None = None) -> "Tracer":
+        return squeeze(self, axis)
+
+    def exp(self) -> "Tracer": return exp(self)
+    def log(self) -> "Tracer": return log(self)
+    def tanh(self) -> "Tracer": return tanh(self)
+    def sigmoid(self) -> "Tracer": return sigmoid(self)
+    def sqrt(self) -> "Tracer": return sqrt(self)
+    def relu(self) -> "Tracer": return relu(self)
+    def abs(self) -> "Tracer": return absolute(self)
+    def sin(self) -> "Tracer": return sin(self)
+    def cos(self) -> "Tracer": return cos(self)
 
 
 # -- functions on tracers ---------------------------------------------------------------------------
@@ -317,8 +405,18 @@ def mul(a: ArrayLike, b: ArrayLike) -> Tracer: return _binary("mul", a, b)
 def div(a: ArrayLike, b: ArrayLike) -> Tracer: return _binary("div", a, b)
 def power(a: ArrayLike, b: ArrayLike) -> Tracer: return _binary("pow", a, b)
 def maximum(a: ArrayLike, b: ArrayLike) -> Tracer: return _binary("maximum", a, b)
+def minimum(a: ArrayLike, b: ArrayLike) -> Tracer: return _binary("minimum", a, b)
 def greater(a: ArrayLike, b: ArrayLike) -> Tracer: return _binary("gt", a, b)
+def greater_equal(a: ArrayLike, b: ArrayLike) -> Tracer: return _binary("ge", a, b)
+def less(a: ArrayLike, b: ArrayLike) -> Tracer: return _binary("lt", a, b)
+def less_equal(a: ArrayLike, b: ArrayLike) -> Tracer: return _binary("le", a, b)
 def equal(a: ArrayLike, b: ArrayLike) -> Tracer: return _binary("eq", a, b)
+def not_equal(a: ArrayLike, b: ArrayLike) -> Tracer: return _binary("ne", a, b)
+
+
+def _array_like(x: object) -> bool:
+    """What ``==`` and ``!=`` compare elementwise (anything else compares by identity)."""
+    return isinstance(x, (Tracer, bool, int, float, np.generic, np.ndarray, list, tuple))
 
 
 def _unary(op: str, x: Tracer) -> Tracer:
@@ -331,6 +429,12 @@ def neg(x: Tracer) -> Tracer: return _unary("neg", x)
 def exp(x: Tracer) -> Tracer: return _unary("exp", x)
 def log(x: Tracer) -> Tracer: return _unary("log", x)
 def relu(x: Tracer) -> Tracer: return _unary("relu", x)
+def tanh(x: Tracer) -> Tracer: return _unary("tanh", x)
+def sigmoid(x: Tracer) -> Tracer: return _unary("sigmoid", x)
+def sqrt(x: Tracer) -> Tracer: return _unary("sqrt", x)
+def absolute(x: Tracer) -> Tracer: return _unary("abs", x)
+def sin(x: Tracer) -> Tracer: return _unary("sin", x)
+def cos(x: Tracer) -> Tracer: return _unary("cos", x)
 def stop_gradient(x: Tracer) -> Tracer: return _unary("stop_gradient", x)
 
 
@@ -369,9 +473,46 @@ def reduce_max(x: Tracer, axis: int | Sequence[int] | None = None, keepdims: boo
     return x.builder.emit("max", [x], {"axes": _norm_axes(x, axis), "keepdims": bool(keepdims)})
 
 
+def reduce_min(x: Tracer, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tracer:
+    return x.builder.emit("min", [x], {"axes": _norm_axes(x, axis), "keepdims": bool(keepdims)})
+
+
+def argmax(x: Tracer, axis: int | None = None) -> Tracer:
+    """The index (i64) of the first maximal entry along ``axis``; None: of the flattened tensor."""
+    if axis is None:
+        return argmax(reshape(x, (x.type.size,)), 0)
+    (a,) = _norm_axes(x, int(axis))
+    return x.builder.emit("argmax", [x], {"axis": a})
+
+
+def mean(x: Tracer, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tracer:
+    """The sum divided by the count (numpy's arithmetic: ``np.mean`` is ``np.sum(x) / n``)."""
+    axes = _norm_axes(x, axis)
+    count = int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
+    return reduce_sum(x, axes, keepdims) / float(count)
+
+
+def var(x: Tracer, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tracer:
+    """The population variance, computed as ``np.var`` does: mean((x - mean(x))**2) with x*x."""
+    d = x - mean(x, axis, keepdims=True)
+    return mean(d * d, axis, keepdims)
+
+
 def matmul(a: ArrayLike, b: ArrayLike) -> Tracer:
+    """``a @ b`` with numpy's rules, batch dimensions broadcast (explicitly, by broadcast nodes)."""
     bld = _builder_of(a, b)
-    return bld.emit("matmul", [lift(bld, a), lift(bld, b)])
+    ta, tb = lift(bld, a), lift(bld, b)
+    if ta.ndim == 1 and tb.ndim >= 3:  # vector @ batched: a row vector, then drop its axis
+        k = ta.shape[0]
+        out = matmul(reshape(ta, (1, k)), tb)
+        return reshape(out, out.shape[:-2] + out.shape[-1:])
+    if ta.ndim >= 2 and tb.ndim >= 3 and ta.shape[:-2] != tb.shape[:-2]:
+        batch = broadcast_shapes(ta.shape[:-2], tb.shape[:-2])
+        if batch is None:
+            raise ShapeError(f"matmul: batch dimensions of {ta.type} and {tb.type} do not broadcast")
+        ta = broadcast_to(ta, batch + ta.shape[-2:])
+        tb = broadcast_to(tb, batch + tb.shape[-2:])
+    return bld.emit("matmul", [ta, tb])
 
 
 def reshape(x: Tracer, shape: Sequence[int]) -> Tracer:
@@ -391,10 +532,42 @@ def concat(xs: Sequence[Tracer], axis: int = 0) -> Tracer:
     if not xs:
         raise ShapeError("concat of nothing")
     bld = _builder_of(*xs)
+    xs = [lift(bld, x) for x in xs]
     rank = xs[0].ndim
     if not -rank <= axis < max(rank, 1):
         raise ShapeError(f"concat axis {axis} is out of range for rank {rank}")
     return bld.emit("concat", list(xs), {"axis": axis % rank if rank else 0})
+
+
+def expand_dims(x: Tracer, axis: int) -> Tracer:
+    """``x`` with a new axis of length 1 at ``axis`` (numpy's ``np.expand_dims``)."""
+    rank = x.ndim + 1
+    if not -rank <= axis < rank:
+        raise ShapeError(f"expand_dims axis {axis} is out of range for rank {rank}")
+    a = axis % rank
+    return reshape(x, x.shape[:a] + (1,) + x.shape[a:])
+
+
+def squeeze(x: Tracer, axis: int | Sequence[int] | None = None) -> Tracer:
+    """``x`` without its length-1 axes (or just the ones named, which must have length 1)."""
+    axes = tuple(i for i, d in enumerate(x.shape) if d == 1) if axis is None else _norm_axes(x, axis)
+    if any(x.shape[a] != 1 for a in axes):
+        raise ShapeError(f"cannot squeeze an axis whose length is not 1 in {x.type}")
+    return reshape(x, tuple(d for i, d in enumerate(x.shape) if i not in axes))
+
+
+def stack(xs: Sequence[Tracer], axis: int = 0) -> Tracer:
+    """Tensors of one shape joined along a new axis (numpy's ``np.stack``)."""
+    if not xs:
+        raise ShapeError("stack of nothing")
+    bld = _builder_of(*xs)
+    ts = [lift(bld, x) for x in xs]
+    if any(t.shape != ts[0].shape for t in ts):
+        raise ShapeError(f"stack needs tensors of one shape, got {', '.join(str(list(t.shape)) for t in ts)}")
+    rank = ts[0].ndim + 1
+    if not -rank <= axis < rank:
+        raise ShapeError(f"stack axis {axis} is out of range for rank {rank}")
+    return concat([expand_dims(t, axis % rank) for t in ts], axis % rank)
 
 
 def gather(table: Tracer, indices: ArrayLike) -> Tracer:
@@ -408,11 +581,46 @@ def scatter_add(updates: Tracer, indices: Tracer, size: int) -> Tracer:
     return updates.builder.emit("scatter_add", [updates, indices], {"size": int(size)})
 
 
-def slice_(x: Tracer, start: Sequence[int], stop: Sequence[int]) -> Tracer:
+def slice_(x: Tracer, start: Sequence[int], stop: Sequence[int], step: Sequence[int] | None = None) -> Tracer:
+    """``x[start:stop:step]`` per axis, bounds in the normal form ``slice.indices`` gives (see the
+    slice op); the step attribute is omitted when every step is 1."""
     start, stop = tuple(int(s) for s in start), tuple(int(s) for s in stop)
-    if start == (0,) * x.ndim and stop == x.shape:
+    steps = (1,) * x.ndim if step is None else tuple(int(k) for k in step)
+    if start == (0,) * x.ndim and stop == x.shape and steps == (1,) * x.ndim:
         return x
-    return x.builder.emit("slice", [x], {"start": start, "stop": stop})
+    attrs: dict[str, Any] = {"start": start, "stop": stop}
+    if steps != (1,) * x.ndim:
+        attrs["step"] = steps
+    return x.builder.emit("slice", [x], attrs)
+
+
+def _is_int(item: Any) -> bool:
+    return isinstance(item, (int, np.integer)) and not isinstance(item, (bool, np.bool_))
+
+
+def _index_array(x: Tracer, item: Any, axis: int) -> Tracer | np.ndarray | None:
+    """An integer-array index (a traced i64 value, an int array or a list of ints) checked and with
+    negative constants wrapped; None if ``item`` is not an array index."""
+    if isinstance(item, Tracer):
+        if item.dtype != "i64":
+            raise _located(f"an index tensor must be i64, got {item.type}"
+                           + (" (boolean masks have a data-dependent shape: use gptir.where)"
+                              if item.dtype == "bool" else ""))
+        return item
+    if isinstance(item, (list, np.ndarray)):
+        arr = np.asarray(item)
+        if arr.dtype.kind == "b":
+            raise _located("boolean mask indexing has a data-dependent shape: use gptir.where instead")
+        if arr.size == 0 and arr.dtype.kind == "f":
+            arr = arr.astype(np.int64)
+        if arr.dtype.kind not in "iu":
+            raise _located(f"index arrays must hold integers, got {arr.dtype}")
+        dim = x.shape[axis]
+        arr = np.where(arr < 0, arr + dim, arr).astype(np.int64)
+        if arr.size and (arr.min() < 0 or arr.max() >= dim):
+            raise _located(f"index {item!r} is out of range for axis {axis} of {x.type}")
+        return arr
+    return None
 
 
 class TraceIndexError(ShapeError, IndexError):
@@ -420,30 +628,240 @@ class TraceIndexError(ShapeError, IndexError):
 
 
 def _index(x: Tracer, index: Any) -> Tracer:
-    if isinstance(index, Tracer):
-        return gather(x, index)
-    items = index if isinstance(index, tuple) else (index,)
-    if len(items) > x.ndim:
-        raise ShapeError(f"too many indices for {x.type}")
-    start, stop, keep = [], [], []
-    for axis, dim in enumerate(x.shape):
-        item = items[axis] if axis < len(items) else slice(None)
-        if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+    """numpy indexing: ints (negative too), slices with any step, ``...``, ``None``, and one integer
+    array (traced or constant, which gathers). Basic indexing is one slice and a reshape."""
+    items = list(index) if isinstance(index, tuple) else [index]
+    items = [int(i) if isinstance(i, np.ndarray) and i.ndim == 0 and i.dtype.kind in "iu" else i for i in items]
+    if sum(i is Ellipsis for i in items) > 1:
+        raise _located("an index can only have a single ellipsis ('...')")
+    used = sum(1 for i in items if i is not None and i is not Ellipsis)
+    if used > x.ndim:
+        raise _located(f"too many indices for {x.type}: {used} given")
+    fill = [slice(None)] * (x.ndim - used)
+    if Ellipsis in [i for i in items if not isinstance(i, (Tracer, np.ndarray))]:
+        at = next(k for k, i in enumerate(items) if i is Ellipsis)
+        items[at:at + 1] = fill
+    else:
+        items += fill
+    start, stop, step, shape = [], [], [], []
+    advanced: tuple[Tracer | np.ndarray, int] | None = None
+    adv_items: list[int] = []
+    axis = 0
+    for pos, item in enumerate(items):
+        if item is None:
+            shape.append(1)
+            continue
+        dim = x.shape[axis]
+        arr = None if _is_int(item) or isinstance(item, slice) else _index_array(x, item, axis)
+        if _is_int(item):
             i = int(item) + (dim if item < 0 else 0)
             if not 0 <= i < dim:
-                raise TraceIndexError(f"index {item} is out of range for axis {axis} of {x.type} "
-                                      f"(valid: {-dim} to {dim - 1})")
-            start.append(i); stop.append(i + 1)
+                raise _located(f"index {item} is out of range for axis {axis} of {x.type} "
+                               f"(valid: {-dim} to {dim - 1})", TraceIndexError)
+            start.append(i); stop.append(i + 1); step.append(1)
+            adv_items.append(pos)
         elif isinstance(item, slice):
-            s, e, step = item.indices(dim)
-            if step != 1:
-                raise ShapeError(f"slice step {item.step} is not supported: only step-1 slices (a[i:j]) are")
-            start.append(s); stop.append(max(s, e)); keep.append(axis)
+            s, e, k = item.indices(dim)
+            e = max(s, e) if k > 0 else min(s, e)
+            start.append(s); stop.append(e); step.append(k)
+            shape.append(slice_length(s, e, k))
+        elif arr is not None:
+            if advanced is not None:
+                raise _located("only one integer-array index is supported per indexing (index twice instead)")
+            advanced = (arr, len(shape))
+            start.append(0); stop.append(dim); step.append(1)
+            shape.append(dim)
+            adv_items.append(pos)
         else:
-            raise ShapeError(f"unsupported index {item!r}: use ints, slices or an i64 traced value")
-    out = slice_(x, start, stop)
-    shape = tuple(out.shape[a] for a in keep)
-    return reshape(out, shape)
+            raise _located(f"unsupported index {item!r}: use ints, slices, ..., None or one integer array")
+        axis += 1
+    out = reshape(slice_(x, start, stop, step), shape)
+    if advanced is None:
+        return out
+    idx, p = advanced
+    rest = [a for a in range(out.ndim) if a != p]
+    picked = gather(transpose(out, (p, *rest)), idx)  # [*idx.shape, *rest]
+    # numpy: the index's axes replace the indexed axis when the advanced indices (the array and
+    # any ints) are adjacent; otherwise they come first
+    adjacent = max(adv_items) - min(adv_items) + 1 == len(adv_items)
+    q, m = (p if adjacent else 0), len(idx.shape)
+    perm = (*range(m, m + q), *range(m), *range(m + q, picked.ndim))
+    return transpose(picked, perm)
+
+
+# -- numpy's dispatch protocols ----------------------------------------------------------------------
+
+
+def _dtype_name(dtype: Any) -> str:
+    """A gptir dtype name from anything numpy users pass (``"f64"``, ``np.float64``, ``float``, ...)."""
+    if isinstance(dtype, str) and dtype in NUMPY_DTYPES:
+        return dtype
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    for name, ndt in NUMPY_DTYPES.items():
+        if dt == ndt:
+            return name
+    raise _located(f"unsupported dtype {dtype!r}: gptir has {', '.join(NUMPY_DTYPES)}")
+
+
+def _no_extras(what: str, **given: Any) -> None:
+    bad = [k for k, v in given.items() if v is not None]
+    if bad:
+        raise _located(f"{what}: the argument(s) {', '.join(bad)} are not supported on traced values")
+
+
+def _table_ufuncs() -> dict[Any, Callable[..., Tracer]]:
+    """``np.<ufunc>`` on tracers for every op the table declares as that ufunc (without fixed extra
+    operands): a ufunc op added to gptir/ops.py is reachable as ``np.<ufunc>(t)`` with no entry here."""
+    out: dict[Any, Callable[..., Tracer]] = {}
+    for opdef in OPS.values():
+        if opdef.ufunc is not None and not opdef.extra:
+            fn = getattr(np, opdef.ufunc)
+            assert fn not in out, f"two ops are np.{opdef.ufunc}"
+            out[fn] = functools.partial(_unary if opdef.arity == 1 else _binary, opdef.name)
+    return out
+
+
+# numpy's ufuncs on tracers: the table's, and a few that are compositions (np.true_divide is np.divide)
+_UFUNCS: dict[Any, Callable[..., Tracer]] = {
+    **_table_ufuncs(), np.positive: lambda x: x, np.matmul: matmul,
+    np.square: lambda x: x * x, np.reciprocal: lambda x: 1.0 / x,
+}
+_UFUNC_REDUCTIONS: dict[Any, Callable[..., Tracer]] = {np.add: reduce_sum, np.maximum: reduce_max,
+                                                       np.minimum: reduce_min}
+
+
+def _array_ufunc(ufunc: Any, method: str, inputs: tuple, kwargs: Mapping[str, Any]) -> Tracer:
+    name = f"np.{ufunc.__name__}" + ("" if method == "__call__" else f".{method}")
+    if method == "__call__":
+        fn = _UFUNCS.get(ufunc)
+        if fn is None:
+            raise _located(f"{name} is not supported on traced values (gptir has no op for it; see 'numpy on "
+                           "tracers' in the README)")
+        _no_extras(name, **{k: v for k, v in kwargs.items() if not (k == "out" and v == ())})
+        return fn(*inputs)
+    if method == "reduce" and ufunc in _UFUNC_REDUCTIONS:
+        kw = dict(kwargs)
+        axis, keepdims = kw.pop("axis", 0), kw.pop("keepdims", False)
+        _no_extras(name, **{k: v for k, v in kw.items() if not (k == "out" and v == ())})
+        return _UFUNC_REDUCTIONS[ufunc](inputs[0], axis, keepdims)
+    raise _located(f"{name} is not supported on traced values")
+
+
+def _np_reduce(fn: Callable[..., Tracer], what: str) -> Callable[..., Tracer]:
+    def impl(a: Tracer, axis: int | Sequence[int] | None = None, dtype: Any = None, out: Any = None,
+             keepdims: bool = False, **rest: Any) -> Tracer:
+        _no_extras(f"np.{what}", dtype=dtype, out=out, **rest)
+        return fn(a, axis, keepdims)
+    return impl
+
+
+def _np_minmax(fn: Callable[..., Tracer], what: str) -> Callable[..., Tracer]:
+    def impl(a: Tracer, axis: int | Sequence[int] | None = None, out: Any = None, keepdims: bool = False,
+             **rest: Any) -> Tracer:
+        _no_extras(f"np.{what}", out=out, **rest)
+        return fn(a, axis, keepdims)
+    return impl
+
+
+def _np_var(a: Tracer, axis: int | Sequence[int] | None = None, dtype: Any = None, out: Any = None,
+            ddof: int = 0, keepdims: bool = False, **rest: Any) -> Tracer:
+    _no_extras("np.var", dtype=dtype, out=out, **rest)
+    if ddof:
+        raise _located("np.var: only ddof=0 is supported on traced values")
+    return var(a, axis, keepdims)
+
+
+def _np_argmax(a: Tracer, axis: int | None = None, out: Any = None, **rest: Any) -> Tracer:
+    _no_extras("np.argmax", out=out, **rest)
+    return argmax(a, axis)
+
+
+def _np_reshape(a: Tracer, shape: Any = None, order: str = "C", **rest: Any) -> Tracer:
+    shape = rest.pop("newshape", shape)
+    _no_extras("np.reshape", **rest)
+    if order != "C":
+        raise _located("np.reshape: only order='C' is supported on traced values")
+    return reshape(a, (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(shape))
+
+
+def _np_transpose(a: Tracer, axes: Sequence[int] | None = None) -> Tracer:
+    return transpose(a, axes)
+
+
+def _np_concatenate(arrays: Sequence[Any], axis: int | None = 0, out: Any = None, **rest: Any) -> Tracer:
+    _no_extras("np.concatenate", out=out, **{k: v for k, v in rest.items() if k != "casting"})
+    bld = _builder_of(*arrays)
+    ts = [lift(bld, x) for x in arrays]
+    if axis is None:
+        return concat([reshape(t, (t.size,)) for t in ts], 0)
+    return concat(ts, axis)
+
+
+def _np_stack(arrays: Sequence[Any], axis: int = 0, out: Any = None, **rest: Any) -> Tracer:
+    _no_extras("np.stack", out=out, **{k: v for k, v in rest.items() if k != "casting"})
+    return stack(list(arrays), axis)
+
+
+def _np_where(condition: Any, *xy: Any) -> Tracer:
+    if len(xy) != 2:
+        raise _located("np.where(cond) without x and y has a data-dependent shape: pass both branches")
+    return where(condition, xy[0], xy[1])
+
+
+def _np_dot(a: Any, b: Any, out: Any = None) -> Tracer:
+    _no_extras("np.dot", out=out)
+    bld = _builder_of(a, b)
+    ta, tb = lift(bld, a), lift(bld, b)
+    if ta.ndim == 0 or tb.ndim == 0:
+        return ta * tb
+    if ta.ndim > 2 or tb.ndim > 2:
+        raise _located("np.dot of tensors of rank > 2 is not supported on traced values: use np.matmul or @")
+    return matmul(ta, tb)
+
+
+def _np_clip(a: Tracer, a_min: Any = None, a_max: Any = None, out: Any = None, **rest: Any) -> Tracer:
+    _no_extras("np.clip", out=out, **rest)
+    y = a if a_min is None else maximum(a, a_min)
+    return y if a_max is None else minimum(y, a_max)
+
+
+def _np_squeeze(a: Tracer, axis: int | Sequence[int] | None = None) -> Tracer:
+    return squeeze(a, axis)
+
+
+def _np_swapaxes(a: Tracer, axis1: int, axis2: int) -> Tracer:
+    perm = list(range(a.ndim))
+    (i,), (j,) = _norm_axes(a, axis1), _norm_axes(a, axis2)
+    perm[i], perm[j] = perm[j], perm[i]
+    return transpose(a, perm)
+
+
+def _np_ravel(a: Tracer, order: str = "C") -> Tracer:
+    return reshape(a, (a.size,))
+
+
+def _np_like(fill: float) -> Callable[..., Tracer]:
+    def impl(a: Tracer, dtype: Any = None, **rest: Any) -> Tracer:
+        _no_extras("np.zeros_like/ones_like", **{k: v for k, v in rest.items() if k != "order"})
+        dt = a.dtype if dtype is None else _dtype_name(dtype)
+        return a.builder.const(np.full(a.shape, fill, dtype=NUMPY_DTYPES[dt]))
+    return impl
+
+
+_NUMPY_FUNCTIONS: dict[Any, Callable[..., Any]] = {
+    np.sum: _np_reduce(reduce_sum, "sum"), np.mean: _np_reduce(mean, "mean"),
+    np.max: _np_minmax(reduce_max, "max"), np.min: _np_minmax(reduce_min, "min"),
+    np.var: _np_var, np.argmax: _np_argmax, np.reshape: _np_reshape, np.transpose: _np_transpose,
+    np.concatenate: _np_concatenate, np.stack: _np_stack, np.where: _np_where, np.dot: _np_dot,
+    np.clip: _np_clip, np.squeeze: _np_squeeze, np.expand_dims: lambda a, axis: expand_dims(a, axis),
+    np.swapaxes: _np_swapaxes, np.ravel: _np_ravel, np.broadcast_to: lambda array, shape: broadcast_to(array, shape),
+    np.zeros_like: _np_like(0.0), np.ones_like: _np_like(1.0),
+    np.shape: lambda a: a.shape, np.ndim: lambda a: a.ndim, np.size: lambda a, axis=None: (
+        a.size if axis is None else a.shape[axis]),
+}
 
 
 # -- tracing a function -----------------------------------------------------------------------------

@@ -11,7 +11,16 @@ runs it with the interpreter::
     y = V.add(V.mul(a, b), V.pow(a, 2))
     V.backward(y)["a"]   # 7.0
 
+micrograd's spelling works too: ``a = Value(2.0); y = a * b + a ** 2; g = y.backward(); g[a]``
+(Python operators, reflected with plain numbers, ``.relu() .exp() .log() .tanh()``). A leaf without
+a label gets one when the expression is turned into IR: ``v0``, ``v1``, ... in the order the
+unlabelled leaves are first reached from the root (children left to right), so the same expression
+gets the same labels on every run. The gradient map is keyed by label and also answers for a leaf
+itself (``grads[a]``).
+
 Values are immutable and compared by identity (two leaves with equal data are different values).
+Edge conventions (those of JAX and torch): relu'(0) = 0; ``x ** 0`` has gradient 0 even at x = 0;
+d(x ** y)/dy is 0 where x = 0.
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ from gptir.ir import GptirError, Graph, TensorType, is_identifier
 from gptir.tracing import Builder, Tracer
 
 __all__ = ["Value", "ValueExprError", "leaf", "const", "add", "sub", "mul", "div", "neg", "pow", "log", "exp",
-           "relu", "sum", "mean", "graph", "backward"]
+           "relu", "tanh", "sum", "mean", "graph", "backward"]
 
 
 class ValueExprError(GptirError):
@@ -46,9 +55,34 @@ class Value:
     label: str = ""
     exponent: float | None = None  # for pow: the constant exponent
 
+    def __post_init__(self) -> None:
+        if type(self.data) is not float:  # Value(2) holds 2.0, as micrograd's arithmetic would give
+            object.__setattr__(self, "data", _number(self.data))
+
     def __repr__(self) -> str:
         name = f" {self.label}" if self.label else ""
         return f"Value({self.op}{name}: {self.data!r})"
+
+    # micrograd's operators and methods (the functions below do the work)
+    def __add__(self, o: "Operand") -> "Value": return add(self, o)
+    def __radd__(self, o: "Operand") -> "Value": return add(o, self)
+    def __sub__(self, o: "Operand") -> "Value": return sub(self, o)
+    def __rsub__(self, o: "Operand") -> "Value": return sub(o, self)
+    def __mul__(self, o: "Operand") -> "Value": return mul(self, o)
+    def __rmul__(self, o: "Operand") -> "Value": return mul(o, self)
+    def __truediv__(self, o: "Operand") -> "Value": return div(self, o)
+    def __rtruediv__(self, o: "Operand") -> "Value": return div(o, self)
+    def __pow__(self, o: "Operand") -> "Value": return pow(self, o)
+    def __rpow__(self, o: "Operand") -> "Value": return pow(o, self)
+    def __neg__(self) -> "Value": return neg(self)
+    def relu(self) -> "Value": return relu(self)
+    def exp(self) -> "Value": return exp(self)
+    def log(self) -> "Value": return log(self)
+    def tanh(self) -> "Value": return tanh(self)
+
+    def backward(self) -> Mapping[str, float]:
+        """d self / d leaf for every leaf: the same read-only map as :func:`backward`."""
+        return backward(self)
 
 
 Operand = Union[Value, float, int]
@@ -103,12 +137,24 @@ def neg(a: Operand) -> Value:
     return Value(-a.data, (a,), (-1.0,), "neg")
 
 
-def pow(a: Operand, exponent: float) -> Value:  # noqa: A001 - the API mirrors micrograd's names
-    """``a ** exponent`` for a constant number ``exponent``."""
-    a, k = _v(a), _number(exponent)
+def pow(a: Operand, exponent: Operand) -> Value:  # noqa: A001 - the API mirrors micrograd's names
+    """``a ** exponent``: a constant number exponent (one child), or a Value (two children).
+
+    Zero base, as JAX and torch: the gradient in ``a`` is 0 where the exponent is 0 (``0 ** 0``
+    included), and the gradient in the exponent uses log(1) = 0 where ``a`` is 0."""
+    a = _v(a)
+    if isinstance(exponent, Value):
+        b = exponent
+        with np.errstate(all="ignore"):
+            x, y = np.float64(a.data), np.float64(b.data)
+            data = float(np.power(x, y))
+            da = 0.0 if y == 0.0 else float(y * np.power(x, y - 1.0))
+            db = float(np.float64(data) * np.log(x if x != 0.0 else np.float64(1.0)))
+        return Value(data, (a, b), (da, db), "pow")
+    k = _number(exponent)
     with np.errstate(all="ignore"):
         data = float(np.power(np.float64(a.data), k))
-        local = float(k * np.power(np.float64(a.data), k - 1.0))
+        local = 0.0 if k == 0.0 else float(k * np.power(np.float64(a.data), k - 1.0))
     return Value(data, (a,), (local,), "pow", exponent=k)
 
 
@@ -123,6 +169,12 @@ def exp(a: Operand) -> Value:
     with np.errstate(all="ignore"):
         e = float(np.exp(np.float64(a.data)))
     return Value(e, (a,), (e,), "exp")
+
+
+def tanh(a: Operand) -> Value:
+    a = _v(a)
+    t = float(np.tanh(np.float64(a.data)))
+    return Value(t, (a,), (1.0 - t * t,), "tanh")
 
 
 def relu(a: Operand) -> Value:
@@ -168,34 +220,51 @@ def _topo(root: Value) -> list[Value]:
     return order
 
 
-def _leaves(order: Sequence[Value]) -> list[Value]:
-    leaves: list[Value] = []
+def _leaves(order: Sequence[Value]) -> list[tuple[Value, str]]:
+    """Every leaf with its label; unlabelled leaves get ``v0``, ``v1``, ... in ``order`` (skipping
+    labels the expression already uses), so the labels depend only on the expression's structure."""
+    leaves: list[tuple[Value, str]] = []
     labels: dict[str, Value] = {}
     for v in order:
-        if v.op != "leaf":
+        if v.op != "leaf" or not v.label:
             continue
         other = labels.get(v.label)
         if other is not None and other is not v:
             raise ValueExprError(f"two different leaves are labelled {v.label!r} ({other.data!r} and {v.data!r}): "
-                              "labels name gradients, so they must be unique")
+                                 "labels name gradients, so they must be unique")
         labels[v.label] = v
-        leaves.append(v)
+    k = 0
+    for v in order:
+        if v.op != "leaf":
+            continue
+        label = v.label
+        if not label:
+            while f"v{k}" in labels:
+                k += 1
+            label = f"v{k}"
+            k += 1
+        leaves.append((v, label))
     return leaves
 
 
 def graph(v: Value, name: str = "value") -> Graph:
     """The IR of ``v``'s expression: leaves are ``param`` inputs (with their data), output ``out``."""
+    return _graph(v, name)[0]
+
+
+def _graph(v: Value, name: str) -> tuple[Graph, list[tuple[Value, str]]]:
     if not isinstance(v, Value):
         raise ValueExprError(f"graph() takes a Value, got {type(v).__name__}")
     order = _topo(v)
     b = Builder(name)
     f64 = TensorType("f64", ())
     traced: dict[int, Tracer] = {}
+    leaves = _leaves(order)
     with b.origin("", "", backward=False):  # no model source line to point at
-        for lf in _leaves(order):  # inputs first, so no op node can take a label's name
-            traced[id(lf)] = b.param(lf.label, f64, np.asarray(lf.data, dtype=np.float64))
+        for lf, label in leaves:  # inputs first, so no op node can take a label's name
+            traced[id(lf)] = b.param(label, f64, np.asarray(lf.data, dtype=np.float64))
         _build(b, order, traced)
-    return b.finish({"out": traced[id(v)]})
+    return b.finish({"out": traced[id(v)]}), leaves
 
 
 def _build(b: Builder, order: Sequence[Value], traced: dict[int, Tracer]) -> None:
@@ -211,19 +280,41 @@ def _build(b: Builder, order: Sequence[Value], traced: dict[int, Tracer]) -> Non
             for u in ins[1:]:
                 t = b.emit("add", [t, u])
             traced[id(x)] = b.emit("div", [t, b.const(np.float64(len(ins)))]) if x.op == "mean" else t
-        elif x.op == "pow":
+        elif x.op == "pow" and x.exponent is not None:
             traced[id(x)] = b.emit("pow", [ins[0], b.const(np.float64(x.exponent))])
         else:
             traced[id(x)] = b.emit(x.op, ins)
 
 
-def backward(v: Value) -> Mapping[str, float]:
-    """d v / d leaf for every labelled leaf of ``v`` (read-only mapping label -> float),
-    computed by the IR autodiff pass and the interpreter."""
-    g = graph(v)
-    labels = [n.name for n in g.param_inputs]
-    if not labels:
-        return types.MappingProxyType({})
-    values = run(grad(g, labels, of="out"))
-    return types.MappingProxyType({k: float(values[grad_output_name(k)]) for k in labels})
+class _Grads(dict):  # type: ignore[type-arg]
+    """label -> gradient, which also answers for a leaf Value itself (``grads[a]``)."""
 
+    def __init__(self, values: Mapping[str, float], labels: Mapping[int, str]) -> None:
+        super().__init__(values)
+        self._labels = labels
+
+    def __missing__(self, key: object) -> float:
+        if isinstance(key, Value) and id(key) in self._labels:
+            return self[self._labels[id(key)]]
+        raise KeyError(key)
+
+    def _key(self, key: object) -> object:
+        return self._labels.get(id(key), key) if isinstance(key, Value) else key
+
+    def get(self, key: object, default: float | None = None) -> float | None:  # type: ignore[override]
+        return super().get(self._key(key), default)
+
+    def __contains__(self, key: object) -> bool:
+        return super().__contains__(self._key(key))
+
+
+def backward(v: Value) -> Mapping[str, float]:
+    """d v / d leaf for every leaf of ``v`` (read-only mapping label -> float; a leaf Value works
+    as a key too), computed by the IR autodiff pass and the interpreter."""
+    g, leaves = _graph(v, "value")
+    labels = [n.name for n in g.param_inputs]
+    by_id = {id(lf): label for lf, label in leaves}
+    if not labels:
+        return types.MappingProxyType(_Grads({}, by_id))
+    values = run(grad(g, labels, of="out"))
+    return types.MappingProxyType(_Grads({k: float(values[grad_output_name(k)]) for k in labels}, by_id))

@@ -103,6 +103,12 @@ UNARY = {
     "exp": (gptir.exp, -2.0, 2.0),
     "log": (gptir.log, 0.2, 3.0),
     "relu": (gptir.relu, -2.0, 2.0),
+    "tanh": (gptir.tanh, -2.0, 2.0),
+    "sigmoid": (gptir.sigmoid, -3.0, 3.0),
+    "sqrt": (gptir.sqrt, 0.2, 3.0),
+    "abs": (abs, -2.0, 2.0),
+    "sin": (gptir.sin, -3.0, 3.0),
+    "cos": (gptir.cos, -3.0, 3.0),
 }
 
 
@@ -111,7 +117,7 @@ UNARY = {
 def test_unary(op, data):
     fn, lo, hi = UNARY[op]
     x = data.draw(arrays(data.draw(shapes()), lo, hi))
-    assume(op != "relu" or np.all(np.abs(x) > 1e-3))
+    assume(op not in ("relu", "abs") or np.all(np.abs(x) > 1e-3))
     check(fn, x)
 
 
@@ -122,6 +128,7 @@ BINARY = {
     "div": (lambda a, b: a / b, (-2, 2), (0.3, 2)),
     "pow": (lambda a, b: a ** b, (0.3, 2), (-2, 2)),
     "maximum": (gptir.maximum, (-2, 2), (-2, 2)),
+    "minimum": (gptir.minimum, (-2, 2), (-2, 2)),
 }
 
 
@@ -133,7 +140,7 @@ def test_binary_with_broadcasting(op, pair, data):
     b = data.draw(arrays(pair[1], *rb))
     if op == "div" and data.draw(st.booleans()):
         b = -b
-    if op == "maximum":
+    if op in ("maximum", "minimum"):
         assume(np.all(np.abs(np.subtract(*np.broadcast_arrays(a, b))) > 1e-3))
     check(fn, a, b)
 
@@ -174,6 +181,51 @@ def test_max_reduction(data):
     axes = data.draw(st.lists(st.integers(0, x.ndim - 1), unique=True).map(sorted))
     keep = data.draw(st.booleans())
     check(lambda x: x.max(axis=axes or None, keepdims=keep), x)
+
+
+@SETTINGS
+@given(st.data())
+def test_min_reduction(data):
+    shape = data.draw(shapes(1))
+    perm = np.array(data.draw(st.permutations(range(int(np.prod(shape))))), dtype=np.float64)
+    x = (perm * 0.37 - 1.0).reshape(shape)  # distinct entries: no ties, no kinks
+    axes = data.draw(st.lists(st.integers(0, x.ndim - 1), unique=True).map(sorted))
+    keep = data.draw(st.booleans())
+    check(lambda x: x.min(axis=axes or None, keepdims=keep), x)
+
+
+def test_min_ties_split_the_gradient():
+    g = trace(lambda x: x.min(), "f64[4]")
+    values = gptir.run(grad(g, ["x"]), {"x": np.array([1.0, 3.0, 1.0, 2.0])})
+    np.testing.assert_array_equal(values["grad.x"], [0.5, 0.0, 0.5, 0.0])
+
+
+@pytest.mark.parametrize("fn", [gptir.maximum, gptir.minimum])
+def test_elementwise_ties_split_evenly(fn):
+    """JAX and torch: at a == b each operand gets half the cotangent; elsewhere the winner all of it."""
+    g = trace(lambda a, b: (fn(a, b) * np.array([1.0, 2.0, 4.0])).sum(), "f64[3]", "f64[3]")
+    v = gptir.run(grad(g, ["a", "b"]), {"a": np.array([1.0, 5.0, -2.0]), "b": np.array([1.0, 0.0, 3.0])})
+    a_wins = [0.5, 2.0, 0.0] if fn is gptir.maximum else [0.5, 0.0, 4.0]
+    np.testing.assert_array_equal(v["grad.a"], a_wins)
+    np.testing.assert_array_equal(v["grad.b"], np.array([1.0, 2.0, 4.0]) - a_wins)
+
+
+def test_pow_at_a_zero_base_follows_jax_and_torch():
+    """d(x**y)/dx is 0 where y == 0 (even at x == 0); d(x**y)/dy is 0 where x == 0 (log taken as log 1)."""
+    g = trace(lambda x, y: (x ** y).sum(), "f64[3]", "f64[3]")
+    x, y = np.array([0.0, 0.0, 2.0]), np.array([0.0, 2.0, 3.0])
+    v = gptir.run(grad(g, ["x", "y"]), {"x": x, "y": y})
+    np.testing.assert_array_equal(v["grad.x"], [0.0, 0.0, 12.0])
+    np.testing.assert_array_equal(v["grad.y"], [0.0, 0.0, 8.0 * np.log(2.0)])
+    g0 = trace(lambda x: (x ** 0.0).sum(), "f64[2]")
+    np.testing.assert_array_equal(gptir.run(grad(g0, ["x"]), {"x": np.zeros(2)})["grad.x"], [0.0, 0.0])
+
+
+def test_relu_and_abs_have_gradient_zero_at_zero():
+    for fn in (gptir.relu, abs):
+        g = trace(lambda x: fn(x).sum(), "f64[3]")
+        v = gptir.run(grad(g, ["x"]), {"x": np.array([-1.0, 0.0, 2.0])})
+        np.testing.assert_array_equal(v["grad.x"], [0.0 if fn is gptir.relu else -1.0, 0.0, 1.0])
 
 
 def test_max_ties_split_the_gradient():
@@ -227,10 +279,22 @@ def test_slice(data):
     check(lambda x: _slice(x, start, stop), x)
 
 
-def _slice(x, start, stop):
+def _slice(x, start, stop, step=None):
     from gptir.tracing import slice_
 
-    return slice_(x, start, stop) * 1.5
+    return slice_(x, start, stop, step) * 1.5
+
+
+@SETTINGS
+@given(st.data())
+def test_strided_slice(data):
+    """Steps of any sign and size, through the tracer's numpy indexing (x[s:e:k, ...])."""
+    x = data.draw(arrays(data.draw(shapes(1, 3).filter(lambda s: max(s) > 1))))
+    index = tuple(slice(data.draw(st.none() | st.integers(-3, 3)), data.draw(st.none() | st.integers(-3, 3)),
+                        data.draw(st.sampled_from([None, 1, 2, -1, -2, 3]))) for _ in x.shape)
+    assume(x[index].size > 0)
+    check(lambda x: x[index] * 1.5, x)
+    np.testing.assert_array_equal(gptir.run(trace(lambda x: x[index], x), {"x": x})["out"], x[index])
 
 
 @SETTINGS
@@ -276,6 +340,11 @@ FIXED_CASES = [
     (lambda x: x.max(axis=1), np.array([[1.0, 2.0], [4.0, 3.0]])),
     (lambda a, b: a @ b, np.ones((2, 3)), np.ones((3, 2)) * 0.5),
     (lambda x: _slice(x, (0, 1), (2, 2)), np.arange(4.0).reshape(2, 2)),
+    (lambda x: _slice(x, (2, 0), (-1, 3), (-2, 2)), np.arange(12.0).reshape(3, 4)),
+    (UNARY["tanh"][0], np.array([0.3, -1.0])), (UNARY["sigmoid"][0], np.array([0.3, -1.0])),
+    (UNARY["sqrt"][0], np.array([0.3, 2.0])), (UNARY["abs"][0], np.array([0.3, -1.0])),
+    (UNARY["sin"][0], np.array([0.3, -1.0])), (UNARY["cos"][0], np.array([0.3, -1.0])),
+    (lambda x: x.min(axis=0), np.array([[1.0, 2.0], [4.0, 0.5]])),
     (lambda a, b: gptir.concat([a, b], 1), np.ones((2, 1)), np.zeros((2, 2))),
     (lambda t: gptir.gather(t, np.array([1, 1, 0], np.int64)), np.arange(6.0).reshape(3, 2)),
     (lambda u: gptir.scatter_add(u, _const(u, np.array([2, 0], np.int64)), 3), np.arange(4.0).reshape(2, 2)),

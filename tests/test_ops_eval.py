@@ -54,7 +54,18 @@ CASES: dict[str, list[tuple[list[np.ndarray], dict[str, Any], Callable[..., np.n
     "exp": [([A], {}, np.exp)],
     "log": [([POS], {}, np.log)],
     "relu": [([A], {}, lambda a: np.maximum(a, 0.0)), ([I], {}, lambda a: np.maximum(a, 0))],
+    "minimum": [([A, B], {}, np.minimum), ([I, J], {}, np.minimum)],
+    "tanh": [([A], {}, np.tanh)],
+    "sigmoid": [([A], {}, lambda a: 1.0 / (1.0 + np.exp(-a)))],
+    "sqrt": [([POS], {}, np.sqrt)],
+    "abs": [([A], {}, np.abs), ([I], {}, np.abs)],
+    "sin": [([A], {}, np.sin)],
+    "cos": [([A], {}, np.cos)],
     "gt": [([A, B], {}, np.greater), ([I, J], {}, np.greater)],
+    "ge": [([A, B], {}, np.greater_equal), ([I, J], {}, np.greater_equal), ([A, A], {}, np.greater_equal)],
+    "lt": [([A, B], {}, np.less), ([I, J], {}, np.less)],
+    "le": [([A, B], {}, np.less_equal), ([I, J], {}, np.less_equal), ([A, A], {}, np.less_equal)],
+    "ne": [([I, J], {}, np.not_equal), ([A, A], {}, np.not_equal), ([I > 0, J > 0], {}, np.not_equal)],
     "eq": [([I, J], {}, np.equal), ([A, A], {}, np.equal), ([I > 0, J > 0], {}, np.equal)],
     "where": [([A > B, A, B], {}, np.where), ([I > 0, I, J], {}, np.where)],
     "cast": [([A], {"dtype": "i64"}, lambda a: a.astype(np.int64)),
@@ -66,6 +77,11 @@ CASES: dict[str, list[tuple[list[np.ndarray], dict[str, Any], Callable[..., np.n
             ([I], {"axes": (), "keepdims": False}, lambda a: a)],
     "max": [([A], {"axes": (0,), "keepdims": True}, lambda a: a.max(axis=0, keepdims=True)),
             ([I], {"axes": (0, 1), "keepdims": False}, lambda a: np.asarray(a.max()))],
+    "min": [([A], {"axes": (1,), "keepdims": False}, lambda a: a.min(axis=1)),
+            ([I], {"axes": (0, 1), "keepdims": True}, lambda a: a.min(axis=(0, 1), keepdims=True))],
+    "argmax": [([A], {"axis": 1}, lambda a: a.argmax(axis=1)), ([I], {"axis": 0}, lambda a: a.argmax(axis=0)),
+               ([A[0]], {"axis": 0}, lambda a: np.asarray(a.argmax())),
+               ([np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 0.0]])], {"axis": 1}, lambda a: np.array([1, 0]))],
     "matmul": [([A, M], {}, np.matmul), ([A[0], M], {}, np.matmul), ([M, M[0]], {}, np.matmul),
                ([M[:, 0], M[:, 1]], {}, lambda a, b: np.asarray(a @ b)),
                ([np.stack([A, B]), np.stack([M, M])], {}, np.matmul)],
@@ -74,7 +90,11 @@ CASES: dict[str, list[tuple[list[np.ndarray], dict[str, Any], Callable[..., np.n
     "broadcast": [([A[0]], {"shape": (4, 3)}, lambda a: np.broadcast_to(a, (4, 3))),
                   ([A[:1]], {"shape": (5, 3)}, lambda a: np.broadcast_to(a, (5, 3)))],
     "slice": [([A], {"start": (0, 1), "stop": (2, 3)}, lambda a: a[0:2, 1:3]),
-              ([M[0]], {"start": (1,), "stop": (3,)}, lambda a: a[1:3])],
+              ([M[0]], {"start": (1,), "stop": (3,)}, lambda a: a[1:3]),
+              ([M], {"start": (0, 3), "stop": (3, -1), "step": (2, -1)}, lambda a: a[::2, ::-1]),
+              ([M], {"start": (2, 3), "stop": (0, 0), "step": (-1, -2)}, lambda a: a[2:0:-1, 3:0:-2]),
+              ([M], {"start": (1, 0), "stop": (1, 4), "step": (1, 3)}, lambda a: a[1:1, ::3]),
+              ([M[0]], {"start": (1,), "stop": (4,), "step": (1,)}, lambda a: a[1:])],
     "concat": [([A, B], {"axis": 0}, lambda a, b: np.concatenate([a, b], 0)),
                ([A, B, A], {"axis": 1}, lambda a, b, c: np.concatenate([a, b, c], 1))],
     "gather": [([M, IDX], {}, lambda t, i: t[i]), ([M[0], IDX[0]], {}, lambda t, i: t[i])],
@@ -123,14 +143,50 @@ floats = hnp.arrays(np.float64, st.integers(1, 4), elements=st.floats(allow_nan=
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.sampled_from(["add", "sub", "mul", "div", "maximum", "gt", "eq"]), st.data())
+@given(st.sampled_from(["add", "sub", "mul", "div", "maximum", "minimum", "gt", "ge", "lt", "le", "eq", "ne"]),
+       st.data())
 def test_binary_ops_on_edge_values(op: str, data: st.DataObject) -> None:
     a = data.draw(floats)
     b = data.draw(hnp.arrays(np.float64, a.shape, elements=st.floats(width=64)))
     ref = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide, "maximum": np.maximum,
-           "gt": np.greater, "eq": np.equal}[op]
+           "minimum": np.minimum, "gt": np.greater, "ge": np.greater_equal, "lt": np.less, "le": np.less_equal,
+           "eq": np.equal, "ne": np.not_equal}[op]
     with np.errstate(all="ignore"):
         want = ref(a, b)
     got = one_op(op, [a, b])
     assert got.tobytes() == want.tobytes() or (np.isnan(got) == np.isnan(want)).all() and \
         np.array_equal(got[~np.isnan(got)], want[~np.isnan(want)])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from(["tanh", "sigmoid", "sqrt", "abs", "sin", "cos"]), st.data())
+def test_unary_ops_on_edge_values(op: str, data: st.DataObject) -> None:
+    a = data.draw(floats)
+    ref = {"tanh": np.tanh, "sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)), "sqrt": np.sqrt, "abs": np.abs,
+           "sin": np.sin, "cos": np.cos}[op]
+    with np.errstate(all="ignore"):
+        want = ref(a)
+    got = one_op(op, [a])
+    assert got.dtype == want.dtype and np.array_equal(got, want, equal_nan=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 5), st.integers(-7, 7) | st.none(), st.integers(-7, 7) | st.none(),
+       st.sampled_from([None, 1, 2, 3, -1, -2, -3]))
+def test_strided_slices_match_numpy(n: int, s: int | None, e: int | None, k: int | None) -> None:
+    """Every slice numpy can write, normalised by slice.indices as the tracer does."""
+    x = np.arange(float(n))
+    start, stop, step = slice(s, e, k).indices(n)
+    stop = max(start, stop) if step > 0 else min(start, stop)
+    got = one_op("slice", [x], {"start": (start,), "stop": (stop,), "step": (step,)})
+    np.testing.assert_array_equal(got, x[s:e:k])
+
+
+def test_slice_files_without_steps_still_parse() -> None:
+    g = parse("graph g {\n  in %x : f64[5]\n  %s = slice[start=(1,), stop=(4,)] %x : f64[3]\n  output out = %s\n}\n")
+    assert "step" not in g["s"].attrs
+    assert "step" not in print_graph(g)
+    np.testing.assert_array_equal(run(g, {"x": np.arange(5.0)})["out"], [1.0, 2.0, 3.0])
+    g2 = parse(print_graph(g).replace("stop=(4,)", "stop=(-1,), step=(-2,)").replace("start=(1,)", "start=(4,)"))
+    np.testing.assert_array_equal(run(g2, {"x": np.arange(5.0)})["out"], [4.0, 2.0, 0.0])
+    assert parse(print_graph(g2)).same_as(g2)

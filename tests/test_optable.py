@@ -4,8 +4,8 @@ entry gets everything an existing op of its kind gets (the tanh experiment of is
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from typing import Any
 from unittest import mock
 
 import numpy as np
@@ -15,7 +15,7 @@ from gptir.autodiff import grad
 from gptir.codegen import _namespace_base, compile_graph, plan
 from gptir.interp import run
 from gptir.ir import ATTR_KINDS, ShapeError, TensorType, check_attr
-from gptir.ops import LAYOUTS, OPS, RESULTS, GradContext, OpDef, _unary
+from gptir.ops import LAYOUTS, OPS, RESULTS, OpDef, _unary
 from gptir.passes import optimize
 from gptir.text import parse, print_graph
 from gptir.tracing import Builder
@@ -142,13 +142,8 @@ def test_an_op_in_the_old_format_is_caught():
 
 # -- the tanh experiment ----------------------------------------------------------------------------
 
-
-def _g_tanh(c: GradContext) -> tuple[Any, ...]:
-    return (c.g * (1.0 - c.out * c.out),)  # type: ignore[operator]
-
-
-TANH = OpDef("tanh", 1, _unary(("f64",)), None, None, kind="elementwise", grad=_g_tanh, ufunc="tanh",
-             result="fresh", layout="elementwise", simd_by_distance=True)
+TANH = OPS["tanh"]  # the real entry (gptir/ops.py), one OpDef like every other op
+_g_tanh = TANH.grad
 
 
 def _experiment(op: str, times_one: bool = True):
@@ -164,40 +159,39 @@ def _experiment(op: str, times_one: bool = True):
 
 def test_a_new_op_in_one_entry_optimizes_and_compiles_like_exp():
     """Issue 12: tanh added as one OpDef kept more compute nodes after optimize than exp and got
-    different buffer reuse, because side tables outside the op table did not know it. A stand-in
-    tanh whose gradient rule has exp's shape (``g * out``) must now give exactly exp's graph: before
-    this change it kept 10 compute nodes and 4 reuses where exp keeps 6 and 2 (the ``* 1.0`` and its
-    backward twin stayed, since nothing knew tanh's result is a fresh C-contiguous array)."""
-    stand_in = OpDef("tanh", 1, _unary(("f64",)), None, None, kind="elementwise", grad=lambda c: (c.g * c.out,),
-                     ufunc="tanh", result="fresh", layout="elementwise", simd_by_distance=True)
-    assert problems(stand_in) == []
+    different buffer reuse, because side tables outside the op table did not know it. The real tanh
+    entry, given a gradient rule of exp's shape (``g * out``), must now give exactly exp's graph:
+    before the op table drove the passes it kept 10 compute nodes and 4 reuses where exp keeps 6 and
+    2 (the ``* 1.0`` and its backward twin stayed, since nothing knew tanh's result is a fresh
+    C-contiguous array)."""
+    like_exp = dataclasses.replace(TANH, grad=lambda c: (c.g * c.out,))
+    assert problems(like_exp) == []
     _, _, n_exp, reused_exp = _experiment("exp")
     assert (n_exp, reused_exp) == (6, 2)
-    with mock.patch.dict(OPS, {"tanh": stand_in}):
+    with mock.patch.dict(OPS, {"tanh": like_exp}):
         _, _, n_tanh, reused_tanh = _experiment("tanh")
     assert (n_tanh, reused_tanh) == (n_exp, reused_exp)
 
 
 def test_a_new_op_in_one_entry_differentiates_runs_compiles_and_prints():
-    """The real tanh (rule ``g * (1 - out * out)``) in one entry: the ``* 1.0`` vanishes after
+    """The real tanh (rule ``g * (1 - out * out)``), one entry: the ``* 1.0`` vanishes after
     optimize as it does for exp, the gradient matches finite differences, the compiled program is
     bit-identical to the interpreter, and the graph prints and parses."""
     assert problems(TANH) == []
-    with mock.patch.dict(OPS, {"tanh": TANH}):
-        g, opt, n, reused = _experiment("tanh")
-        assert (n, reused) == _experiment("tanh", times_one=False)[2:]
-        xv = np.linspace(-2.0, 2.0, 16)
-        ref = run(g, {"x": xv})
-        t = np.tanh(xv)
-        assert np.allclose(ref["grad.x"], 2.0 * t * (1.0 - t * t), rtol=1e-14, atol=0)  # d/dx sum(tanh(x)**2)
-        h = 1e-6
-        fd = [(np.sum(np.tanh(xv + h * e) ** 2) - np.sum(np.tanh(xv - h * e) ** 2)) / (2 * h) for e in np.eye(16)]
-        assert np.allclose(ref["grad.x"], fd, rtol=1e-6, atol=1e-9)
-        for prog in (opt, g):
-            out = compile_graph(prog)({"x": xv})
-            for k in ref:
-                assert out[k].tobytes() == ref[k].tobytes()
-        assert parse(print_graph(opt)).same_as(opt)
+    g, opt, n, reused = _experiment("tanh")
+    assert (n, reused) == _experiment("tanh", times_one=False)[2:]
+    xv = np.linspace(-2.0, 2.0, 16)
+    ref = run(g, {"x": xv})
+    t = np.tanh(xv)
+    assert np.allclose(ref["grad.x"], 2.0 * t * (1.0 - t * t), rtol=1e-14, atol=0)  # d/dx sum(tanh(x)**2)
+    h = 1e-6
+    fd = [(np.sum(np.tanh(xv + h * e) ** 2) - np.sum(np.tanh(xv - h * e) ** 2)) / (2 * h) for e in np.eye(16)]
+    assert np.allclose(ref["grad.x"], fd, rtol=1e-6, atol=1e-9)
+    for prog in (opt, g):
+        out = compile_graph(prog)({"x": xv})
+        for k in ref:
+            assert out[k].tobytes() == ref[k].tobytes()
+    assert parse(print_graph(opt)).same_as(opt)
 
 
 def test_attribute_kinds_check_format_and_emit_in_one_place():

@@ -165,15 +165,19 @@ def _random_op(draw: Any, b: Builder, x: Tracer, vals: list[Tracer]) -> Tracer |
     choice = draw(st.sampled_from(["unary", "binary", "reduce", "reshape", "transpose", "broadcast", "slice",
                                    "concat", "cast", "where", "matmul", "gather", "scatter"]))
     if choice == "unary":
-        ops = ["stop_gradient"] + (["neg", "relu"] if numeric else []) + (["exp", "log"] if x.dtype == "f64" else [])
+        ops = ["stop_gradient"] + (["neg", "relu", "abs"] if numeric else []) + \
+              (["exp", "log", "tanh", "sigmoid", "sqrt", "sin", "cos"] if x.dtype == "f64" else [])
         return b.emit(draw(st.sampled_from(ops)), [x])
     if choice == "binary":
-        ops = ["eq"] + (["add", "sub", "mul", "maximum", "gt"] if numeric else []) + \
+        ops = ["eq", "ne"] + (["add", "sub", "mul", "maximum", "minimum", "gt", "ge", "lt", "le"] if numeric else []) + \
               (["div", "pow"] if x.dtype == "f64" else [])
         return b.emit(draw(st.sampled_from(ops)), [x, draw(st.sampled_from(same))])
     if choice == "reduce" and numeric:
         axes = tuple(sorted(draw(st.sets(st.integers(0, max(ty.rank - 1, 0)), max_size=ty.rank)))) if ty.rank else ()
-        op = "max" if draw(st.booleans()) and all(ty.shape[a] for a in axes) else "sum"
+        op = draw(st.sampled_from(["max", "min", "argmax"])) if draw(st.booleans()) and all(
+            ty.shape[a] for a in axes) else "sum"
+        if op == "argmax":
+            return b.emit(op, [x], {"axis": axes[0]}) if axes else None
         return b.emit(op, [x], {"axes": axes, "keepdims": draw(st.booleans())})
     if choice == "reshape":
         return b.emit("reshape", [x], {"shape": (ty.size,) if draw(st.booleans()) else ty.shape + (1,)})
@@ -184,6 +188,12 @@ def _random_op(draw: Any, b: Builder, x: Tracer, vals: list[Tracer]) -> Tracer |
     if choice == "slice":
         start = tuple(draw(st.integers(0, d)) for d in ty.shape)
         stop = tuple(draw(st.integers(s, d)) for s, d in zip(start, ty.shape))
+        if draw(st.booleans()):  # steps of either sign (the attribute is optional: all ones if absent)
+            sls = [slice(*slice(draw(st.none() | st.integers(-3, 3)), draw(st.none() | st.integers(-3, 3)),
+                                draw(st.sampled_from([1, 2, -1, -3]))).indices(d)) for d in ty.shape]
+            start = tuple(sl.start for sl in sls)
+            stop = tuple(max(sl.start, sl.stop) if sl.step > 0 else min(sl.start, sl.stop) for sl in sls)
+            return b.emit("slice", [x], {"start": start, "stop": stop, "step": tuple(sl.step for sl in sls)})
         return b.emit("slice", [x], {"start": start, "stop": stop})
     if choice == "concat" and ty.rank:
         return b.emit("concat", [x, draw(st.sampled_from(same))], {"axis": draw(st.integers(0, ty.rank - 1))})

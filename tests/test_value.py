@@ -154,3 +154,182 @@ def test_graph_params_carry_the_data():
     assert g.params["a"] == np.float64(3.0)
     assert [n.op for n in g] == ["param", "const", "mul"]
     assert float(gptir.run(g)["out"]) == 6.0
+
+
+# -- micrograd's own engine tests (karpathy/micrograd test/test_engine.py), operators as it writes them.
+# micrograd compares with torch; here the reference is derived independently: the same expression in
+# exact rational arithmetic with forward-mode dual numbers (value and derivative), no gptir involved.
+
+from fractions import Fraction  # noqa: E402
+
+from gptir.value import Value  # noqa: E402
+
+
+class Dual:
+    """a + b*eps with eps**2 = 0, over Fractions: exact values and exact derivatives."""
+
+    def __init__(self, a, b=0):
+        self.a, self.b = Fraction(a), Fraction(b)
+
+    @staticmethod
+    def of(x):
+        return x if isinstance(x, Dual) else Dual(x)
+
+    def __add__(self, o):
+        o = Dual.of(o)
+        return Dual(self.a + o.a, self.b + o.b)
+
+    __radd__ = __add__
+
+    def __neg__(self):
+        return Dual(-self.a, -self.b)
+
+    def __sub__(self, o):
+        return self + (-Dual.of(o))
+
+    def __rsub__(self, o):
+        return Dual.of(o) - self
+
+    def __mul__(self, o):
+        o = Dual.of(o)
+        return Dual(self.a * o.a, self.a * o.b + self.b * o.a)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, o):
+        o = Dual.of(o)
+        return Dual(self.a / o.a, (self.b * o.a - self.a * o.b) / (o.a * o.a))
+
+    def __rtruediv__(self, o):
+        return Dual.of(o) / self
+
+    def __pow__(self, k):  # integer exponents only
+        return Dual(self.a ** k, k * self.a ** (k - 1) * self.b)
+
+    def relu(self):
+        return self if self.a > 0 else Dual(0, 0)
+
+
+def sanity_expr(x):
+    z = 2 * x + 2 + x
+    q = z.relu() + z * x
+    h = (z * z).relu()
+    y = h + q + q * x
+    return y
+
+
+def more_ops_expr(a, b):
+    c = a + b
+    d = a * b + b**3
+    c += c + 1
+    c += 1 + c + (-a)
+    d += d * 2 + (b + a).relu()
+    d += 3 * d + (b - a).relu()
+    e = c - d
+    f = e**2
+    g = f / 2.0
+    g += 10.0 / f
+    return g
+
+
+def test_sanity_check():
+    x = Value(-4.0)
+    z = 2 * x + 2 + x
+    q = z.relu() + z * x
+    h = (z * z).relu()
+    y = h + q + q * x
+    grads = y.backward()
+    xmg, ymg = x, y
+
+    ref = sanity_expr(Dual(-4, 1))  # by hand: y = -20, dy/dx = -60 + 0 - 22 + 128 = 46
+    assert (ref.a, ref.b) == (-20, 46)
+    # forward pass went well
+    assert ymg.data == float(ref.a)
+    # backward pass went well
+    assert grads[xmg] == float(ref.b)
+
+
+def test_more_ops():
+    a = Value(-4.0)
+    b = Value(2.0)
+    c = a + b
+    d = a * b + b**3
+    c += c + 1
+    c += 1 + c + (-a)
+    d += d * 2 + (b + a).relu()
+    d += 3 * d + (b - a).relu()
+    e = c - d
+    f = e**2
+    g = f / 2.0
+    g += 10.0 / f
+    grads = g.backward()
+    amg, bmg, gmg = a, b, g
+
+    ga = more_ops_expr(Dual(-4, 1), Dual(2, 0))
+    gb = more_ops_expr(Dual(-4, 0), Dual(2, 1))
+    assert ga.a == gb.a == Fraction(12105, 490)  # 24.70408163265306..., micrograd's README value
+    tol = 1e-6
+    # forward pass went well
+    assert abs(gmg.data - float(ga.a)) < tol
+    # backward pass went well
+    assert abs(grads[amg] - float(ga.b)) < tol
+    assert abs(grads[bmg] - float(gb.b)) < tol
+    assert float(ga.b) == pytest.approx(138.83381924198252, rel=1e-15)
+    assert float(gb.b) == pytest.approx(645.5772594752186, rel=1e-15)
+
+
+def test_unary_methods_against_central_differences():
+    h = 1e-6
+    for method, fn in (("tanh", math.tanh), ("exp", math.exp), ("log", math.log), ("relu", lambda v: max(v, 0.0))):
+        for x0 in (-1.0, 0.123, 2.0):
+            if method == "log" and x0 <= 0:
+                continue
+            xv = Value(x0)
+            yv = getattr(xv, method)()
+            assert abs(yv.data - fn(x0)) < 1e-15
+            fd = (fn(x0 + h) - fn(x0 - h)) / (2 * h)
+            assert abs(yv.backward()[xv] - fd) < 1e-6
+            assert abs(yv.local_grads[0] - fd) < 1e-6
+
+
+def test_operators_reflected_and_value_exponents():
+    a, b = Value(1.5, label="a"), Value(-0.5)
+    y = 2 - a / b + 3 / a - (-b) ** 2 + 2 ** b + a ** b
+    want = 2 - 1.5 / -0.5 + 3 / 1.5 - 0.25 + 2 ** -0.5 + 1.5 ** -0.5
+    assert y.data == pytest.approx(want, rel=1e-15)
+    grads = y.backward()
+    assert list(grads) == ["a", "v0"]  # the unlabelled leaf gets an automatic label
+    da = -1 / -0.5 - 3 / 1.5 ** 2 + -0.5 * 1.5 ** -1.5
+    db = 1.5 / 0.25 - 2 * -0.5 + 2 ** -0.5 * math.log(2) + 1.5 ** -0.5 * math.log(1.5)
+    assert grads["a"] == pytest.approx(da, rel=1e-12) and grads[a] == grads["a"]
+    assert grads[b] == pytest.approx(db, rel=1e-12) and grads["v0"] == grads[b]
+    assert manual_backward(y)["a"] == pytest.approx(da, rel=1e-12)
+    assert Value(3).data == 3.0 and isinstance(Value(3).data, float)
+
+
+def test_automatic_labels_are_structural_and_stable():
+    def build():
+        x, w = Value(0.5), Value(-2.0)
+        return (x * w + Value(1.0, label="v0")).tanh(), x, w
+    y1, x1, w1 = build()
+    y2, x2, w2 = build()
+    g1, g2 = y1.backward(), y2.backward()
+    assert list(g1) == list(g2) == ["v1", "v2", "v0"]  # v0 is taken by the explicit label
+    assert g1[x1] == g2[x2] == pytest.approx(-2.0 * (1 - math.tanh(0.0) ** 2))
+    assert [n.name for n in V.graph(y1).param_inputs] == [n.name for n in V.graph(y2).param_inputs]
+    assert x1 in g1 and g1.get(w1) == g1["v2"] and Value(1.0) not in g1
+    with pytest.raises(KeyError):
+        g1[Value(1.0)]
+
+
+def test_zero_base_edge_semantics():
+    assert V.pow(V.leaf(0.0, "a"), 0).local_grads == (0.0,)  # torch and JAX: 0, not 0 * 0**-1 = nan
+    a = V.leaf(0.0, "a")
+    assert V.backward(V.pow(a, 0))["a"] == 0.0
+    x, y = V.leaf(0.0, "x"), V.leaf(2.0, "y")
+    z = x ** y
+    assert z.local_grads == (0.0, 0.0)  # d/dy at x = 0 is 0 (log taken as log 1), as JAX and torch
+    assert dict(z.backward()) == {"x": 0.0, "y": 0.0}
+    y0 = V.leaf(0.0, "y")
+    assert (x ** y0).local_grads == (0.0, 0.0) and dict((x ** y0).backward()) == {"x": 0.0, "y": 0.0}
+    assert V.relu(V.leaf(0.0, "r")).local_grads == (0.0,)
