@@ -1,0 +1,494 @@
+"""The IR text parser: lark's LALR parser over ``grammars/gptir.lark``, and the semantic walk.
+
+:func:`parse` reads what the printer (:mod:`gptir.printer`) writes, plus ``#`` comments to the end of
+a line and free whitespace. Values must be defined before use; a value used too early is reported as
+out of order, or as a cycle (``cycle: %a -> %b -> %a``) if it is one. Every problem, syntactic or
+semantic, is a :class:`~gptir.diagnostics.ParseError` with file, line, column and a caret.
+
+Two paths give the same graph: :mod:`gptir.fastparse` drives lark's own LALR table without building
+a tree (and reads tensor literals in bulk); when it meets anything it does not take, the exact path
+here (lark's parser, a tree walked by rule name) parses the text again and words the error.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+import math
+import os
+import re
+import site
+import struct
+import sys
+import sysconfig
+from typing import Any, Callable
+
+import numpy as np
+from lark import Lark, Token, Tree
+from lark.exceptions import LarkError, UnexpectedInput
+
+from gptir.diagnostics import ParseError, Source, _describe_token, _join
+from gptir.ir import DTYPES, GptirError, Graph, Node, ShapeError, TensorType, VerifyError, check_node, verify
+from gptir.ops import OPS
+from gptir.graphio import load_params
+from gptir.printer import CANONICAL_NAN, format_string
+
+# ==================================================================================================
+#
+# The grammar (grammars/gptir.lark) only finds the statements; everything that depends on the op
+# table or on a declared type (which literal a given attribute wants, which dtype a tensor literal
+# has) is decided here, so error messages can name the op, the attribute and the expected form.
+# The tree is walked with explicit loops and recursion bounded by the declared rank, never with a
+# recursive lark Transformer: deeply nested brackets in a hostile file must not hit RecursionError.
+
+MAX_RANK = 64  # numpy's limit on dimensions
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _grammar_path() -> str:
+    """The grammar file: in the source tree (editable install) or under ``<prefix>/share/gptir``.
+
+    The canonical copy lives in ``grammars/``; pyproject installs it as a data file to
+    ``share/gptir/gptir.lark`` for a normal ``pip install .``.
+    """
+    here = os.path.dirname(os.path.abspath(__file__))
+    candidates = [os.path.join(os.path.dirname(here), "grammars", "gptir.lark")]
+    for base in (sysconfig.get_path("data"), sys.prefix, getattr(site, "USER_BASE", None) or ""):
+        if base:
+            candidates.append(os.path.join(base, "share", "gptir", "gptir.lark"))
+    for path in candidates:
+        if os.path.isfile(path):
+            return path
+    raise GptirError("the gptir grammar (gptir.lark) is not installed; reinstall gptir")  # pragma: no cover
+
+
+@functools.lru_cache(maxsize=None)
+def _parser() -> Lark:
+    """The LALR parser, built once per process.
+
+    ``strict=True`` makes lark refuse the grammar outright if it has a shift/reduce conflict or two
+    terminals that can match the same text (checked with its ``interegular`` extra), so an ambiguity
+    can never be resolved silently by lark's defaults.
+    """
+    with open(_grammar_path(), encoding="utf-8") as f:
+        grammar = f.read()
+    return Lark(grammar, parser="lalr", strict=True, propagate_positions=True)
+
+
+def _first_token(x: Any) -> Token | None:
+    """The first token of a value (for error positions), found without recursion."""
+    while isinstance(x, Tree):
+        if not x.children:
+            return None
+        x = x.children[0]
+    return x if isinstance(x, Token) else None
+
+
+def _tok(tree: Tree, terminal: str) -> Token | None:
+    """The first child token of ``tree`` of type ``terminal`` (None when an optional part is absent)."""
+    for c in tree.children:
+        if isinstance(c, Token) and c.type == terminal:
+            return c
+    return None
+
+
+def _sub(tree: Tree, rule: str) -> Tree | None:
+    """The first child subtree of ``tree`` made by ``rule`` (None when an optional part is absent)."""
+    for c in tree.children:
+        if isinstance(c, Tree) and c.data == rule:
+            return c
+    return None
+
+
+def _value_after(tree: Tree, terminal: str) -> Any:
+    """The child just after the first ``terminal`` token (a value follows ``=`` or ``const``)."""
+    children = tree.children
+    for i, c in enumerate(children):
+        if isinstance(c, Token) and c.type == terminal:
+            return children[i + 1]
+    return None
+
+
+def _items(tree: Tree) -> list[Any]:
+    """The values inside a tuple or list (punctuation dropped)."""
+    return [c for c in tree.children if isinstance(c, Tree) or c.type not in ("LPAR", "RPAR", "LSQB", "RSQB", "COMMA")]
+
+
+def _parse_type(src: Source, tok: Token) -> TensorType:
+    m = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)\[([^\]]*)\]", str(tok))
+    if m is None:  # pragma: no cover - the TYPE terminal guarantees the form
+        raise src.at(tok, f"bad type {str(tok)!r}")
+    dtype, body = m.group(1), m.group(2)
+    if dtype not in DTYPES:
+        raise src.at(tok, f"unknown dtype '{dtype}' (expected {_join(list(DTYPES))}), as in f64[3]")
+    dims: list[int] = []
+    if body.strip():
+        for d in body.split(","):
+            d = d.strip()
+            if not re.fullmatch(r"[0-9]{1,18}", d):
+                raise src.at(tok, f"bad dimension {d!r} in {str(tok)!r}: dimensions are non-negative integers "
+                                  "separated by commas, as in f64[3,4]")
+            dims.append(int(d))
+    if len(dims) > MAX_RANK:
+        raise src.at(tok, f"rank {len(dims)} is too large (at most {MAX_RANK} dimensions)")
+    return TensorType(dtype, tuple(dims))
+
+
+def _parse_int(src: Source, tok: Token, what: str) -> int:
+    text = str(tok)
+    if tok.type != "NUMBER" or not re.fullmatch(r"[+-]?[0-9]+", text):
+        raise src.at(tok, f"{what} must be an integer, got {_describe_token(tok)}")
+    if len(text.lstrip("+-")) > 19 or not INT64_MIN <= int(text) <= INT64_MAX:
+        raise src.at(tok, f"{what}: {_describe_token(tok)} does not fit in a 64-bit integer")
+    value = int(text)
+    return value
+
+
+def _float_bits(x: float) -> int:
+    return struct.unpack("<Q", struct.pack("<d", x))[0]
+
+
+def _parse_float_bits(src: Source, tok: Token, what: str) -> int:
+    """The IEEE bits of a float literal: repr form, inf, -inf, nan, -nan or nan(0x<bits>)."""
+    text = str(tok)
+    if tok.type == "NUMBER":
+        value = float(text)  # the NUMBER terminal only matches what float() reads
+        if math.isinf(value):
+            raise src.at(tok, f"{what}: {_describe_token(tok)} is too large for f64 (write inf if you mean it)")
+        return _float_bits(value)
+    if tok.type == "NAME" and text in ("inf", "nan"):
+        return _float_bits(math.inf) if text == "inf" else CANONICAL_NAN
+    if tok.type == "SPECIAL":
+        m = re.fullmatch(r"([+-]?)(inf|nan)(?:\(0x([0-9A-Fa-f]+)\))?", text)
+        assert m is not None
+        sign, word, hexbits = m.groups()
+        if word == "inf":
+            if hexbits:
+                raise src.at(tok, f"bad number {text!r}: only nan takes bits, as in nan(0x7ff8000000000001)")
+            return _float_bits(-math.inf if sign == "-" else math.inf)
+        if hexbits is None:
+            return CANONICAL_NAN | (1 << 63 if sign == "-" else 0)
+        if sign:
+            raise src.at(tok, f"bad NaN {text!r}: the sign is part of the bits, write nan(0x...)")
+        if len(hexbits) > 16:
+            raise src.at(tok, f"bad NaN {text!r}: the bits are 64 bits (16 hex digits)")
+        bits = int(hexbits, 16)
+        if (bits >> 52) & 0x7FF != 0x7FF or bits & ((1 << 52) - 1) == 0:
+            raise src.at(tok, f"bad NaN {text!r}: those bits are not a NaN")
+        return bits
+    raise src.at(tok, f"{what} must be a number, got {_describe_token(tok)}")
+
+
+def _parse_bool(src: Source, tok: Any, what: str) -> bool:
+    if isinstance(tok, Token) and tok.type == "NAME" and str(tok) in ("true", "false"):
+        return str(tok) == "true"
+    raise src.at(_first_token(tok), f"{what} must be true or false, got {_describe_value(tok)}")
+
+
+def _describe_value(v: Any) -> str:
+    if isinstance(v, Tree):
+        return "a tuple" if v.data == "tuple" else "a bracketed literal"
+    return _describe_token(v)
+
+
+def _parse_scalar(src: Source, v: Any, dtype: str, what: str) -> Any:
+    if isinstance(v, Tree):
+        raise src.at(_first_token(v), f"{what}: expected a single {dtype} value here, got {_describe_value(v)}")
+    if dtype == "f64":
+        return _parse_float_bits(src, v, what)
+    if dtype == "i64":
+        return _parse_int(src, v, what)
+    return _parse_bool(src, v, what)
+
+
+def _parse_literal(src: Source, value: Any, ty: TensorType, what: str) -> np.ndarray:
+    """A tensor literal checked against its declared type, converted bit-exactly.
+
+    Recursion is bounded by the declared rank (at most MAX_RANK): nesting deeper than the type
+    is reported at the first extra bracket.
+    """
+    flat: list[Any] = []
+
+    def walk(v: Any, depth: int) -> None:
+        if depth == ty.rank:
+            flat.append(_parse_scalar(src, v, ty.dtype, what))
+            return
+        want = ty.shape[depth]
+        if not (isinstance(v, Tree) and v.data == "list"):
+            raise src.at(_first_token(v), f"{what} does not match its type {ty}: expected a list of {want} "
+                                          f"item(s) at depth {depth + 1}, got {_describe_value(v)}")
+        items = _items(v)
+        if len(items) != want:
+            raise src.at(_first_token(v), f"{what} does not match its type {ty}: expected {want} item(s) at "
+                                          f"depth {depth + 1}, got {len(items)}")
+        if want == 0:
+            return  # an empty list stands for all the (empty) dimensions below it
+        for item in items:
+            walk(item, depth + 1)
+
+    if ty.size == 0 and isinstance(value, Tree) and value.data == "list" and not _items(value) and ty.rank:
+        flat = []  # `[]` for any empty shape (the printer writes [] when the first dimension is 0)
+        if ty.shape[0] != 0:
+            walk(value, 0)
+    else:
+        walk(value, 0)
+    try:
+        if ty.dtype == "f64":
+            arr = np.array(flat, dtype=np.uint64).view(np.float64)
+        else:
+            arr = np.array(flat, dtype=ty.np_dtype)
+        return arr.reshape(ty.shape)
+    except (ValueError, OverflowError, MemoryError) as e:
+        raise src.at(_first_token(value), f"{what}: cannot build a {ty} value ({e})") from None
+
+
+def _parse_attr(src: Source, kind: str, name: str, v: Any, ty: TensorType) -> Any:
+    what = f"attribute {name}"
+    if kind == "int":
+        if isinstance(v, Tree):
+            raise src.at(_first_token(v), f"{what} must be an integer, got {_describe_value(v)}")
+        return _parse_int(src, v, what)
+    if kind == "ints":
+        if not (isinstance(v, Tree) and v.data == "tuple"):
+            raise src.at(_first_token(v), f"{what} must be a tuple of integers like (0, 1) or (0,), "
+                                          f"got {_describe_value(v)}")
+        out = []
+        for item in _items(v):
+            if isinstance(item, Tree):
+                raise src.at(_first_token(item), f"{what} must be a tuple of integers, got {_describe_value(item)} inside")
+            out.append(_parse_int(src, item, what))
+        return tuple(out)
+    if kind == "float":
+        if isinstance(v, Tree):
+            raise src.at(_first_token(v), f"{what} must be a number, got {_describe_value(v)}")
+        return struct.unpack("<d", struct.pack("<Q", _parse_float_bits(src, v, what)))[0]
+    if kind == "bool":
+        return _parse_bool(src, v, what)
+    if kind == "dtype":
+        if isinstance(v, Token) and v.type == "NAME" and str(v) in DTYPES:
+            return str(v)
+        raise src.at(_first_token(v), f"{what} must be a dtype ({_join(list(DTYPES))}), got {_describe_value(v)}")
+    if kind == "tensor":
+        return _parse_literal(src, v, ty, what)
+    raise src.at(_first_token(v), f"{what} has an unsupported kind {kind!r}")  # pragma: no cover
+
+
+def _meta_fields(src: Source, stmt: Tree) -> tuple[str, str, bool]:
+    """Scope, loc and the backward flag of a statement (its ``meta`` child)."""
+    meta = _sub(stmt, "meta")
+    assert meta is not None
+    scope_tok, loc_tree = _tok(meta, "SCOPE"), _sub(meta, "loc")
+    scope_path = str(scope_tok)[1:] if scope_tok is not None else ""
+    loc = _parse_string(src, _tok(loc_tree, "STRING")) if loc_tree is not None else ""  # type: ignore[arg-type]
+    return scope_path, loc, _tok(meta, "BACKWARD") is not None
+
+
+def _parse_string(src: Source, tok: Token) -> str:
+    try:
+        value = json.loads(str(tok))
+    except ValueError as e:
+        raise src.at(tok, f"bad string {str(tok)!r} ({e.args[0] if e.args else e})") from None
+    assert isinstance(value, str)
+    return value
+
+
+def parse(text: str, filename: str = "<string>", base_dir: str | None = None) -> Graph:
+    """Parse IR text into a verified Graph; raises ParseError (with file:line:col) on any bad input.
+
+    Values must be defined before they are used (which also makes cycles impossible to write); a
+    forward reference is reported as a cycle when it closes one, else as out of order.
+    With ``base_dir``, a ``params "file.npz"`` header is loaded from that folder; without it the
+    graph only records the sidecar's name (``graph.params_file``) and has no values from it.
+    """
+    if text.startswith("\ufeff"):  # a byte-order mark some editors write: not part of the text
+        text = " " + text[1:]  # keep every column where the editor shows it
+    src = Source(text, filename)
+    try:
+        tree = _parser().parse(text)
+    except UnexpectedInput as e:
+        raise src.syntax(e) from None
+    except LarkError as e:  # pragma: no cover - any other lark failure is still a parse error
+        raise src.error(f"syntax error ({e})", 1, 1) from None
+    gtree = tree.children[0]
+    assert isinstance(gtree, Tree)
+    return _build(src, gtree, base_dir)
+
+
+def _build(src: Source, gtree: Tree, base_dir: str | None) -> Graph:
+    graph_name = str(_tok(gtree, "NAME"))
+    stmts = [c for c in gtree.children if isinstance(c, Tree)]
+    params_file: str | None = None
+    params_tok: Token | None = None
+    nodes: dict[str, Node] = {}
+    where: dict[str, Token] = {}
+    params: dict[str, np.ndarray] = {}
+    outputs: dict[str, str] = {}
+    output_toks: dict[str, tuple[Token, Token]] = {}
+
+    def define(tok: Token, node: Node) -> None:
+        if node.name in nodes:
+            first = where[node.name]
+            raise src.at(tok, f"duplicate definition of %{node.name} (first defined on line {first.line})")
+        nodes[node.name] = node
+        where[node.name] = tok
+
+    for stmt in stmts:
+        kind = stmt.data
+        if kind == "header":
+            params_tok = _tok(stmt, "STRING")
+            params_file = _parse_string(src, params_tok)  # type: ignore[arg-type]
+            if not params_file:
+                raise src.at(params_tok, "the params file name is empty")
+            continue
+        if kind == "output_stmt":
+            out_tok, vtok = _tok(stmt, "NAME"), _tok(stmt, "VALUE")
+            assert out_tok is not None and vtok is not None
+            out = str(out_tok)
+            if out in outputs:
+                raise src.at(out_tok, f"duplicate output {out}")
+            outputs[out] = str(vtok)[1:]
+            output_toks[out] = (out_tok, vtok)
+            continue
+        name_tok = _tok(stmt, "VALUE")
+        assert name_tok is not None
+        name = str(name_tok)[1:]
+        if kind == "op_stmt":
+            define(name_tok, _op_node(src, stmt, nodes, lambda: _statement_refs(stmts)))
+            continue
+        ty = _parse_type(src, _tok(stmt, "TYPE"))  # type: ignore[arg-type]
+        if kind == "input_stmt":
+            define(name_tok, Node(name, "input", (), ty, {}, *_meta_fields(src, stmt)))
+        elif kind == "param_stmt":
+            eq_tok = _tok(stmt, "EQUAL")
+            if eq_tok is not None:
+                if params_file is not None:
+                    raise src.at(eq_tok, f"param %{name} has an inline value, but this graph takes its "
+                                         f"param values from {format_string(params_file)}")
+                params[name] = _parse_literal(src, _value_after(stmt, "EQUAL"), ty, f"the value of %{name}")
+            define(name_tok, Node(name, "param", (), ty, {}, *_meta_fields(src, stmt)))
+        elif kind == "const_stmt":
+            value = _parse_literal(src, _value_after(stmt, "CONST"), ty, "the literal")
+            define(name_tok, Node(name, "const", (), ty, {"value": value}, *_meta_fields(src, stmt)))
+        else:  # pragma: no cover - the grammar has no other statements
+            raise src.at(_first_token(stmt), f"unexpected statement {kind}")
+
+    end_tok = _tok(gtree, "RBRACE")
+    for out, value in outputs.items():
+        if value not in nodes:
+            raise src.at(output_toks[out][1], f"output {out} refers to undefined value %{value}")
+    if not outputs:
+        raise src.at(end_tok, f"graph {graph_name} has no outputs (add a line like: output out = %x)")
+    if params_file is not None and base_dir is not None:
+        try:
+            loaded = load_params(os.path.join(base_dir, params_file))
+        except GptirError as e:
+            raise src.at(params_tok, str(e)) from None
+        for pname, arr in loaded.items():
+            node = nodes.get(pname)
+            if node is None or node.op != "param":
+                raise src.at(params_tok, f"{params_file} holds a value for {pname}, which is not a param of "
+                                         f"graph {graph_name}")
+            if TensorType.of(arr) != node.type:
+                raise src.at(where[pname], f"%{pname} is {node.type}, but {params_file} holds a "
+                                           f"{TensorType.of(arr)} value for it")
+        params = loaded
+    graph = Graph(graph_name, nodes, outputs, params, params_file)
+    try:
+        verify(graph, OPS)
+    except VerifyError as e:  # a backstop: the checks above should have caught it with a better position
+        tok = where.get(e.node) if e.node else None
+        raise src.at(tok or end_tok, e.reason) from None
+    return graph
+
+
+def _statement_refs(stmts: list[Tree]) -> dict[str, tuple[Token, list[str]]]:
+    """Every value the file defines (first definition): its name token and the values it reads.
+    Only built when a value is used before its definition, to tell a cycle from a misordering."""
+    refs: dict[str, tuple[Token, list[str]]] = {}
+    for stmt in stmts:
+        tok = _tok(stmt, "VALUE") if stmt.data in ("input_stmt", "param_stmt", "const_stmt", "op_stmt") else None
+        if tok is None:
+            continue
+        operands = _sub(stmt, "operands")
+        reads = [str(t)[1:] for t in operands.children if isinstance(t, Token) and t.type == "VALUE"] if operands else []
+        refs.setdefault(str(tok)[1:], (tok, reads))
+    return refs
+
+
+def _forward_ref(src: Source, name: str, ref: str, ref_tok: Token, name_tok: Token,
+                 refs: dict[str, tuple[Token, list[str]]]) -> ParseError:
+    """The error for ``%name`` reading ``%ref`` before ``%ref`` is defined.
+
+    If ``%ref`` (transitively) reads ``%name`` the values form a cycle: name it, in data-flow
+    order, at the line of ``%name`` (the cycle's first node in the file: every node before it
+    only reads values defined earlier still). Otherwise it is only out of order.
+    """
+    if ref not in refs:
+        return src.at(ref_tok, f"undefined value %{ref} (values must be defined before they are used)")
+    # breadth-first from ref along "reads" edges, looking for name: the shortest cycle through it
+    parent: dict[str, str | None] = {ref: None}
+    queue, head = [ref], 0
+    while head < len(queue):
+        cur = queue[head]
+        head += 1
+        if cur == name:
+            path = [cur]  # name, ..., ref: each is read by the next, and name reads ref
+            while (up := parent[path[-1]]) is not None:
+                path.append(up)
+            chain = " -> ".join(f"%{v}" for v in path + [name])
+            return src.at(name_tok, f"cycle: {chain} (a value cannot depend on itself)")
+        for nxt in refs.get(cur, (None, []))[1]:
+            if nxt not in parent and nxt in refs:
+                parent[nxt] = cur
+                queue.append(nxt)
+    line = refs[ref][0].line
+    return src.at(ref_tok, f"%{ref} is used before its definition (line {line}); values must be defined "
+                           "before they are used")
+
+
+def _op_node(src: Source, stmt: Tree, nodes: dict[str, Node],
+             statement_refs: Callable[[], dict[str, tuple[Token, list[str]]]]) -> Node:
+    name_tok, op_tok, type_tok = _tok(stmt, "VALUE"), _tok(stmt, "NAME"), _tok(stmt, "TYPE")
+    attrs_tree, operands_tree = _sub(stmt, "attrs"), _sub(stmt, "operands")
+    assert name_tok is not None and op_tok is not None and type_tok is not None and operands_tree is not None
+    name, op = str(name_tok)[1:], str(op_tok)
+    opdef = OPS.get(op)
+    if opdef is None or opdef.kind == "source":
+        if op in ("input", "param"):
+            raise src.at(op_tok, f"'{op}' is not an op here: declare inputs with 'in %x : f64[3]' and params "
+                                 "with 'param %w : f64[3]'")
+        close = difflib.get_close_matches(op, [o for o, d in OPS.items() if d.kind != "source"], n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise src.at(op_tok, f"unknown op '{op}'{hint}")
+    ty = _parse_type(src, type_tok)
+    inputs: list[str] = []
+    for tok in operands_tree.children:
+        if tok.type != "VALUE":
+            continue
+        ref = str(tok)[1:]
+        if ref not in nodes:
+            raise _forward_ref(src, name, ref, tok, name_tok, statement_refs())
+        inputs.append(ref)
+    attrs: dict[str, Any] = {}
+    if attrs_tree is not None:
+        for attr in attrs_tree.children:
+            if not isinstance(attr, Tree):
+                continue
+            key_tok, value = _tok(attr, "NAME"), _value_after(attr, "EQUAL")
+            key = str(key_tok)
+            if key in attrs:
+                raise src.at(key_tok, f"attribute {key} is given twice")
+            kind = opdef.attrs.get(key)
+            if kind is None:
+                takes = ", ".join(opdef.attrs) or "none"
+                raise src.at(key_tok, f"{op} has no attribute {key} (it takes: {takes})")
+            attrs[key] = _parse_attr(src, kind, key, value, ty)
+    try:
+        check_node(opdef, Node(name, op, tuple(inputs), ty, attrs), [nodes[i].type for i in inputs])
+    except ShapeError as e:
+        raise src.at(name_tok, f"%{name} = {op}: {e}") from None
+    except (ValueError, TypeError, IndexError, OverflowError, KeyError) as e:  # a type rule choking on odd input
+        raise src.at(name_tok, f"%{name} = {op}: invalid operands or attributes ({e})") from None
+    return Node(name, op, tuple(inputs), ty, attrs, *_meta_fields(src, stmt))
+
