@@ -136,6 +136,10 @@ class Source:
             line -= 1
         return self.error(reason, line, len(self.lines[line - 1].rstrip()) + 1)
 
+    def line_of(self, tok: Token) -> int:
+        """The line of ``tok``, for messages that name where something else was."""
+        return int(tok.line or 0)
+
     def at(self, tok: Token | None, reason: str) -> ParseError:
         if tok is None or getattr(tok, "line", None) is None:
             return self.error(reason, len(self.lines), 1)

@@ -392,15 +392,18 @@ def check_value(node: Node, value: np.ndarray) -> None:
 ATTR_KINDS = ("int", "ints", "float", "bool", "dtype", "tensor")
 
 
+_ATTR_OK: dict[str, Any] = {  # built once: check_attr runs for every attribute of every node verified
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "ints": lambda v: isinstance(v, tuple) and all(isinstance(x, int) and not isinstance(x, bool) for x in v),
+    "float": lambda v: isinstance(v, float),
+    "bool": lambda v: isinstance(v, bool),
+    "dtype": lambda v: v in DTYPES,
+    "tensor": lambda v: isinstance(v, np.ndarray),
+}
+
+
 def check_attr(name: str, kind: str, value: Any) -> None:
-    ok = {
-        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-        "ints": lambda v: isinstance(v, tuple) and all(isinstance(x, int) and not isinstance(x, bool) for x in v),
-        "float": lambda v: isinstance(v, float),
-        "bool": lambda v: isinstance(v, bool),
-        "dtype": lambda v: v in DTYPES,
-        "tensor": lambda v: isinstance(v, np.ndarray),
-    }[kind](value)
+    ok = _ATTR_OK[kind](value)
     if not ok:
         want = {"int": "an integer", "ints": "a tuple of integers like (0, 1)", "float": "a float",
                 "bool": "true or false", "dtype": "a dtype", "tensor": "a tensor literal"}[kind]

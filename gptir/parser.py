@@ -202,12 +202,79 @@ def _parse_scalar(src: Source, v: Any, dtype: str, what: str) -> Any:
     return _parse_bool(src, v, what)
 
 
+class Fallback(Exception):
+    """The fast path does not take this text: the exact path parses it again (and words any error)."""
+
+
+# A bulk literal is read as data: its skeleton (brackets and commas, each number an ``a``) must be
+# exactly the declared shape's, and its numbers exactly the grammar's NUMBER (or inf/nan words).
+_WS_CHARS = " \t\f\r\n"
+_ATOM = re.compile(r"[^ \t\f\r\n\[\],]+")
+_DROP_WS = str.maketrans("", "", _WS_CHARS)
+_NUMBER = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"  # the grammar's NUMBER
+_F64_ATOMS = re.compile(rf"(?:(?:{_NUMBER}|inf|nan|[+-]inf|[+-]nan)(?: |$))*")
+_I64_ATOMS = re.compile(r"(?:[+-]?[0-9]{1,18}(?: |$))*")  # 19 digits and more: the exact path decides
+_BOOL_ATOMS = re.compile(r"(?:(?:true|false)(?: |$))*")
+
+
+@functools.lru_cache(maxsize=256)
+def _skeleton(shape: tuple[int, ...]) -> str:
+    """The literal of ``shape`` with every number written ``a`` and no spaces: ``[[a,a],[a,a]]``."""
+    inner = "a"
+    for d in reversed(shape):
+        inner = "[" + ",".join([inner] * d) + "]"
+    return inner
+
+
+class BulkLiteral:
+    """A bracketed literal the fast path kept as text, converted when its declared type is known."""
+
+    type = "LSQB"  # reads as a bracket to the token checks of the exact path's helpers
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+    def array(self, ty: TensorType) -> np.ndarray:
+        """The value as ``ty``, bit for bit what the exact path gives; Fallback for anything else."""
+        text = self.text
+        if ty.rank == 0 or ty.size == 0 or len(ty.shape) > MAX_RANK:
+            raise Fallback()
+        if _ATOM.sub("a", text).translate(_DROP_WS) != _skeleton(ty.shape):
+            raise Fallback()
+        atoms = _ATOM.findall(text)
+        joined = " ".join(atoms)
+        try:
+            if ty.dtype == "f64":
+                if _F64_ATOMS.fullmatch(joined) is None:
+                    raise Fallback()
+                arr = np.fromiter(map(float, atoms), dtype=np.float64, count=len(atoms))
+                inf = np.isinf(arr)
+                if inf.any() and int(inf.sum()) != sum(1 for a in atoms if a.endswith("inf")):
+                    raise Fallback()  # a number too large for f64: the exact path says so
+            elif ty.dtype == "i64":
+                if _I64_ATOMS.fullmatch(joined) is None:
+                    raise Fallback()
+                arr = np.fromiter(map(int, atoms), dtype=np.int64, count=len(atoms))
+            else:
+                if _BOOL_ATOMS.fullmatch(joined) is None:
+                    raise Fallback()
+                arr = np.fromiter((a == "true" for a in atoms), dtype=np.bool_, count=len(atoms))
+        except (ValueError, OverflowError, MemoryError):
+            raise Fallback() from None
+        return arr.reshape(ty.shape)
+
+
 def _parse_literal(src: Source, value: Any, ty: TensorType, what: str) -> np.ndarray:
     """A tensor literal checked against its declared type, converted bit-exactly.
 
     Recursion is bounded by the declared rank (at most MAX_RANK): nesting deeper than the type
     is reported at the first extra bracket.
     """
+    if isinstance(value, BulkLiteral):
+        return value.array(ty)
     flat: list[Any] = []
 
     def walk(v: Any, depth: int) -> None:
@@ -274,10 +341,10 @@ def _parse_attr(src: Source, kind: str, name: str, v: Any, ty: TensorType) -> An
     raise src.at(_first_token(v), f"{what} has an unsupported kind {kind!r}")  # pragma: no cover
 
 
-def _meta_fields(src: Source, stmt: Tree) -> tuple[str, str, bool]:
-    """Scope, loc and the backward flag of a statement (its ``meta`` child)."""
-    meta = _sub(stmt, "meta")
-    assert meta is not None
+def _meta_fields(src: Source, meta: Any) -> tuple[str, str, bool]:
+    """Scope, loc and the backward flag from a ``meta`` tree (the fast path hands them decoded)."""
+    if not isinstance(meta, Tree):
+        return meta  # type: ignore[no-any-return]
     scope_tok, loc_tree = _tok(meta, "SCOPE"), _sub(meta, "loc")
     scope_path = str(scope_tok)[1:] if scope_tok is not None else ""
     loc = _parse_string(src, _tok(loc_tree, "STRING")) if loc_tree is not None else ""  # type: ignore[arg-type]
@@ -303,6 +370,18 @@ def parse(text: str, filename: str = "<string>", base_dir: str | None = None) ->
     """
     if text.startswith("\ufeff"):  # a byte-order mark some editors write: not part of the text
         text = " " + text[1:]  # keep every column where the editor shows it
+    from gptir.fastparse import parse_fast  # beside this module: it drives the same lark parser
+
+    try:
+        return parse_fast(text, base_dir)
+    except Exception:  # Fallback, or a check that failed in another way: the exact path decides
+        pass  # (and words any error; MemoryError and the like are not Exceptions and propagate)
+    return parse_exact(text, filename, base_dir)
+
+
+def parse_exact(text: str, filename: str = "<string>", base_dir: str | None = None) -> Graph:
+    """:func:`parse` on the exact path only: lark's tree, walked by rule name (what the fast path
+    falls back to; tests compare the two)."""
     src = Source(text, filename)
     try:
         tree = _parser().parse(text)
@@ -312,12 +391,60 @@ def parse(text: str, filename: str = "<string>", base_dir: str | None = None) ->
         raise src.error(f"syntax error ({e})", 1, 1) from None
     gtree = tree.children[0]
     assert isinstance(gtree, Tree)
-    return _build(src, gtree, base_dir)
+    return build(src, str(_tok(gtree, "NAME")), _records(gtree), _tok(gtree, "RBRACE"), base_dir)
 
 
-def _build(src: Source, gtree: Tree, base_dir: str | None) -> Graph:
-    graph_name = str(_tok(gtree, "NAME"))
-    stmts = [c for c in gtree.children if isinstance(c, Tree)]
+# A statement record: what the semantic walk needs of one statement, the same from both paths.
+#   ("header", STRING)                 ("output", NAME, VALUE)
+#   ("input", VALUE, TYPE, meta)       ("param", VALUE, TYPE, EQUAL | None, value | None, meta)
+#   ("const", VALUE, value, TYPE, meta)
+#   ("op", VALUE, NAME, [(NAME, value), ...] | None, [VALUE, ...], TYPE, meta)
+# Tokens are lark Tokens (with positions) from the exact path; the fast path passes plain strings,
+# a TensorType for TYPE and a decoded (scope, loc, backward) meta, and never needs a position.
+Record = tuple[Any, ...]
+
+
+def _records(gtree: Tree) -> list[Record]:
+    """The statements of a graph tree as records, each child found by its rule or terminal name."""
+    out: list[Record] = []
+    for stmt in gtree.children:
+        if not isinstance(stmt, Tree):
+            continue
+        kind = stmt.data
+        name_tok, type_tok, meta = _tok(stmt, "VALUE"), _tok(stmt, "TYPE"), _sub(stmt, "meta")
+        if kind == "header":
+            out.append(("header", _tok(stmt, "STRING")))
+        elif kind == "output_stmt":
+            out.append(("output", _tok(stmt, "NAME"), name_tok))
+        elif kind == "input_stmt":
+            out.append(("input", name_tok, type_tok, meta))
+        elif kind == "param_stmt":
+            eq_tok = _tok(stmt, "EQUAL")
+            out.append(("param", name_tok, type_tok, eq_tok, _value_after(stmt, "EQUAL") if eq_tok else None, meta))
+        elif kind == "const_stmt":
+            out.append(("const", name_tok, _value_after(stmt, "CONST"), type_tok, meta))
+        elif kind == "op_stmt":
+            attrs_tree, operands = _sub(stmt, "attrs"), _sub(stmt, "operands")
+            attrs = None if attrs_tree is None else [
+                (_tok(a, "NAME"), _value_after(a, "EQUAL")) for a in attrs_tree.children if isinstance(a, Tree)]
+            reads = [t for t in operands.children if isinstance(t, Token) and t.type == "VALUE"] if operands else []
+            out.append(("op", name_tok, _tok(stmt, "NAME"), attrs, reads, type_tok, meta))
+        else:  # pragma: no cover - the grammar has no other statements
+            raise AssertionError(f"unexpected statement {kind}")
+    return out
+
+
+def _type_of(src: Source, tok: Any) -> TensorType:
+    return tok if isinstance(tok, TensorType) else _parse_type(src, tok)
+
+
+def build(src: Source, graph_name: str, stmts: list[Record], end_tok: Any, base_dir: str | None,
+          fast: bool = False) -> Graph:
+    """The verified graph of a statement list: every semantic check, each error at its token.
+
+    ``fast=True`` (the fast path) skips the final :func:`~gptir.ir.verify`: it is the backstop of
+    checks made here already (definition before use, so topological order; each op's type check;
+    names by the grammar; outputs; param values), and the fast path has no positions to improve."""
     params_file: str | None = None
     params_tok: Token | None = None
     nodes: dict[str, Node] = {}
@@ -329,51 +456,45 @@ def _build(src: Source, gtree: Tree, base_dir: str | None) -> Graph:
     def define(tok: Token, node: Node) -> None:
         if node.name in nodes:
             first = where[node.name]
-            raise src.at(tok, f"duplicate definition of %{node.name} (first defined on line {first.line})")
+            raise src.at(tok, f"duplicate definition of %{node.name} (first defined on line {src.line_of(first)})")
         nodes[node.name] = node
         where[node.name] = tok
 
     for stmt in stmts:
-        kind = stmt.data
-        if kind == "header":
-            params_tok = _tok(stmt, "STRING")
-            params_file = _parse_string(src, params_tok)  # type: ignore[arg-type]
-            if not params_file:
-                raise src.at(params_tok, "the params file name is empty")
-            continue
-        if kind == "output_stmt":
-            out_tok, vtok = _tok(stmt, "NAME"), _tok(stmt, "VALUE")
-            assert out_tok is not None and vtok is not None
+        kind = stmt[0]
+        if kind == "op":
+            define(stmt[1], _op_node(src, stmt, nodes, lambda: _statement_refs(stmts)))
+        elif kind == "input":
+            _, name_tok, type_tok, meta = stmt
+            ty = _type_of(src, type_tok)
+            define(name_tok, Node(str(name_tok)[1:], "input", (), ty, {}, *_meta_fields(src, meta)))
+        elif kind == "param":
+            _, name_tok, type_tok, eq_tok, value, meta = stmt
+            name, ty = str(name_tok)[1:], _type_of(src, type_tok)
+            if eq_tok is not None:
+                if params_file is not None:
+                    raise src.at(eq_tok, f"param %{name} has an inline value, but this graph takes its "
+                                         f"param values from {format_string(params_file)}")
+                params[name] = _parse_literal(src, value, ty, f"the value of %{name}")
+            define(name_tok, Node(name, "param", (), ty, {}, *_meta_fields(src, meta)))
+        elif kind == "const":
+            _, name_tok, value, type_tok, meta = stmt
+            ty = _type_of(src, type_tok)
+            arr = _parse_literal(src, value, ty, "the literal")
+            define(name_tok, Node(str(name_tok)[1:], "const", (), ty, {"value": arr}, *_meta_fields(src, meta)))
+        elif kind == "output":
+            _, out_tok, vtok = stmt
             out = str(out_tok)
             if out in outputs:
                 raise src.at(out_tok, f"duplicate output {out}")
             outputs[out] = str(vtok)[1:]
             output_toks[out] = (out_tok, vtok)
-            continue
-        name_tok = _tok(stmt, "VALUE")
-        assert name_tok is not None
-        name = str(name_tok)[1:]
-        if kind == "op_stmt":
-            define(name_tok, _op_node(src, stmt, nodes, lambda: _statement_refs(stmts)))
-            continue
-        ty = _parse_type(src, _tok(stmt, "TYPE"))  # type: ignore[arg-type]
-        if kind == "input_stmt":
-            define(name_tok, Node(name, "input", (), ty, {}, *_meta_fields(src, stmt)))
-        elif kind == "param_stmt":
-            eq_tok = _tok(stmt, "EQUAL")
-            if eq_tok is not None:
-                if params_file is not None:
-                    raise src.at(eq_tok, f"param %{name} has an inline value, but this graph takes its "
-                                         f"param values from {format_string(params_file)}")
-                params[name] = _parse_literal(src, _value_after(stmt, "EQUAL"), ty, f"the value of %{name}")
-            define(name_tok, Node(name, "param", (), ty, {}, *_meta_fields(src, stmt)))
-        elif kind == "const_stmt":
-            value = _parse_literal(src, _value_after(stmt, "CONST"), ty, "the literal")
-            define(name_tok, Node(name, "const", (), ty, {"value": value}, *_meta_fields(src, stmt)))
-        else:  # pragma: no cover - the grammar has no other statements
-            raise src.at(_first_token(stmt), f"unexpected statement {kind}")
+        else:  # "header"
+            params_tok = stmt[1]
+            params_file = _parse_string(src, params_tok)  # type: ignore[arg-type]
+            if not params_file:
+                raise src.at(params_tok, "the params file name is empty")
 
-    end_tok = _tok(gtree, "RBRACE")
     for out, value in outputs.items():
         if value not in nodes:
             raise src.at(output_toks[out][1], f"output {out} refers to undefined value %{value}")
@@ -394,6 +515,8 @@ def _build(src: Source, gtree: Tree, base_dir: str | None) -> Graph:
                                            f"{TensorType.of(arr)} value for it")
         params = loaded
     graph = Graph(graph_name, nodes, outputs, params, params_file)
+    if fast:
+        return graph
     try:
         verify(graph, OPS)
     except VerifyError as e:  # a backstop: the checks above should have caught it with a better position
@@ -402,17 +525,14 @@ def _build(src: Source, gtree: Tree, base_dir: str | None) -> Graph:
     return graph
 
 
-def _statement_refs(stmts: list[Tree]) -> dict[str, tuple[Token, list[str]]]:
+def _statement_refs(stmts: list[Record]) -> dict[str, tuple[Token, list[str]]]:
     """Every value the file defines (first definition): its name token and the values it reads.
     Only built when a value is used before its definition, to tell a cycle from a misordering."""
     refs: dict[str, tuple[Token, list[str]]] = {}
     for stmt in stmts:
-        tok = _tok(stmt, "VALUE") if stmt.data in ("input_stmt", "param_stmt", "const_stmt", "op_stmt") else None
-        if tok is None:
-            continue
-        operands = _sub(stmt, "operands")
-        reads = [str(t)[1:] for t in operands.children if isinstance(t, Token) and t.type == "VALUE"] if operands else []
-        refs.setdefault(str(tok)[1:], (tok, reads))
+        if stmt[0] in ("input", "param", "const", "op"):
+            reads = [str(t)[1:] for t in stmt[4]] if stmt[0] == "op" else []
+            refs.setdefault(str(stmt[1])[1:], (stmt[1], reads))
     return refs
 
 
@@ -442,16 +562,34 @@ def _forward_ref(src: Source, name: str, ref: str, ref_tok: Token, name_tok: Tok
             if nxt not in parent and nxt in refs:
                 parent[nxt] = cur
                 queue.append(nxt)
-    line = refs[ref][0].line
+    line = src.line_of(refs[ref][0])
     return src.at(ref_tok, f"%{ref} is used before its definition (line {line}); values must be defined "
                            "before they are used")
 
 
-def _op_node(src: Source, stmt: Tree, nodes: dict[str, Node],
+class ReadyAttrs(dict):  # type: ignore[type-arg]
+    """Attributes the fast path already read with :func:`op_attrs` (the same text gives the same
+    values, so it reads each distinct attribute text once)."""
+
+
+def op_attrs(src: Source, opdef: Any, attr_items: list[tuple[Any, Any]] | None, ty: TensorType) -> dict[str, Any]:
+    """The attribute values of one use of ``opdef``, each checked against its kind."""
+    attrs: dict[str, Any] = {}
+    for key_tok, value in attr_items or ():
+        key = str(key_tok)
+        if key in attrs:
+            raise src.at(key_tok, f"attribute {key} is given twice")
+        kind = opdef.attrs.get(key)
+        if kind is None:
+            takes = ", ".join(opdef.attrs) or "none"
+            raise src.at(key_tok, f"{opdef.name} has no attribute {key} (it takes: {takes})")
+        attrs[key] = _parse_attr(src, kind, key, value, ty)
+    return attrs
+
+
+def _op_node(src: Source, stmt: Record, nodes: dict[str, Node],
              statement_refs: Callable[[], dict[str, tuple[Token, list[str]]]]) -> Node:
-    name_tok, op_tok, type_tok = _tok(stmt, "VALUE"), _tok(stmt, "NAME"), _tok(stmt, "TYPE")
-    attrs_tree, operands_tree = _sub(stmt, "attrs"), _sub(stmt, "operands")
-    assert name_tok is not None and op_tok is not None and type_tok is not None and operands_tree is not None
+    _, name_tok, op_tok, attr_items, operand_toks, type_tok, meta = stmt
     name, op = str(name_tok)[1:], str(op_tok)
     opdef = OPS.get(op)
     if opdef is None or opdef.kind == "source":
@@ -461,34 +599,21 @@ def _op_node(src: Source, stmt: Tree, nodes: dict[str, Node],
         close = difflib.get_close_matches(op, [o for o, d in OPS.items() if d.kind != "source"], n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise src.at(op_tok, f"unknown op '{op}'{hint}")
-    ty = _parse_type(src, type_tok)
+    ty = _type_of(src, type_tok)
     inputs: list[str] = []
-    for tok in operands_tree.children:
-        if tok.type != "VALUE":
-            continue
+    for tok in operand_toks:
         ref = str(tok)[1:]
         if ref not in nodes:
             raise _forward_ref(src, name, ref, tok, name_tok, statement_refs())
         inputs.append(ref)
-    attrs: dict[str, Any] = {}
-    if attrs_tree is not None:
-        for attr in attrs_tree.children:
-            if not isinstance(attr, Tree):
-                continue
-            key_tok, value = _tok(attr, "NAME"), _value_after(attr, "EQUAL")
-            key = str(key_tok)
-            if key in attrs:
-                raise src.at(key_tok, f"attribute {key} is given twice")
-            kind = opdef.attrs.get(key)
-            if kind is None:
-                takes = ", ".join(opdef.attrs) or "none"
-                raise src.at(key_tok, f"{op} has no attribute {key} (it takes: {takes})")
-            attrs[key] = _parse_attr(src, kind, key, value, ty)
+    attrs = dict(attr_items) if isinstance(attr_items, ReadyAttrs) else op_attrs(src, opdef, attr_items, ty)
+    # meta comes decoded from the fast path (build the node once); a tree is read after the check
+    node = Node(name, op, tuple(inputs), ty, attrs, *meta) if not isinstance(meta, Tree) else None
     try:
-        check_node(opdef, Node(name, op, tuple(inputs), ty, attrs), [nodes[i].type for i in inputs])
+        check_node(opdef, node or Node(name, op, tuple(inputs), ty, attrs), [nodes[i].type for i in inputs])
     except ShapeError as e:
         raise src.at(name_tok, f"%{name} = {op}: {e}") from None
     except (ValueError, TypeError, IndexError, OverflowError, KeyError) as e:  # a type rule choking on odd input
         raise src.at(name_tok, f"%{name} = {op}: invalid operands or attributes ({e})") from None
-    return Node(name, op, tuple(inputs), ty, attrs, *_meta_fields(src, stmt))
+    return node or Node(name, op, tuple(inputs), ty, attrs, *_meta_fields(src, meta))
 
