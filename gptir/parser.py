@@ -213,7 +213,7 @@ _ATOM = re.compile(r"[^ \t\f\r\n\[\],]+")
 _DROP_WS = str.maketrans("", "", _WS_CHARS)
 _NUMBER = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"  # the grammar's NUMBER
 _F64_ATOMS = re.compile(rf"(?:(?:{_NUMBER}|inf|nan|[+-]inf|[+-]nan)(?: |$))*")
-_I64_ATOMS = re.compile(r"(?:[+-]?[0-9]{1,18}(?: |$))*")  # 19 digits and more: the exact path decides
+_I64_ATOMS = re.compile(r"(?:[+-]?[0-9]{1,19}(?: |$))*")  # more digits: the exact path words it
 _BOOL_ATOMS = re.compile(r"(?:(?:true|false)(?: |$))*")
 
 
@@ -229,7 +229,7 @@ def _skeleton(shape: tuple[int, ...]) -> str:
 class BulkLiteral:
     """A bracketed literal the fast path kept as text, converted when its declared type is known."""
 
-    type = "LSQB"  # reads as a bracket to the token checks of the exact path's helpers
+    type = "BULK"  # what the exact path's token checks see: not a token they take
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -240,10 +240,12 @@ class BulkLiteral:
     def array(self, ty: TensorType) -> np.ndarray:
         """The value as ``ty``, bit for bit what the exact path gives; Fallback for anything else."""
         text = self.text
-        if ty.rank == 0 or ty.size == 0 or len(ty.shape) > MAX_RANK:
+        if ty.rank == 0 or len(ty.shape) > MAX_RANK:
             raise Fallback()
         if _ATOM.sub("a", text).translate(_DROP_WS) != _skeleton(ty.shape):
             raise Fallback()
+        if ty.size == 0:
+            return np.zeros(ty.shape, dtype=ty.np_dtype)
         atoms = _ATOM.findall(text)
         joined = " ".join(atoms)
         try:
@@ -278,6 +280,10 @@ def _parse_literal(src: Source, value: Any, ty: TensorType, what: str) -> np.nda
     flat: list[Any] = []
 
     def walk(v: Any, depth: int) -> None:
+        if isinstance(v, BulkLiteral):  # the fast path read an inner list whole (the outer one it could not)
+            sub = v.array(TensorType(ty.dtype, ty.shape[depth:]))
+            flat.extend((sub.view(np.uint64) if ty.dtype == "f64" else sub).ravel().tolist())
+            return
         if depth == ty.rank:
             flat.append(_parse_scalar(src, v, ty.dtype, what))
             return

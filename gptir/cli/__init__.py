@@ -13,12 +13,20 @@ import importlib
 import os
 import sys
 import traceback
-from typing import Sequence
+from typing import Any, Sequence
 
-from gptir.ir import GptirError
-
-# verb -> module under gptir.cli; each module defines register(subparsers)
-VERBS = ("trace", "exec", "grad", "opt", "diff", "train", "sample")
+# The verbs: name, module (defining register(subparsers)) and the help line `gptir --help` lists.
+# Only the chosen verb's module is imported, so `gptir --help` loads neither numpy nor lark.
+VERB_TABLE: tuple[tuple[str, str, str], ...] = (
+    ("trace", "gptir.cli.cmd_trace", "trace a Python function (FILE.py:FUNCTION) or microgpt into IR"),
+    ("exec", "gptir.cli.cmd_exec", "run an IR file on inputs and print its outputs"),
+    ("grad", "gptir.cli.cmd_grad", "differentiate an IR graph (reverse mode)"),
+    ("opt", "gptir.cli.cmd_opt", "optimise an IR graph (dce, cse, fold, simplify)"),
+    ("diff", "gptir.cli.cmd_diff", "structure-aware diff of IR graphs (exit 0 equal, 1 different, 2 error)"),
+    ("train", "gptir.cli.cmd_train", "train microgpt and print sampled names"),
+    ("sample", "gptir.cli.cmd_sample", "sample names from a checkpoint"),
+)
+VERBS = tuple(name for name, _, _ in VERB_TABLE)
 MAX_ECHO = 80  # user text echoed in an error message is cut to about this many characters
 
 
@@ -32,18 +40,38 @@ def shorten(text: str, limit: int = MAX_ECHO) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``gptir`` parser with every verb listed; a verb's own options come with :func:`load_verb`."""
     parser = argparse.ArgumentParser(prog="gptir", description="A graph-IR compiler and interpreter for tiny GPTs.")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     sub.required = True
-    for verb in VERBS:
-        try:
-            module = importlib.import_module(f"gptir.cli.cmd_{verb}")
-        except ModuleNotFoundError as e:
-            if e.name == f"gptir.cli.cmd_{verb}":
-                continue  # verb not built yet
-            raise
-        module.register(sub)
+    for verb, _, help_text in VERB_TABLE:
+        sub.add_parser(verb, help=help_text)
     return parser
+
+
+class _Into:
+    """What a verb module's ``register(sub)`` is handed: its ``add_parser`` returns the verb's
+    parser that :func:`build_parser` made (taking the description), so the module fills it in."""
+
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self.parser = parser
+
+    def add_parser(self, name: str, **options: Any) -> argparse.ArgumentParser:
+        for key in ("description", "epilog", "usage", "formatter_class"):
+            if key in options:
+                setattr(self.parser, key, options[key])
+        return self.parser
+
+
+def load_verb(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
+    """Import the module of the verb ``argv`` names (its first word not starting with ``-``) and let
+    it add its options; the other verbs stay unloaded (argparse reports an unknown verb itself)."""
+    modules = {verb: module for verb, module, _ in VERB_TABLE}
+    verb = next((a for a in argv if not a.startswith("-")), None)
+    if verb not in modules:
+        return
+    module = importlib.import_module(modules[verb])
+    module.register(_Into(subparser(parser, verb)))
 
 
 def subparser(parser: argparse.ArgumentParser, verb: str | None) -> argparse.ArgumentParser:
@@ -59,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     verb: str | None = None
     try:
         parser = build_parser()
+        load_verb(parser, sys.argv[1:] if argv is None else argv)
         args, extra = parser.parse_known_args(argv)  # bad usage: argparse prints the verb's usage, exits 2
         if extra:  # unknown options are reported by the verb's parser, with the verb's usage
             subparser(parser, args.verb).error(f"unrecognized arguments: {' '.join(extra)}")
@@ -70,7 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             subparser(parser, verb).print_usage(sys.stderr)
         print(f"{_prog(verb)}: error: {e}", file=sys.stderr)
         return 2
-    except GptirError as e:
+    except SystemExit:  # --help, and argparse's usage errors: before the next clause loads numpy
+        raise
+    except _gptir_error() as e:  # evaluated only when something was raised
         print(f"{_prog(verb)}: error: {_one_line(str(e))}", file=sys.stderr)
         return 1
     except OSError as e:
@@ -95,6 +126,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{_prog(verb)}: internal error: {type(e).__name__}: {msg} "
               f"(set GPTIR_TRACEBACK=1 to see the traceback)", file=sys.stderr)
         return 1
+
+
+def _gptir_error() -> type[Exception]:
+    """gptir's user-error class (its module loads numpy: not needed for ``gptir --help``)."""
+    from gptir.ir import GptirError
+
+    return GptirError
 
 
 def _prog(verb: str | None) -> str:
