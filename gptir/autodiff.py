@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Collection, Mapping, Sequence
 
 import numpy as np
 
+from gptir.gcpause import gc_paused
 from gptir.ir import INPUT_OPS, GptirError, Graph, Node, TensorType
 from gptir.ops import OPS
 from gptir.trace import Builder, Tracer
@@ -193,6 +194,7 @@ def _active(graph: Graph, wrt: Sequence[str], value: str) -> set[str]:
     return active
 
 
+@gc_paused
 def grad(graph: Graph, wrt: Sequence[str], of: str | None = None) -> Graph:
     """A new graph: ``graph``'s outputs (unchanged, first) plus one output per wrt input, in wrt
     order, holding d(of)/d(name).

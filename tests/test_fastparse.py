@@ -77,7 +77,7 @@ def test_the_microgpt_loss_graph_round_trips_on_the_fast_path() -> None:
     assert all(np.array_equal(fast.params[k], g.params[k]) for k in g.params)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(graphs())
 def test_random_graphs_take_the_fast_path(g: Graph) -> None:
     text = print_graph(g)
@@ -137,13 +137,13 @@ def test_a_bulk_literal_is_read_whole() -> None:
     assert name == "g" and isinstance(stmts[0][2], BulkLiteral)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(TOKENS, max_size=40))
 def test_token_soup_gives_the_same_result_on_both_paths(tokens: list[str]) -> None:
     check_both(" ".join(tokens))
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.data())
 def test_mutated_text_gives_the_same_result_on_both_paths(data: st.DataObject) -> None:
     text = mutated(data, data.draw(st.sampled_from([SAMPLE, NEURON])),
