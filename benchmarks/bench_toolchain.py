@@ -154,9 +154,10 @@ def _startup(repeat: int) -> dict[str, float]:
     gptir_exe = os.path.join(os.path.dirname(sys.executable), "gptir")
     cmd = [gptir_exe] if os.path.exists(gptir_exe) else [sys.executable, "-m", "gptir.cli"]
     help_s = _whole(cmd + ["--help"], repeat)
-    one = _whole(cmd + ["train", "--steps", "1"], repeat)
-    two = _whole(cmd + ["train", "--steps", "2"], repeat)
-    # --steps 1 is start-up + one step + sampling; one step more costs (two - one)
+    quiet = ["--samples", "0", "--quiet"]  # no sampling after the run: only start-up and the steps
+    one = _whole(cmd + ["train", "--steps", "1"] + quiet, repeat)
+    two = _whole(cmd + ["train", "--steps", "2"] + quiet, repeat)
+    # --steps 1 is start-up + one step; one step more costs (two - one)
     return {"help": help_s, "train_steps1": one, "before_first_step": one - max(two - one, 0.0)}
 
 
