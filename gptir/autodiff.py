@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Collection, Mapping, Sequence, cast
 import numpy as np
 
 import gptir.tracing as T
+from gptir.gcpause import gc_paused
 from gptir.ir import INPUT_OPS, GptirError, Graph, Node, TensorType
 from gptir.ops import OPS, GradOps, GradValue
 from gptir.tracing import Builder, Tracer
@@ -191,6 +192,7 @@ def _active(graph: Graph, wrt: Sequence[str], value: str) -> set[str]:
     return active
 
 
+@gc_paused
 def grad(graph: Graph, wrt: Sequence[str], of: str | None = None) -> Graph:
     """A new graph: ``graph``'s outputs (unchanged, first) plus one output per wrt input, in wrt
     order, holding d(of)/d(name).

@@ -303,14 +303,20 @@ def _reuse_buffers(graph: Graph, stmts: list[_Stmt], out_vars: set[str], reuse_m
     vtype = {st.var: st.node.type for st in stmts}
     owner: dict[str, str] = {}  # variable -> the buffer it is (whole and C-contiguous)
     refs: dict[str, tuple[str, ...]] = {}  # variable -> buffers it may be or view
-    holders: dict[str, list[str]] = {}  # buffer -> variables that may reference it
+    # buffer -> the last statement reading any variable that may reference it (the latest last use
+    # over its holders, kept as holders are added: a growing holder list rescanned per reuse was
+    # quadratic)
+    held_until: dict[str, int] = {}
     current: dict[str, str] = {}  # buffer -> its latest owning variable
     pool: dict[TensorType, list[str]] = {}  # dead buffers' owning variables, most recently freed last
     retired: set[str] = set()
     reused = 0
 
     def dead_after(buf: str, i: int) -> bool:
-        return all(last.get(v, -1) <= i for v in holders[buf])
+        return held_until[buf] <= i
+
+    def hold(buf: str, var: str) -> None:
+        held_until[buf] = max(held_until.get(buf, -1), last.get(var, -1))
 
     for i, st in enumerate(stmts):
         node, t = st.node, st.node.type
@@ -331,11 +337,12 @@ def _reuse_buffers(graph: Graph, stmts: list[_Stmt], out_vars: set[str], reuse_m
             if donor not in st.args:
                 st.args.append(donor)  # read here: it must outlive this statement
             owner[st.var], refs[st.var], current[b] = b, (b,), st.var
-            holders[b].append(st.var)
+            hold(b, st.var)
             retired.discard(b)
             reused += 1
         elif fresh(node, nodes):
-            refs[st.var], holders[st.var] = (st.var,), [st.var]
+            refs[st.var] = (st.var,)
+            hold(st.var, st.var)
             if known[node.name]:
                 owner[st.var] = current[st.var] = st.var
         elif new_value(node, nodes):  # a new scalar: it holds no buffer
@@ -344,7 +351,7 @@ def _reuse_buffers(graph: Graph, stmts: list[_Stmt], out_vars: set[str], reuse_m
             bufs = tuple(dict.fromkeys(b for a in st.args for b in refs.get(a, ())))
             refs[st.var] = bufs
             for b in bufs:
-                holders[b].append(st.var)
+                hold(b, st.var)
         # buffers whose last reader was this statement become donors
         for a in dict.fromkeys(st.args):
             if last.get(a) != i:

@@ -45,7 +45,7 @@ from typing import Any, Hashable, Iterable, Mapping
 import numpy as np
 
 from gptir.ir import INPUT_OPS, GptirError, Graph, Node, TensorType, attrs_key, toposort
-from gptir.text import format_node
+from gptir.printer import format_node
 
 JSON_SCHEMA = "gptir-diff/1"
 

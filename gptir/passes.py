@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from gptir.gcpause import gc_paused
 from gptir.ir import (GptirError, Graph, Node, TensorType, VerifyError, attrs_key, verify, verify_node,
                       verify_outputs)
 from gptir.memory import c_contiguous
@@ -552,6 +553,7 @@ def verify_changed(before: Graph, after: Graph) -> None:
         raise VerifyError(f"input %{missing[0]} was removed (inputs and params are the signature)", missing[0])
 
 
+@gc_paused
 def run_pipeline(graph: Graph, names: Sequence[str], on_pass: OnPass | None = None, check: str = "full") -> Graph:
     """Run the named passes in order, verifying after each; ``on_pass(name, before, after)`` is called
     after every pass (for ``--print-after-all`` and dumps).

@@ -413,7 +413,7 @@ def test_os_error_names_the_users_path_not_a_temporary(capsys: Any, monkeypatch:
 def test_internal_error_before_a_verb(capsys: Any, monkeypatch: Any) -> None:
     import gptir.cli
 
-    def broken() -> Any:
+    def broken(*args: Any) -> Any:
         raise AttributeError("a verb module is broken")
 
     monkeypatch.delenv("GPTIR_TRACEBACK", raising=False)

@@ -13,11 +13,11 @@ PKG = pathlib.Path(__file__).resolve().parent.parent / "gptir"
 
 # bottom-up; a module may import modules of its own layer or earlier ones
 LAYERS: list[tuple[str, ...]] = [
-    ("ir", "fileio", "rng", "budget"),
+    ("ir", "fileio", "rng", "budget", "gcpause"),
     ("ops",),
     ("memory",),
     ("tracing",),
-    ("text",),
+    ("printer", "diagnostics", "graphio", "parser", "fastparse", "text"),
     ("autodiff",),
     ("passes",),
     ("interp", "codegen"),

@@ -387,20 +387,28 @@ def no_internal_names(err: ParseError) -> None:
     assert not INTERNAL.search(re.sub(r"'[^']*'|\"[^\"]*\"", "", err.reason)), err.reason
 
 
-@settings(max_examples=400, deadline=None)
-@given(st.data())
-def test_mutations_of_valid_text_only_parse_errors(data: st.DataObject) -> None:
-    text = SAMPLE
+MUTATIONS = list("%@[](){},:=#\"\\.-+0123456789e xfinaf64") + ["\n", "nan", "inf"]
+
+
+def mutated(data: st.DataObject, text: str, extra: tuple[str, ...] = ()) -> str:
+    """``text`` after one to three random deletions, insertions or replacements."""
     for _ in range(data.draw(st.integers(1, 3))):
         pos = data.draw(st.integers(0, len(text)))
         kind = data.draw(st.sampled_from(["delete", "insert", "replace"]))
-        ch = data.draw(st.sampled_from(list("%@[](){},:=#\"\\.-+0123456789e xfinaf64") + ["\n", "nan", "inf"]))
+        ch = data.draw(st.sampled_from(MUTATIONS + list(extra)))
         if kind == "delete":
             text = text[:pos] + text[pos + data.draw(st.integers(1, 5)):]
         elif kind == "insert":
             text = text[:pos] + ch + text[pos:]
         else:
             text = text[:pos] + ch + text[pos + 1:]
+    return text
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data())
+def test_mutations_of_valid_text_only_parse_errors(data: st.DataObject) -> None:
+    text = mutated(data, SAMPLE)
     try:
         g = parse(text)
     except ParseError as e:

@@ -18,14 +18,27 @@ import importlib
 import os
 import sys
 import traceback
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from gptir import __version__
 from gptir.cli.conventions import GptirParser
-from gptir.ir import GptirError, short, short_words
 
-# verb -> module under gptir.cli; each module defines register(subparsers)
-VERBS = ("trace", "exec", "grad", "opt", "diff", "train", "sample", "dot", "view", "completion")
+# The verbs: name, module (defining register(subparsers)) and the help line `gptir --help` lists.
+# Only the chosen verb's module is imported, so `gptir --help` loads neither numpy nor lark (neither
+# does this module: gptir.ir, which loads numpy, is imported where an error is reported).
+VERB_TABLE: tuple[tuple[str, str, str], ...] = (
+    ("trace", "gptir.cli.cmd_trace", "trace a Python function (FILE.py:FUNCTION) or microgpt into IR"),
+    ("exec", "gptir.cli.cmd_exec", "run an IR file on inputs and print its outputs"),
+    ("grad", "gptir.cli.cmd_grad", "differentiate an IR graph (reverse mode)"),
+    ("opt", "gptir.cli.cmd_opt", "optimise an IR graph (dce, cse, fold, simplify)"),
+    ("diff", "gptir.cli.cmd_diff", "structure-aware diff of IR graphs (exit 0 equal, 1 different, 2 error)"),
+    ("train", "gptir.cli.cmd_train", "train microgpt and print sampled names"),
+    ("sample", "gptir.cli.cmd_sample", "sample names from a checkpoint"),
+    ("dot", "gptir.cli.cmd_dot", "write a graph as Graphviz DOT"),
+    ("view", "gptir.cli.cmd_view", "picture a graph, a diff, a dump folder or a training log as HTML"),
+    ("completion", "gptir.cli.cmd_completion", "print a bash or zsh completion script"),
+)
+VERBS = tuple(name for name, _, _ in VERB_TABLE)
 EXIT_BROKEN_PIPE = 141
 MAX_ECHO = 80  # user text echoed in an error message is cut to about this many characters
 
@@ -36,24 +49,32 @@ class UsageError(Exception):
 
 def shorten(text: str, limit: int = MAX_ECHO) -> str:
     """``text`` cut to ``limit`` characters with ``...``: error messages must not echo 20 kB of input."""
-    return short(text, limit)
+    return text if len(text) <= limit else text[:limit - 3] + "..."  # gptir.ir.short, without numpy
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(load: Iterable[str] | None = None) -> argparse.ArgumentParser:
+    """The ``gptir`` parser. Every verb is listed (with its VERB_TABLE help); the verbs in ``load``
+    (default: all of them) are registered by their modules with all their options, the others are
+    bare entries whose modules stay unimported (:func:`main` loads only the verb it runs)."""
+    wanted = set(VERBS if load is None else load)
     parser = GptirParser(prog="gptir", description="A graph-IR compiler and interpreter for tiny GPTs.",
                          epilog="'gptir VERB --help' describes a verb. Exit status: 0 success, 1 user error, "
                                 "2 bad usage (diff: 0 equal, 1 different, 2 error).")
     parser.add_argument("--version", action="version", version=f"gptir {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", title="verbs")  # subparsers are GptirParsers too
-    for verb in VERBS:
-        try:
-            module = importlib.import_module(f"gptir.cli.cmd_{verb}")
-        except ModuleNotFoundError as e:
-            if e.name == f"gptir.cli.cmd_{verb}":
-                continue  # verb not built yet
-            raise
-        module.register(sub)
+    for verb, module, help_text in VERB_TABLE:
+        if verb in wanted:
+            importlib.import_module(module).register(sub)
+        else:
+            sub.add_parser(verb, help=help_text)
     return parser
+
+
+def chosen_verb(argv: Sequence[str]) -> str | None:
+    """The verb ``argv`` names: its first word not starting with ``-`` (the root parser's own
+    options, ``--help`` and ``--version``, take no value), if it is a verb."""
+    verb = next((a for a in argv if not a.startswith("-")), None)
+    return verb if verb in VERBS else None
 
 
 def subparser(parser: argparse.ArgumentParser, verb: str | None) -> argparse.ArgumentParser:
@@ -68,7 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser: argparse.ArgumentParser | None = None
     verb: str | None = None
     try:
-        parser = build_parser()
+        argv = sys.argv[1:] if argv is None else list(argv)
+        chosen = chosen_verb(argv)
+        parser = build_parser([] if chosen is None else [chosen])
         args, extra = parser.parse_known_args(argv)  # bad usage: argparse prints the verb's usage, exits 2
         if extra:  # unknown options are reported by the verb's parser, with the verb's usage
             subparser(parser, args.verb).error(f"unrecognized arguments: {' '.join(extra)}")
@@ -76,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help(sys.stderr)
             return 2
         verb = args.verb
-        args.argv = ["gptir", *(sys.argv[1:] if argv is None else argv)]  # for run records (train --log)
+        args.argv = ["gptir", *argv]  # for run records (train --log)
         code = args.func(args)
         return int(code or 0)
     except BrokenPipeError:  # the reader of stdout left (`| head`): quiet, as Unix tools are
@@ -85,13 +108,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         if parser is not None:
             subparser(parser, verb).print_usage(sys.stderr)
-        print(f"{_prog(verb)}: error: {short_words(str(e))}", file=sys.stderr)
+        print(f"{_prog(verb)}: error: {_short_words(str(e))}", file=sys.stderr)
         return 2
-    except GptirError as e:
+    except SystemExit:  # --help, and argparse's usage errors: before the next clause loads numpy
+        raise
+    except _gptir_error() as e:  # evaluated only when something was raised
         print(f"{_prog(verb)}: error: {_one_line(str(e))}", file=sys.stderr)
         return 1
     except OSError as e:
-        print(f"{_prog(verb)}: error: {short_words(_os_error(e))}", file=sys.stderr)
+        print(f"{_prog(verb)}: error: {_short_words(_os_error(e))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("gptir: interrupted", file=sys.stderr)
@@ -124,6 +149,19 @@ def _silence_stdout() -> None:
         pass
 
 
+def _gptir_error() -> type[Exception]:
+    """gptir's user-error class (its module loads numpy: not needed for ``gptir --help``)."""
+    from gptir.ir import GptirError
+
+    return GptirError
+
+
+def _short_words(message: str) -> str:
+    from gptir.ir import short_words
+
+    return short_words(message)
+
+
 def _prog(verb: str | None) -> str:
     """``gptir exec`` in messages (just ``gptir`` when the failure came before a verb was chosen)."""
     return f"gptir {verb}" if verb else "gptir"
@@ -140,7 +178,7 @@ def _os_error(e: OSError) -> str:
 def _one_line(msg: str) -> str:
     """Errors are one line on stderr; multi-line messages (a parse error's caret) keep their shape
     but are still a single message. Long words (a 1 MB value name) are shortened."""
-    return short_words(msg.rstrip())
+    return _short_words(msg.rstrip())
 
 
 def entry() -> None:  # pragma: no cover

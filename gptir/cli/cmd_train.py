@@ -228,7 +228,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"gptir train: note: {cut} of {len(docs)} documents are longer than --block-size "
               f"{state.model.block_size} and are cut to their first {state.model.block_size} tokens",
               file=sys.stderr, flush=True)
-    log: list[dict[str, Any]] = [{"schema": LOG_SCHEMA, "run": run_record(args, state)}]
+    # the run record only for --log (its versions would import lark, which training never needs)
+    log: list[dict[str, Any]] = [{"schema": LOG_SCHEMA, "run": run_record(args, state)}] if args.log else []
     if args.dump_dir:
         os.makedirs(args.dump_dir, exist_ok=True)
     cache = T.ProgramCache(state.model, state.adam, state.num_steps, args.backend)
