@@ -40,6 +40,7 @@ RESULTS = ("fresh", "view", "maybe_view", "reduce", "index")
 #   operands     when every operand is (concatenate follows its operands' memory order)
 #   first        when its first operand is (reshape of a C array, indexing rows of a C table)
 #   view         when it has its operand's shape, the operand is, and any ``perm`` is the identity
+#                (so not for a view that can reorder elements otherwise, such as a negative-step slice)
 LAYOUTS = ("elementwise", "contiguous", "gufunc", "operands", "first", "view")
 
 
