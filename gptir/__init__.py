@@ -11,13 +11,26 @@ from gptir.interp import ExecError, run
 from gptir.ir import GptirError, Graph, Node, ShapeError, TensorType, VerifyError, make_graph, verify as _verify
 from gptir.ops import OPS
 from gptir.passes import PASSES, optimize, run_pipeline
-from gptir.codegen import compile_graph, generate_source
+from gptir.codegen import compile_graph as _compile_numpy, generate_source
 from gptir.text import ParseError, load_graph, load_params, parse, print_graph, save_graph, save_params
 from gptir.tracing import (
     Builder, Param, Tracer, broadcast_to, cast, concat, equal, exp, gather, greater, log, matmul, maximum,
     reduce_max, reduce_sum, relu, reshape, scatter_add, scope, stop_gradient, trace, transpose, where,
 )
 from gptir import value  # noqa: E402 - the scalar Value API (``from gptir import value as V``)
+
+
+def compile_graph(graph: Graph, backend: str = "compiled", **options):
+    """Compile ``graph`` once; returns ``run(inputs) -> {output: array}``. ``backend``: ``compiled``
+    (straight-line numpy, bit-identical to the interpreter; options as gptir.codegen.compile_graph)
+    or ``jax`` (XLA through JAX, ``pip install "gptir[jax]"``; options as gptir.jaxback.compile_graph)."""
+    if backend == "compiled":
+        return _compile_numpy(graph, **options)
+    if backend == "jax":
+        from gptir.jaxback import compile_graph as compile_jax
+
+        return compile_jax(graph, **options)
+    raise GptirError(f"unknown backend {backend!r} (choose from compiled, jax)")
 
 
 def verify(graph: Graph) -> None:

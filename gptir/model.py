@@ -138,10 +138,14 @@ def loss_graph(cfg: GPTConfig, n: int, batch: int = 0) -> Graph:
     return b.finish({"loss": doc_loss(cfg, p, tokens, targets)})
 
 
-def logits_graph(cfg: GPTConfig, n: int) -> Graph:
-    """Next-token logits after a sequence of ``n`` tokens (used for sampling)."""
+def logits_graph(cfg: GPTConfig, n: int, padded: bool = False) -> Graph:
+    """Next-token logits after a sequence of ``n`` tokens (used for sampling). ``padded``: one program
+    for every length, ``tokens`` i64[block_size] (padding after the sequence, which causal attention
+    never lets it see) and ``pos`` i64[], the position whose logits come out (``n`` is ignored)."""
     b = Builder("microgpt_logits")
     p = _param_inputs(b, cfg)
-    tokens = b.input("tokens", TensorType("i64", (n,)))
+    tokens = b.input("tokens", TensorType("i64", (cfg.block_size if padded else n,)))
     logits = forward(cfg, p, tokens)
+    if padded:
+        return b.finish({"logits": gather(logits, b.input("pos", TensorType("i64", ())))})
     return b.finish({"logits": logits[n - 1]})

@@ -24,6 +24,8 @@ Attrs = Mapping[str, Any]
 InferFn = Callable[[Sequence[TensorType], Attrs], TensorType]
 EvalFn = Callable[[Sequence[np.ndarray], Attrs], np.ndarray]
 EmitFn = Callable[[Sequence[str], Attrs], str]
+# (the jax.numpy module, operand arrays, attributes) -> the result array (see OpDef.jax)
+JaxLowering = Callable[[Any, Sequence[Any], Attrs], Any]
 
 # What an op's result is, memory-wise (read by gptir.memory for buffer reuse and aliasing):
 #   fresh       always a newly allocated array (or a new scalar), never a view of an operand
@@ -63,7 +65,9 @@ class OpDef:
     the emitted call broadcasts its operands like ``broadcast_to`` would (default: ufunc ops).
     ``commutative``: the simplifier tries both operand orders of a pattern. ``kind`` groups ops:
     elementwise, reduce, movement, source, other. ``grad`` is the reverse-mode rule (a
-    :data:`GradRule`, see gptir.autodiff); ``nondiff`` says why an op has none.
+    :data:`GradRule`, see gptir.autodiff); ``nondiff`` says why an op has none. ``jax`` lowers an op
+    that is not a ufunc to JAX (gptir.jaxback): ``jax(jnp, operands, attrs)`` with the ``jax.numpy``
+    module passed in, so this module never imports JAX; a ufunc op lowers to ``jnp.<ufunc>`` without one.
     """
 
     name: str
@@ -85,6 +89,7 @@ class OpDef:
     implicit_broadcast: bool | None = None
     lift: Callable[[Attrs], Any] | None = None
     emit_names: Mapping[str, Any] = field(default_factory=dict)
+    jax: "JaxLowering | None" = None
 
     def __post_init__(self) -> None:
         if self.ufunc is not None:
@@ -572,7 +577,7 @@ _table: list[OpDef] = [
     OpDef("input", 0, _source, None, None, kind="source", nondiff="a graph input is a leaf"),
     OpDef("param", 0, _source, None, None, kind="source", nondiff="a graph input is a leaf"),
     OpDef("const", 0, _source, lambda a, at: at["value"], None, {"value": "tensor"}, kind="source",
-          nondiff="a constant has no inputs"),
+          nondiff="a constant has no inputs", jax=lambda jnp, a, at: jnp.asarray(at["value"])),
     # elementwise arithmetic: numpy ufuncs (evaluation and code both come from ``ufunc``)
     OpDef("add", 2, _binary(NUMERIC), None, None, kind="elementwise", commutative=True, grad=_g_add,
           **_UFUNC, ufunc="add", infix="+"),
@@ -601,51 +606,58 @@ _table: list[OpDef] = [
           nondiff="a comparison has a boolean result", **_UFUNC, ufunc="equal"),
     OpDef("where", 3, _where, lambda a, at: np.where(*a), lambda a, at: f"_where({', '.join(a)})",
           kind="elementwise", grad=_g_where, result="fresh", layout="elementwise", implicit_broadcast=True,
-          emit_names={"_where": np.where}),
+          emit_names={"_where": np.where}, jax=lambda jnp, a, at: jnp.where(*a)),
     OpDef("cast", 1, _cast, lambda a, at: a[0].astype(NUMPY_DTYPES[at["dtype"]]),
           lambda a, at: f"{a[0]}.astype(_{at['dtype']})", {"dtype": "dtype"}, kind="elementwise",
           nondiff="a dtype conversion is not differentiable", result="fresh", layout="elementwise",
-          emit_names={f"_{name}": dt for name, dt in NUMPY_DTYPES.items()}),
+          emit_names={f"_{name}": dt for name, dt in NUMPY_DTYPES.items()},
+          jax=lambda jnp, a, at: a[0].astype(NUMPY_DTYPES[at["dtype"]])),
     # the identity: the code generator shares the operand's variable
     OpDef("stop_gradient", 1, _identity, lambda a, at: a[0], lambda a, at: a[0], kind="elementwise",
-          nondiff="stop_gradient blocks gradients by definition", result="view", layout="first"),
+          nondiff="stop_gradient blocks gradients by definition", result="view", layout="first",
+          jax=lambda jnp, a, at: a[0]),
     # reductions: np.sum(x, axis, keepdims=k) is np.add.reduce(x, axis, None, None, keepdims=k) for
     # ndarrays (and numpy scalars take the same path through their .sum method)
     OpDef("sum", 1, _reduce(NUMERIC, False),
           lambda a, at: np.asarray(np.sum(a[0], axis=at["axes"], keepdims=at["keepdims"])),
           lambda a, at: f"_add.reduce({a[0]}, {at['axes']!r}, None, None, {at['keepdims']!r})",
           {"axes": "ints", "keepdims": "bool"}, kind="reduce", grad=_g_sum, result="reduce", layout="elementwise",
-          emit_names={"_add": np.add}),
+          emit_names={"_add": np.add}, jax=lambda jnp, a, at: jnp.sum(a[0], axis=at["axes"], keepdims=at["keepdims"])),
     OpDef("max", 1, _reduce(NUMERIC, True),
           lambda a, at: np.asarray(np.max(a[0], axis=at["axes"], keepdims=at["keepdims"])),
           lambda a, at: f"_maximum.reduce({a[0]}, {at['axes']!r}, None, None, {at['keepdims']!r})",
           {"axes": "ints", "keepdims": "bool"}, kind="reduce", grad=_g_max, result="reduce", layout="elementwise",
-          emit_names={"_maximum": np.maximum}),
+          emit_names={"_maximum": np.maximum}, jax=lambda jnp, a, at: jnp.max(a[0], axis=at["axes"], keepdims=at["keepdims"])),
     # linear algebra
     OpDef("matmul", 2, _matmul, lambda a, at: np.asarray(np.matmul(*a)), None, grad=_g_matmul, infix="@",
-          result="fresh", layout="gufunc"),
+          result="fresh", layout="gufunc", jax=lambda jnp, a, at: jnp.matmul(*a, precision="highest")),
     # movement (views; shape-like attributes are closure constants in generated code)
     OpDef("reshape", 1, _reshape, lambda a, at: np.reshape(a[0], at["shape"]),
           lambda a, at: f"{a[0]}.reshape({a[1]})", {"shape": "ints"}, kind="movement", grad=_g_reshape,
-          result="maybe_view", layout="first", lift=lambda at: at["shape"]),
+          result="maybe_view", layout="first", lift=lambda at: at["shape"],
+          jax=lambda jnp, a, at: jnp.reshape(a[0], at["shape"])),
     OpDef("transpose", 1, _transpose, lambda a, at: np.transpose(a[0], at["perm"]),
           lambda a, at: f"{a[0]}.T" if at["perm"] == (1, 0) else f"{a[0]}.transpose({at['perm']!r})",
-          {"perm": "ints"}, kind="movement", grad=_g_transpose, result="view", layout="view"),
+          {"perm": "ints"}, kind="movement", grad=_g_transpose, result="view", layout="view",
+          jax=lambda jnp, a, at: jnp.transpose(a[0], at["perm"])),
     OpDef("broadcast", 1, _broadcast, lambda a, at: np.broadcast_to(a[0], at["shape"]),
           lambda a, at: f"_broadcast_to({a[0]}, {a[1]})", {"shape": "ints"}, kind="movement", grad=_g_broadcast,
-          result="view", layout="view", lift=lambda at: at["shape"], emit_names={"_broadcast_to": np.broadcast_to}),
+          result="view", layout="view", lift=lambda at: at["shape"], emit_names={"_broadcast_to": np.broadcast_to},
+          jax=lambda jnp, a, at: jnp.broadcast_to(a[0], at["shape"])),
     OpDef("slice", 1, _slice, lambda a, at: a[0][_slices(at)], lambda a, at: f"{a[0]}[{a[1]}]",
           {"start": "ints", "stop": "ints"}, kind="movement", grad=_g_slice, result="view", layout="view",
-          lift=_slices),
+          lift=_slices, jax=lambda jnp, a, at: a[0][_slices(at)]),
     OpDef("concat", None, _concat, lambda a, at: np.concatenate(a, axis=at["axis"]),
           lambda a, at: f"_concatenate(({', '.join(a)},), {at['axis']!r})", {"axis": "int"}, kind="movement",
-          grad=_g_concat, result="fresh", layout="operands", emit_names={"_concatenate": np.concatenate}),
+          grad=_g_concat, result="fresh", layout="operands", emit_names={"_concatenate": np.concatenate},
+          jax=lambda jnp, a, at: jnp.concatenate(a, axis=at["axis"])),
     # embedding lookup and its adjoint
     OpDef("gather", 2, _gather, lambda a, at: a[0][a[1]], lambda a, at: f"{a[0]}[{a[1]}]", grad=_g_gather,
-          result="index", layout="first"),
+          result="index", layout="first", jax=lambda jnp, a, at: a[0][a[1]]),
     OpDef("scatter_add", 2, _scatter_add, _scatter_add_eval, lambda a, at: f"_scatter_add({a[0]}, {a[1]}, {a[2]})",
           {"size": "int"}, grad=_g_scatter_add, result="fresh", layout="contiguous", lift=lambda at: at["size"],
-          emit_names={"_scatter_add": lambda upd, idx, size: _scatter_add_eval((upd, idx), {"size": size})}),
+          emit_names={"_scatter_add": lambda upd, idx, size: _scatter_add_eval((upd, idx), {"size": size})},
+          jax=lambda jnp, a, at: jnp.zeros((at["size"],) + a[0].shape[a[1].ndim:], a[0].dtype).at[a[1]].add(a[0])),
 ]
 
 OPS: dict[str, OpDef] = {op.name: op for op in _table}

@@ -24,7 +24,9 @@ from gptir.tracing import Builder, concat, reshape, scope
 
 RECIPES = ("microgpt", "microgptex")
 MAX_PARAMS = 20_000_000  # ~0.5 GB of float64 state (parameters and two moments) and a minute of weight draws
-BACKENDS = ("compiled", "interp")
+BACKENDS = ("compiled", "interp", "jax")
+# the batch inputs a data-parallel (--devices N) program splits over its devices
+BATCH_INPUTS = ("tokens", "targets", "mask")
 
 Runner = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
 
@@ -129,8 +131,17 @@ def step_graph(cfg: GPTConfig, adam: AdamConfig, num_steps: int, n: int, batch: 
     return b.finish(outputs)
 
 
-def compile_program(graph: Graph, backend: str) -> Runner:
-    """A callable for ``graph``: optimised and compiled, or the reference interpreter."""
+def compile_program(graph: Graph, backend: str, devices: int = 1) -> Runner:
+    """A callable for ``graph``: optimised and compiled (numpy code or XLA through JAX), or the
+    reference interpreter. ``devices`` > 1 (jax only) splits the batch inputs over that many devices."""
+    if devices != 1 and backend != "jax":
+        raise GptirError("--devices needs --backend jax")
+    if backend == "jax":
+        from gptir.jaxback import compile_graph as jax_compile
+        from gptir.passes import optimize
+
+        shard = BATCH_INPUTS if devices > 1 else ()
+        return jax_compile(optimize(graph), checked=False, devices=devices, shard=shard)
     if backend == "interp":
         return lambda inputs: interp_run(graph, inputs)
     if backend == "compiled":
@@ -143,19 +154,31 @@ def compile_program(graph: Graph, backend: str) -> Runner:
 
 @dataclass
 class ProgramCache:
-    """One compiled training-step program per input shape (document lengths vary)."""
+    """Compiled training-step programs, one per input shape (document lengths vary).
+
+    With ``pad`` every step is padded to ``block_size`` and masked (the batched program, even for one
+    document), so a run compiles one program; without it each document length gets its own.
+    ``pad=None`` means: pad on the jax backend (where compiling is costly), not on the others.
+    """
 
     model: GPTConfig
     adam: AdamConfig
     num_steps: int
     backend: str = "compiled"
     programs: dict[tuple[int, int], Runner] = field(default_factory=dict)
+    pad: bool | None = None
+    devices: int = 1
+
+    def __post_init__(self) -> None:
+        if self.pad is None:
+            self.pad = self.backend == "jax"
 
     def get(self, n: int, batch: int = 0) -> Runner:
         key = (n, batch)
         prog = self.programs.get(key)
         if prog is None:
-            prog = compile_program(step_graph(self.model, self.adam, self.num_steps, n, batch), self.backend)
+            graph = step_graph(self.model, self.adam, self.num_steps, n, batch)
+            prog = compile_program(graph, self.backend, self.devices)
             self.programs[key] = prog
         return prog
 
@@ -166,15 +189,16 @@ def step_docs(state: TrainState, docs: Sequence[str]) -> list[str]:
     return [docs[(state.step * b + i) % len(docs)] for i in range(b)]
 
 
-def encode_batch(state: TrainState, batch_docs: Sequence[str]) -> dict[str, np.ndarray]:
-    """Token, target (and mask) arrays for a step; one document uses the unpadded reference shapes."""
+def encode_batch(state: TrainState, batch_docs: Sequence[str], pad: bool = False) -> dict[str, np.ndarray]:
+    """Token, target (and mask) arrays for a step; one document uses the unpadded reference shapes
+    unless ``pad``, which pads every batch (one document too) to ``block_size`` positions."""
     bs = state.model.block_size
     seqs = [state.tokenizer.encode(d) for d in batch_docs]
-    if len(seqs) == 1:
+    if len(seqs) == 1 and not pad:
         ids = seqs[0]
         n = min(bs, len(ids) - 1)
         return {"tokens": np.array(ids[:n], np.int64), "targets": np.array(ids[1:n + 1], np.int64)}
-    n = min(bs, max(len(s) - 1 for s in seqs))
+    n = bs if pad else min(bs, max(len(s) - 1 for s in seqs))
     tokens = np.full((len(seqs), n), state.tokenizer.bos, np.int64)
     targets = np.full((len(seqs), n), state.tokenizer.bos, np.int64)
     mask = np.zeros((len(seqs), n), bool)
@@ -186,8 +210,8 @@ def encode_batch(state: TrainState, batch_docs: Sequence[str]) -> dict[str, np.n
 
 def train_step(state: TrainState, cache: ProgramCache, docs: Sequence[str]) -> tuple[TrainState, float]:
     """Run one step; returns the new state and the step's loss."""
-    data = encode_batch(state, step_docs(state, docs))
-    program = cache.get(data["tokens"].shape[-1], 0 if state.batch == 1 else state.batch)
+    data = encode_batch(state, step_docs(state, docs), pad=bool(cache.pad))
+    program = cache.get(data["tokens"].shape[-1], data["tokens"].shape[0] if data["tokens"].ndim == 2 else 0)
     out = program(step_inputs(state, data))
     params = {k: out[k] for k in state.params}
     new = replace(state, params=params, m=out["adam.m"], v=out["adam.v"], step=state.step + 1)

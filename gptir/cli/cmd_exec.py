@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="an input value: JSON number or nested list, inf/nan, true/false, or @file.npy")
     p.add_argument("--params", metavar="FILE.npz", help="param values (override the IR's own)")
     p.add_argument("--format", choices=("text", "json"), default="text")
-    p.add_argument("--backend", choices=("interp", "compiled"), default="interp")
+    p.add_argument("--backend", choices=("interp", "compiled", "jax"), default="interp",
+                   help="interp (the reference), compiled (numpy code), jax (XLA; needs gptir[jax])")
     p.set_defaults(func=run)
 
 
@@ -38,6 +39,10 @@ def run(args: argparse.Namespace) -> int:
             raise GptirError("the compiled backend is not available") from None
         env = bind_inputs(graph, inputs)  # checks and converts every input and param
         outputs = compile_graph(graph)(env)
+    elif args.backend == "jax":
+        from gptir.jaxback import compile_graph as compile_jax
+
+        outputs = compile_jax(graph)(inputs)
     else:
         outputs = interp_run(graph, inputs)
     sys.stdout.write(format_outputs(outputs, graph, args.format))

@@ -20,11 +20,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, metavar="CKPT")
     p.add_argument("--num", type=int, default=20, metavar="K")
     p.add_argument("--temperature", type=float, default=0.5)
-    p.add_argument("--backend", choices=BACKENDS, default="compiled")
+    p.add_argument("--backend", choices=BACKENDS, default="compiled",
+                   help="compiled (numpy code), interp, jax (XLA; needs gptir[jax])")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.backend == "jax":
+        from gptir.jaxback import require_jax
+
+        require_jax()
     state = checkpoint.load(args.checkpoint)
     names, _ = sample(state.model, state.params, state.tokenizer, state.rng, num=args.num,
                       temperature=args.temperature, recipe=state.recipe, cache=LogitsCache(state.model, args.backend))

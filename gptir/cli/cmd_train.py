@@ -47,7 +47,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=None, help="(default 0.01)")
     p.add_argument("--batch", type=int, default=None,
                    help="documents per step (padded and masked); 1 (the default) is the reference run")
-    p.add_argument("--backend", choices=T.BACKENDS, default="compiled")
+    p.add_argument("--backend", choices=T.BACKENDS, default="compiled",
+                   help="compiled (numpy code, the default), interp (the reference interpreter), "
+                        "jax (XLA on CPU/GPU/TPU; needs gptir[jax])")
+    p.add_argument("--devices", type=int, default=1, metavar="N",
+                   help="jax: split each batch over N devices (data parallel; --batch a multiple of N)")
+    p.add_argument("--per-length", action="store_true",
+                   help="jax: compile one program per document length instead of one padded to block_size")
     p.add_argument("--samples", type=int, default=20, metavar="K", help="names to sample after training")
     p.add_argument("--temperature", type=float, default=0.5)
     p.add_argument("--out", metavar="CKPT", help="write a checkpoint here at the end (atomically)")
@@ -166,8 +172,19 @@ def run(args: argparse.Namespace) -> int:
         if old:  # a mix of two runs would make `gptir diff DIR` compare unrelated dumps
             raise GptirError(f"--dump-dir {args.dump_dir} already holds dumps ({old[0]}, ...): "
                              "choose an empty folder or remove them")
+    if args.devices < 1:
+        raise GptirError(f"--devices must be at least 1, got {args.devices}")
+    if args.backend != "jax" and (args.devices != 1 or args.per_length):
+        raise GptirError("--devices and --per-length need --backend jax")
+    if args.backend == "jax":
+        from gptir.jaxback import require_jax
+
+        require_jax()  # a missing extra fails before any work
     state, docs = _start(args)
     until = _target(args, state)
+    if args.devices > 1 and state.batch % args.devices:
+        raise GptirError(f"--batch {state.batch} cannot be split over --devices {args.devices}: "
+                         "use a batch that is a multiple of the device count")
     if not args.quiet:
         print(f"num docs: {len(docs)} | vocab size: {state.model.vocab_size} | num params: {num_params(state.model)}"
               f" | recipe {state.recipe} | backend {args.backend} | step {state.step}/{state.num_steps}",
@@ -177,7 +194,8 @@ def run(args: argparse.Namespace) -> int:
         "data": state.data, "batch": state.batch, "model": state.model.to_json(), "adam": state.adam.to_json()}}]
     if args.dump_dir:
         os.makedirs(args.dump_dir, exist_ok=True)
-    cache = T.ProgramCache(state.model, state.adam, state.num_steps, args.backend)
+    pad = False if args.per_length else None  # None: the backend's default (padded on jax)
+    cache = T.ProgramCache(state.model, state.adam, state.num_steps, args.backend, pad=pad, devices=args.devices)
     progress = Progress(state.step, until, state.num_steps, args.quiet)
     try:
         _dump(args, state, docs)
@@ -201,7 +219,7 @@ def run(args: argparse.Namespace) -> int:
             checkpoint.save(args.out, state)
         names, rng = sample(state.model, state.params, state.tokenizer, state.rng, num=args.samples,
                             temperature=args.temperature, recipe=state.recipe,
-                            cache=LogitsCache(state.model, args.backend))
+                            cache=LogitsCache(state.model, args.backend, pad=pad))
         for i, name in enumerate(names, 1):
             log.append({"sample": i, "text": name})
             print(name)
