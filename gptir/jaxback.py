@@ -180,15 +180,21 @@ class JaxProgram:
             self.compiled = jitted.lower(*specs).compile(COMPILER_OPTIONS)
         self.compile_seconds = time.perf_counter() - t0
         self._sig = [(n.name, n, graph.params.get(n.name)) for n in self.lowered.args]
-        self._jax_array = jax.Array
+        self._shardings = list(self.compiled.input_shardings[0])
+        self._jax_array, self._device_put = jax.Array, jax.device_put
 
     def _args(self, inputs: Mapping[str, Any]) -> list[Any]:
         args = []
-        for name, node, default in self._sig:
+        for (name, node, default), sharding in zip(self._sig, self._shardings):
             v = inputs.get(name, default)
             if v is None:
                 missing = [f"{n}: {nd.type}" for n, nd, d in self._sig if n not in inputs and d is None]
                 raise ExecError(f"missing input(s): {', '.join(missing)}")
+            if isinstance(v, self._jax_array):
+                if v.sharding != sharding:  # e.g. a result of a program on other devices
+                    v = self._device_put(v, sharding)
+                if self.checked:
+                    v = np.asarray(v)
             if self.checked or not isinstance(v, (np.ndarray, self._jax_array)):
                 v = bind_input(node, v)
             args.append(v)

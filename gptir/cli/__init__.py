@@ -18,7 +18,7 @@ from typing import Sequence
 from gptir.ir import GptirError
 
 # verb -> module under gptir.cli; each module defines register(subparsers)
-VERBS = ("trace", "exec", "grad", "opt", "diff", "train", "sample")
+VERBS = ("trace", "exec", "grad", "opt", "diff", "train", "sample", "export")
 MAX_ECHO = 80  # user text echoed in an error message is cut to about this many characters
 
 
