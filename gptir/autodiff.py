@@ -15,13 +15,13 @@ that do not lead to a ``wrt`` input (constants, data, other parameters) cost not
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Collection, Mapping, Sequence
+from typing import Any, ClassVar, Collection, Mapping, Sequence, cast
 
 import numpy as np
 
 import gptir.tracing as T
 from gptir.ir import INPUT_OPS, GptirError, Graph, Node, TensorType
-from gptir.ops import OPS, GradOps
+from gptir.ops import OPS, GradOps, GradValue
 from gptir.tracing import Builder, Tracer
 
 __all__ = ["GradContext", "GradError", "grad", "grad_output_name", "gradient_output_names", "gradient_outputs_of"]
@@ -120,8 +120,9 @@ class GradContext:
             node = self.builder.nodes[node.inputs[0]]
         return node.attrs["value"] if node.op == "const" else None
 
-    def swap_last(self, t: Tracer) -> Tracer:
-        """``t`` with its last two axes swapped; undoes an existing swap instead of stacking one."""
+    def swap_last(self, value: GradValue) -> Tracer:
+        """``value`` with its last two axes swapped; undoes an existing swap instead of stacking one."""
+        t = cast(Tracer, value)  # the rules' values are this pass's tracers
         node = self.builder.nodes[t.name]
         swap = tuple(range(t.ndim - 2)) + (t.ndim - 1, t.ndim - 2)
         if node.op == "transpose" and node.attrs["perm"] == swap:
@@ -230,7 +231,8 @@ def grad(graph: Graph, wrt: Sequence[str], of: str | None = None) -> Graph:
                 want = graph.nodes[inp].type
                 if part.type != want:  # pragma: no cover - a broken rule is a gptir bug
                     raise GradError(f"the {node.op} gradient rule gave {part.type} for %{inp} : {want}")
-                cot[inp] = T.add(cot[inp], part) if inp in cot else part
+                part_t = cast(Tracer, part)  # what the tracer's functions return
+                cot[inp] = T.add(cot[inp], part_t) if inp in cot else part_t
     outputs = {k: b.value(v) for k, v in graph.outputs.items()}
     out_names = gradient_output_names(graph, names)
     for name in names:

@@ -50,7 +50,7 @@ def to_bytes(state: TrainState) -> bytes:
         "rng": R.to_json(state.rng),
         "data": state.data,
     }
-    arrays: dict[str, np.ndarray] = {"meta": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)}
+    arrays: dict[str, Any] = {"meta": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)}
     for name in state.params:
         arrays[f"params/{name}"] = state.params[name]
     arrays["adam/m"], arrays["adam/v"] = state.m, state.v

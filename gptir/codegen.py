@@ -232,9 +232,9 @@ def plan(graph: Graph, reuse_min: int | None = REUSE_MIN_ELEMENTS, free_dead: bo
         kept = _with_dels(stmts, kept, out_vars)
     prog.consts = {names.var[k]: v for k, v in consts.items() if names.var[k] in used}
     prog.consts.update({k: v for k, v in attr_consts.items() if k in used})
-    for out, value in graph.outputs.items():
-        prog.outputs.append((out, names.var[value]))
-        if value in consts:
+    for out, vname in graph.outputs.items():
+        prog.outputs.append((out, names.var[vname]))
+        if vname in consts:
             prog.hoisted_outputs.add(out)
     const_vars = sorted(prog.consts)
     lines = ["def _make(_consts):"]

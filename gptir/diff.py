@@ -544,10 +544,10 @@ def format_unified(d: GraphDiff, color: bool = False, labels: tuple[str, str] = 
         for kind, item in items:
             node, side = (item, "a") if kind == "-" else ((item, "b") if kind == "+" else (item.b, "b"))
             before, after = context_b(node, side) if context > 0 else ([], [])
-            for c in before:
-                if c not in shown:
-                    shown.add(c)
-                    emit(" ", format_node(d.b.nodes[c]))
+            for near in before:
+                if near not in shown:
+                    shown.add(near)
+                    emit(" ", format_node(d.b.nodes[near]))
             if kind == "~":
                 emit("-", format_node(item.a) + f"    # {', '.join(item.what)}")
                 emit("+", format_node(item.b))
@@ -556,10 +556,10 @@ def format_unified(d: GraphDiff, color: bool = False, labels: tuple[str, str] = 
                 emit(kind, format_node(item))
                 if kind == "+":
                     shown.add(item.name)
-            for c in after:
-                if c not in shown:
-                    shown.add(c)
-                    emit(" ", format_node(d.b.nodes[c]))
+            for near in after:
+                if near not in shown:
+                    shown.add(near)
+                    emit(" ", format_node(d.b.nodes[near]))
     if d.outputs_added or d.outputs_removed or d.outputs_changed:
         emit("@", "@@ outputs @@")
         for out, x in d.outputs_removed.items():

@@ -15,7 +15,7 @@ import heapq
 import math
 import re
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Protocol
 
 import numpy as np
 
@@ -184,7 +184,7 @@ class Graph:
     params_file: str | None = None
 
     # -- views ---------------------------------------------------------------------------------
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Node]:
         return iter(self.nodes.values())
 
     def __len__(self) -> int:
@@ -322,10 +322,10 @@ def verify(graph: Graph, ops: Mapping[str, Any]) -> None:
         verify_node(graph, node, ops)
     verify_outputs(graph)
     for pname, arr in graph.params.items():
-        node = graph.nodes.get(pname)
-        if node is None or node.op != "param":
+        pnode = graph.nodes.get(pname)
+        if pnode is None or pnode.op != "param":
             raise VerifyError(f"a value is given for %{pname}, which is not a param of the graph", pname)
-        check_value(node, arr)
+        check_value(pnode, arr)
 
 
 def verify_node(graph: Graph, node: Node, ops: Mapping[str, Any]) -> None:

@@ -387,6 +387,11 @@ def _slices(attrs: Attrs) -> tuple[slice, ...]:
     return tuple(slice(s, e) for s, e in zip(attrs["start"], attrs["stop"]))
 
 
+def _call(fn: str) -> EmitFn:
+    """An emitter calling ``fn`` (a name from ``emit_names``) on the operands."""
+    return lambda a, attrs: f"{fn}({', '.join(a)})"
+
+
 # the traits every plain ufunc op shares: a fresh result, C-contiguous like its operands
 _UFUNC: dict[str, Any] = {"result": "fresh", "layout": "elementwise", "simd_by_distance": False}
 
@@ -604,7 +609,7 @@ _table: list[OpDef] = [
           nondiff="a comparison has a boolean result", **_UFUNC, ufunc="greater"),
     OpDef("eq", 2, _binary(("f64", "i64", "bool"), "bool"), None, None, kind="elementwise", commutative=True,
           nondiff="a comparison has a boolean result", **_UFUNC, ufunc="equal"),
-    OpDef("where", 3, _where, lambda a, at: np.where(*a), lambda a, at: f"_where({', '.join(a)})",
+    OpDef("where", 3, _where, lambda a, at: np.where(*a), _call("_where"),
           kind="elementwise", grad=_g_where, result="fresh", layout="elementwise", implicit_broadcast=True,
           emit_names={"_where": np.where}, jax=lambda jnp, a, at: jnp.where(*a)),
     OpDef("cast", 1, _cast, lambda a, at: a[0].astype(NUMPY_DTYPES[at["dtype"]]),

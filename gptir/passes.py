@@ -257,15 +257,26 @@ class Ctx:
 
 
 def _match(ctx: Ctx, pat: Pat, name: str, binds: dict[str, str]) -> bool:
+    """Whether ``pat`` matches the value ``name``, adding its bindings to ``binds``. The operands of
+    a commutative op (``OpDef.commutative``) match in either order, written order first, so one
+    rule covers ``x * 1`` and ``1 * x``."""
     node = ctx.nodes[name]
     if pat.op is not None and (node.op != pat.op if isinstance(pat.op, str) else node.op not in pat.op):
         return False
     if pat.src is not None:
         if len(pat.src) != len(node.inputs):
             return False
-        for sp, i in zip(pat.src, node.inputs):
-            if not _match(ctx, sp, i, binds):
+        if len(node.inputs) == 2 and node.inputs[0] != node.inputs[1] and OPS[node.op].commutative:
+            for order in (node.inputs, node.inputs[::-1]):
+                trial = dict(binds)
+                if all(_match(ctx, sp, i, trial) for sp, i in zip(pat.src, order)):
+                    break
+            else:
                 return False
+            binds.clear()
+            binds.update(trial)
+        elif not all(_match(ctx, sp, i, binds) for sp, i in zip(pat.src, node.inputs)):
+            return False
     if pat.name is not None:
         if pat.name in binds and binds[pat.name] != name:
             return False
@@ -386,6 +397,7 @@ def _r_where_same(ctx: Ctx, root: str, c: str, x: str) -> str | None:
 # computed from inputs too, not only on fresh intermediate arrays:
 #   x*1, 1*x, x/1           -> x   (multiplying or dividing by one changes no bit, -0.0 included)
 #   x-0.0, x+(-0.0), (-0.0)+x -> x (-0.0 is the additive identity; +0.0 is NOT: -0.0+0.0 = 0.0)
+# (mul and add are commutative in the op table, so one pattern covers both operand orders.)
 #   neg(neg x)              -> x
 #   movement chains         -> one movement (views: same strides whichever way they are made)
 #   broadcast(reshape s)    -> broadcast(s) for a one-element s (a broadcast scalar is its number at
@@ -397,12 +409,10 @@ def _r_where_same(ctx: Ctx, root: str, c: str, x: str) -> str | None:
 # a float sum over no axes -> x (it is 0.0 + x: -0.0 becomes 0.0),
 # x/x -> 1, any reassociation. stop_gradient(x) -> x is not a rule: autodiff still needs it.
 RULES: list[Rule] = [
-    Rule("mul_one_right", P("mul", X("x"), X("one", ONE), name="root"), _r_same),
-    Rule("mul_one_left", P("mul", X("one", ONE), X("x"), name="root"), _r_same),
+    Rule("mul_one", P("mul", X("x"), X("one", ONE), name="root"), _r_same),
     Rule("div_one", P("div", X("x"), X("one", ONE), name="root"), _r_same),
     Rule("sub_zero", P("sub", X("x"), X("zero", ZERO), name="root"), _r_same),
-    Rule("add_neg_zero_right", P("add", X("x"), X("zero", NEG_ZERO), name="root"), _r_same),
-    Rule("add_neg_zero_left", P("add", X("zero", NEG_ZERO), X("x"), name="root"), _r_same),
+    Rule("add_neg_zero", P("add", X("x"), X("zero", NEG_ZERO), name="root"), _r_same),
     Rule("neg_neg", P("neg", P("neg", X("x")), name="root"), _r_same),
     Rule("reshape_reshape", P("reshape", P("reshape", X("x"), name="inner"), name="root"), _r_reshape2),
     Rule("reshape_self", P("reshape", X("x"), name="root"), _r_view_same),
@@ -518,8 +528,8 @@ def verify_changed(before: Graph, after: Graph) -> None:
         verify_node(after, node, OPS)
     verify_outputs(after)
     for pname in after.params:
-        node = after.nodes.get(pname)
-        if node is None or node.op != "param":
+        pnode = after.nodes.get(pname)
+        if pnode is None or pnode.op != "param":
             raise VerifyError(f"a value is given for %{pname}, which is not a param of the graph", pname)
     missing = [n.name for n in before.inputs if n.name not in after.nodes]
     if missing:

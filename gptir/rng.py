@@ -230,10 +230,11 @@ def from_json(d: dict[str, Any]) -> Rng:
     if kind == "exsss":
         s0, s1 = d.get("s0"), d.get("s1")
         for name, w in (("s0", s0), ("s1", s1)):
-            if not _is_int(w) or not 0 <= w <= M58:
+            if not _is_int(w) or not 0 <= w <= M58:  # type: ignore[operator]  # _is_int(w): an int
                 raise ValueError(f"rng json: exsss {name} must be an integer in [0, 2^58), got {w!r}")
         if s0 == 0 and s1 == 0:
             raise ValueError("rng json: exsss state must not be all zero")
+        assert isinstance(s0, int) and isinstance(s1, int)  # checked above
         return Exsss(s0, s1)
     if kind == "python":
         version, words, gauss_next = d.get("version"), d.get("state"), d.get("gauss_next")

@@ -122,8 +122,8 @@ def print_graph(graph: Graph, inline_params: bool = True) -> str:
     for node in graph.nodes.values():
         value = graph.params.get(node.name) if inline_params and graph.params_file is None else None
         lines.append("  " + format_node(node, value))
-    for out, value in graph.outputs.items():
-        lines.append(f"  output {out} = %{value}")
+    for out, ref in graph.outputs.items():
+        lines.append(f"  output {out} = %{ref}")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -294,7 +294,7 @@ class _Source:
         return self.error(reason, line, len(self.lines[line - 1].rstrip()) + 1)
 
     def at(self, tok: Token | None, reason: str) -> ParseError:
-        if tok is None or getattr(tok, "line", None) is None:
+        if tok is None or getattr(tok, "line", None) is None or tok.line is None or tok.column is None:
             return self.error(reason, len(self.lines), 1)
         return self.error(reason, tok.line, tok.column)
 
@@ -506,7 +506,7 @@ def _parse_attr(src: _Source, kind: str, name: str, v: Any, ty: TensorType) -> A
 
 
 def _meta_fields(src: _Source, meta: Tree) -> tuple[str, str, bool]:
-    scope_tok, loc_tree, backward_tok = meta.children
+    scope_tok, loc_tree, backward_tok = meta.children  # type: Any, Any, Any
     scope_path = str(scope_tok)[1:] if scope_tok is not None else ""
     loc = _parse_string(src, loc_tree.children[2]) if loc_tree is not None else ""
     return scope_path, loc, backward_tok is not None
@@ -541,8 +541,8 @@ def parse(text: str, filename: str = "<string>", base_dir: str | None = None) ->
     return _build(src, tree.children[0], base_dir)
 
 
-def _build(src: _Source, gtree: Tree, base_dir: str | None) -> Graph:
-    children = gtree.children
+def _build(src: _Source, gtree: Any, base_dir: str | None) -> Graph:
+    children: list[Any] = gtree.children
     graph_name = str(children[1])
     params_file: str | None = None
     params_tok: Token | None = None
@@ -561,7 +561,7 @@ def _build(src: _Source, gtree: Tree, base_dir: str | None) -> Graph:
 
     for stmt in children[3:-1]:
         kind = stmt.data
-        c = stmt.children
+        c: list[Any] = stmt.children
         if kind == "header":
             params_tok = c[1]
             params_file = _parse_string(src, params_tok)
@@ -594,9 +594,9 @@ def _build(src: _Source, gtree: Tree, base_dir: str | None) -> Graph:
             raise src.at(_first_token(stmt), f"unexpected statement {kind}")
 
     end_tok = children[-1]
-    for out, value in outputs.items():
-        if value not in nodes:
-            raise src.at(output_toks[out][1], f"output {out} refers to undefined value %{value}")
+    for out, ref in outputs.items():
+        if ref not in nodes:
+            raise src.at(output_toks[out][1], f"output {out} refers to undefined value %{ref}")
     if not outputs:
         raise src.at(end_tok, f"graph {graph_name} has no outputs (add a line like: output out = %x)")
     if params_file is not None and base_dir is not None:
@@ -627,7 +627,8 @@ def _statement_refs(stmts: list[Tree]) -> dict[str, tuple[Token, list[str]]]:
     Only built when a value is used before its definition, to tell a cycle from a misordering."""
     refs: dict[str, tuple[Token, list[str]]] = {}
     for stmt in stmts:
-        c = stmt.children
+        c: list[Any] = stmt.children
+        reads: list[str]
         if stmt.data in ("input_stmt", "param_stmt"):
             tok, reads = c[1], []
         elif stmt.data == "const_stmt":
@@ -697,7 +698,7 @@ def _op_node(src: _Source, c: list[Any], nodes: dict[str, Node], where: dict[str
         for attr in attrs_tree.children:
             if not isinstance(attr, Tree):
                 continue
-            key_tok, _, value = attr.children
+            key_tok, _, value = attr.children  # type: Any, Any, Any
             key = str(key_tok)
             if key in attrs:
                 raise src.at(key_tok, f"attribute {key} is given twice")

@@ -15,12 +15,13 @@ import os
 import sys
 from contextvars import ContextVar
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from gptir.ir import NUMPY_DTYPES, Graph, Node, ShapeError, TensorType, is_identifier, make_graph
-from gptir.ops import OPS, infer_type
+from gptir.ops import OPS, broadcast_shapes, infer_type
 
 # The scope path is dynamic context (like a call stack), so it lives in a ContextVar: thread- and
 # async-safe, and reset on exit from every ``scope`` block.
@@ -48,7 +49,7 @@ def current_scope() -> str:
 
 
 def _caller_location() -> str:
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     cwd = os.getcwd()
     while frame is not None:
         internal, shown = _file_info(frame.f_code.co_filename, cwd)
@@ -303,10 +304,9 @@ def _binary(op: str, a: ArrayLike, b: ArrayLike) -> Tracer:
     tb = lift(bld, b, ta)
     if ta.dtype != tb.dtype:
         raise ShapeError(f"{op}: operands have dtypes {ta.dtype} and {tb.dtype}; convert one with gptir.cast")
-    try:
-        shape = np.broadcast_shapes(ta.shape, tb.shape)
-    except ValueError:
-        raise ShapeError(f"{op}: shapes {list(ta.shape)} and {list(tb.shape)} do not broadcast") from None
+    shape = broadcast_shapes(ta.shape, tb.shape)
+    if shape is None:
+        raise ShapeError(f"{op}: shapes {list(ta.shape)} and {list(tb.shape)} do not broadcast")
     return bld.emit(op, [broadcast_to(ta, shape), broadcast_to(tb, shape)])
 
 
@@ -337,15 +337,14 @@ def cast(x: Tracer, dtype: str) -> Tracer:
     return x if x.dtype == dtype else x.builder.emit("cast", [x], {"dtype": dtype})
 
 
-def where(cond: Tracer, a: ArrayLike, b: ArrayLike) -> Tracer:
+def where(cond: ArrayLike, a: ArrayLike, b: ArrayLike) -> Tracer:
     bld = _builder_of(cond, a, b)
     ta = lift(bld, a, b if isinstance(b, Tracer) else None)
     tb = lift(bld, b, ta)
     tc = lift(bld, cond)
-    try:
-        shape = np.broadcast_shapes(tc.shape, ta.shape, tb.shape)
-    except ValueError:
-        raise ShapeError(f"where: shapes {list(tc.shape)}, {list(ta.shape)}, {list(tb.shape)} do not broadcast") from None
+    shape = broadcast_shapes(tc.shape, ta.shape, tb.shape)
+    if shape is None:
+        raise ShapeError(f"where: shapes {list(tc.shape)}, {list(ta.shape)}, {list(tb.shape)} do not broadcast")
     return bld.emit("where", [broadcast_to(tc, shape), broadcast_to(ta, shape), broadcast_to(tb, shape)])
 
 

@@ -222,7 +222,8 @@ def step_inputs(state: TrainState, data: Mapping[str, np.ndarray]) -> dict[str, 
     """The inputs of a training-step program: the batch, parameters, moments and step counter."""
     inputs: dict[str, np.ndarray] = dict(data)
     inputs.update(state.params)
-    inputs["adam.m"], inputs["adam.v"], inputs["step"] = state.m, state.v, np.float64(state.step)
+    inputs["adam.m"], inputs["adam.v"] = state.m, state.v
+    inputs["step"] = np.float64(state.step)  # type: ignore[assignment]  # a numpy scalar, as before
     return inputs
 
 

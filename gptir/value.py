@@ -193,7 +193,7 @@ def graph(v: Value, name: str = "value") -> Graph:
     traced: dict[int, Tracer] = {}
     with b.origin("", "", backward=False):  # no model source line to point at
         for lf in _leaves(order):  # inputs first, so no op node can take a label's name
-            traced[id(lf)] = b.param(lf.label, f64, np.float64(lf.data))
+            traced[id(lf)] = b.param(lf.label, f64, np.asarray(lf.data, dtype=np.float64))
         _build(b, order, traced)
     return b.finish({"out": traced[id(v)]})
 

@@ -170,7 +170,7 @@ def _json_safe(v: Any) -> Any:
 
 def format_outputs(outputs: Mapping[str, np.ndarray], graph: Graph, fmt: str) -> str:
     if fmt == "json":
-        doc = {"outputs": {}}
+        doc: dict[str, Any] = {"outputs": {}}
         for name, arr in outputs.items():
             arr = np.asarray(arr)
             ty = graph.nodes[graph.outputs[name]].type
