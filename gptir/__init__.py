@@ -5,6 +5,8 @@ small text format (``print_graph``, ``parse``), differentiated by a graph-rewrit
 interpreted or compiled, and used to train and sample a character-level GPT.
 """
 
+from typing import Any, Callable, Mapping
+
 from gptir.autodiff import grad, grad_output_name
 from gptir.diff import GraphDiff, diff_graphs
 from gptir.interp import ExecError, run
@@ -20,7 +22,7 @@ from gptir.tracing import (
 from gptir import value  # noqa: E402 - the scalar Value API (``from gptir import value as V``)
 
 
-def compile_graph(graph: Graph, backend: str = "compiled", **options):
+def compile_graph(graph: Graph, backend: str = "compiled", **options: Any) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
     """Compile ``graph`` once; returns ``run(inputs) -> {output: array}``. ``backend``: ``compiled``
     (straight-line numpy, bit-identical to the interpreter; options as gptir.codegen.compile_graph)
     or ``jax`` (XLA through JAX, ``pip install "gptir[jax]"``; options as gptir.jaxback.compile_graph)."""

@@ -56,7 +56,7 @@ def x64() -> Iterator[None]:
     if callable(getattr(jax, "enable_x64", None)):  # jax >= 0.6 (the jax.experimental one is gone)
         ctx = jax.enable_x64(True)
     else:  # pragma: no cover - older jax
-        from jax.experimental import enable_x64
+        from jax.experimental import enable_x64  # type: ignore[attr-defined]
 
         ctx = enable_x64()
     with ctx:

@@ -49,7 +49,7 @@ class LogitsCache:
         if self.pad:
             tokens = np.full(self.model.block_size, pad_token, np.int64)
             tokens[:len(ids)] = ids
-            inputs["tokens"], inputs["pos"] = tokens, np.int64(len(ids) - 1)
+            inputs["tokens"], inputs["pos"] = tokens, np.array(len(ids) - 1, np.int64)
         else:
             inputs["tokens"] = np.array(ids, dtype=np.int64)
         return np.asarray(self.get(len(ids))(inputs)["logits"])
