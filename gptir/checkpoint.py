@@ -21,7 +21,7 @@ import numpy as np
 from gptir import rng as R
 from gptir.data import DataError, Tokenizer
 from gptir.fileio import atomic_write_bytes
-from gptir.ir import GptirError
+from gptir.ir import NUMPY_DTYPES, GptirError
 from gptir.model import ConfigError, GPTConfig, num_params, param_shapes
 from gptir.optim import AdamConfig
 from gptir.train import RECIPES, TrainState
@@ -129,8 +129,9 @@ def from_bytes(data: bytes, path: str = "<checkpoint>") -> TrainState:
         raise bad(f"arrays do not match the model (missing {missing[:3]}, unexpected {extra[:3]})")
     for key, shape in shapes.items():
         arr = arrays[key]
-        if arr.dtype != np.float64 or arr.shape != shape:
-            raise bad(f"{key} is {arr.dtype}{list(arr.shape)}, expected float64{list(shape)}")
+        want = NUMPY_DTYPES[model.dtype]
+        if arr.dtype != want or arr.shape != shape:
+            raise bad(f"{key} is {arr.dtype}{list(arr.shape)}, expected {want}{list(shape)}")
     params = {key.split("/", 1)[1]: arrays[key] for key in shapes if key.startswith("params/")}
     return TrainState(model, adam, num_steps, recipe, seed, tokenizer, params, arrays["adam/m"], arrays["adam/v"],
                       step, rng, str(fingerprint), batch, data_path)
@@ -144,9 +145,9 @@ def _fields(d: Any, cls: type) -> dict[str, Any]:
     if unknown:
         raise KeyError(f"unknown {cls.__name__} fields {sorted(unknown)}")
     for k, v in d.items():
-        want = (int,) if types[k] == "int" else (int, float)
+        want, what = {"int": ((int,), "an integer"), "str": ((str,), "a string")}.get(types[k], ((int, float), "a number"))
         if isinstance(v, bool) or not isinstance(v, want):
-            raise TypeError(f"{cls.__name__}.{k} must be {'an integer' if types[k] == 'int' else 'a number'}")
+            raise TypeError(f"{cls.__name__}.{k} must be {what}")
     return dict(d)
 
 

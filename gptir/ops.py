@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from gptir.ir import NUMPY_DTYPES, ShapeError, TensorType, check_signature
+from gptir.ir import FLOATS, NUMPY_DTYPES, ShapeError, TensorType, check_signature
 
 Attrs = Mapping[str, Any]
 InferFn = Callable[[Sequence[TensorType], Attrs], TensorType]
@@ -106,7 +106,7 @@ class OpDef:
         operands written as literals of ``dtype`` (a Python 0.0 or 0 converts to the same value the
         interpreter's ``dtype.type(0)`` has)."""
         assert self.ufunc is not None
-        extra = [repr(float(e)) if dtype == "f64" else repr(int(e)) for e in self.extra]
+        extra = [repr(float(e)) if dtype in FLOATS else repr(int(e)) for e in self.extra]
         tail = [f"out={out}"] if out is not None else []
         return f"_{self.ufunc}({', '.join([*operands, *extra, *tail])})"
 
@@ -207,7 +207,8 @@ GradRule = Callable[[GradContext], Cotangents]
 
 # -- type rules ------------------------------------------------------------------------------------
 
-NUMERIC = ("f64", "i64")
+FLOAT = FLOATS
+NUMERIC = (*FLOATS, "i64")
 
 
 def _same(types: Sequence[TensorType], what: str) -> TensorType:
@@ -488,7 +489,7 @@ def _g_max(c: GradContext) -> Cotangents:
     T, x, axes = c.T, c.inputs[0], c.attrs["axes"]
     kept = _kept_shape(x.shape, axes)
     hit = T.equal(x, T.broadcast_to(T.reshape(c.out, kept), x.shape))
-    count = T.reduce_sum(T.cast(hit, "f64"), axes, keepdims=True)
+    count = T.reduce_sum(T.cast(hit, x.type.dtype), axes, keepdims=True)
     share = T.broadcast_to(T.reshape(c.g, kept) / count, x.shape)
     return (T.where(hit, share, c.zeros(x.shape)),)
 
@@ -590,24 +591,24 @@ _table: list[OpDef] = [
           **_UFUNC, ufunc="subtract", infix="-"),
     OpDef("mul", 2, _binary(NUMERIC), None, None, kind="elementwise", commutative=True, grad=_g_mul,
           **_UFUNC, ufunc="multiply", infix="*"),
-    OpDef("div", 2, _binary(("f64",)), None, None, kind="elementwise", grad=_g_div,
+    OpDef("div", 2, _binary(FLOAT), None, None, kind="elementwise", grad=_g_div,
           **_UFUNC, ufunc="divide", infix="/"),
     # never ``**`` in generated code: numpy turns x ** 0.5 into sqrt
-    OpDef("pow", 2, _binary(("f64",)), None, None, kind="elementwise", grad=_g_pow, **_UFUNC, ufunc="power"),
+    OpDef("pow", 2, _binary(FLOAT), None, None, kind="elementwise", grad=_g_pow, **_UFUNC, ufunc="power"),
     OpDef("maximum", 2, _binary(NUMERIC), None, None, kind="elementwise", commutative=True, grad=_g_maximum,
           **_UFUNC, ufunc="maximum"),
     OpDef("neg", 1, _unary(NUMERIC), None, None, kind="elementwise", grad=_g_neg,
           **_UFUNC, ufunc="negative", infix="-"),
-    OpDef("exp", 1, _unary(("f64",)), None, None, kind="elementwise", grad=_g_exp,
+    OpDef("exp", 1, _unary(FLOAT), None, None, kind="elementwise", grad=_g_exp,
           **{**_UFUNC, "simd_by_distance": True}, ufunc="exp"),
-    OpDef("log", 1, _unary(("f64",)), None, None, kind="elementwise", grad=_g_log,
+    OpDef("log", 1, _unary(FLOAT), None, None, kind="elementwise", grad=_g_log,
           **{**_UFUNC, "simd_by_distance": True}, ufunc="log"),
     OpDef("relu", 1, _unary(NUMERIC), None, None, kind="elementwise", grad=_g_relu,
           **_UFUNC, ufunc="maximum", extra=(0,)),
     # comparisons and selection
     OpDef("gt", 2, _binary(NUMERIC, "bool"), None, None, kind="elementwise",
           nondiff="a comparison has a boolean result", **_UFUNC, ufunc="greater"),
-    OpDef("eq", 2, _binary(("f64", "i64", "bool"), "bool"), None, None, kind="elementwise", commutative=True,
+    OpDef("eq", 2, _binary((*NUMERIC, "bool"), "bool"), None, None, kind="elementwise", commutative=True,
           nondiff="a comparison has a boolean result", **_UFUNC, ufunc="equal"),
     OpDef("where", 3, _where, lambda a, at: np.where(*a), _call("_where"),
           kind="elementwise", grad=_g_where, result="fresh", layout="elementwise", implicit_broadcast=True,

@@ -43,7 +43,7 @@ from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, Unex
 
 from gptir.fileio import atomic_write_bytes, atomic_write_text, read_text
 from gptir.ir import (
-    ATTR_KINDS, DTYPES, NUMPY_DTYPES, GptirError, Graph, Node, ShapeError, TensorType, VerifyError, attr_kind_of,
+    ATTR_KINDS, DTYPES, FLOATS, NUMPY_DTYPES, GptirError, Graph, Node, ShapeError, TensorType, VerifyError, attr_kind_of,
     check_node, verify,
 )
 from gptir.ops import OPS
@@ -419,7 +419,7 @@ def _describe_value(v: Any) -> str:
 def _parse_scalar(src: _Source, v: Any, dtype: str, what: str) -> Any:
     if isinstance(v, Tree):
         raise src.at(_first_token(v), f"{what}: expected a single {dtype} value here, got {_describe_value(v)}")
-    if dtype == "f64":
+    if dtype in FLOATS:  # f32 literals are written as the (exact) double of the f32 value
         return _parse_float_bits(src, v, what)
     if dtype == "i64":
         return _parse_int(src, v, what)
@@ -458,8 +458,12 @@ def _parse_literal(src: _Source, value: Any, ty: TensorType, what: str) -> np.nd
     else:
         walk(value, 0)
     try:
-        if ty.dtype == "f64":
-            arr = np.array(flat, dtype=np.uint64).view(np.float64)
+        if ty.dtype in FLOATS:
+            wide = np.array(flat, dtype=np.uint64).view(np.float64)
+            with np.errstate(over="ignore"):
+                arr = wide.astype(ty.np_dtype)
+            if (np.isinf(arr) & np.isfinite(wide)).any():
+                raise src.at(_first_token(value), f"{what}: a value is too large for {ty.dtype} (write inf if you mean it)")
         else:
             arr = np.array(flat, dtype=ty.np_dtype)
         return arr.reshape(ty.shape)

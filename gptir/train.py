@@ -17,7 +17,7 @@ from gptir import rng as R
 from gptir.autodiff import grad, gradient_outputs_of
 from gptir.data import Tokenizer
 from gptir.interp import run as interp_run
-from gptir.ir import GptirError, Graph, TensorType
+from gptir.ir import NUMPY_DTYPES, GptirError, Graph, TensorType
 from gptir.model import GPTConfig, init_params, loss_graph, num_params, param_shapes
 from gptir.optim import AdamConfig, adam_scalars, adam_update
 from gptir.tracing import Builder, concat, reshape, scope
@@ -74,7 +74,7 @@ def prepare(docs: Sequence[str], recipe: str, seed: int) -> tuple[list[str], R.R
 
 def start(docs: Sequence[str], *, recipe: str = "microgpt", seed: int = 42, num_steps: int = 1000,
           n_embd: int = 16, n_head: int = 4, n_layer: int = 1, block_size: int = 16,
-          adam: AdamConfig = AdamConfig(), batch: int = 1) -> tuple[TrainState, list[str]]:
+          adam: AdamConfig = AdamConfig(), batch: int = 1, dtype: str = "f64") -> tuple[TrainState, list[str]]:
     """A fresh run: shuffled documents, vocabulary, initial weights and zero Adam moments."""
     if not docs:
         raise GptirError("no training documents")
@@ -83,12 +83,12 @@ def start(docs: Sequence[str], *, recipe: str = "microgpt", seed: int = 42, num_
     shuffled, init_rng, _ = prepare(docs, recipe, seed)
     tok = Tokenizer.from_docs(shuffled)
     cfg = GPTConfig(vocab_size=tok.vocab_size, n_embd=n_embd, n_head=n_head, n_layer=n_layer,
-                    block_size=block_size)
+                    block_size=block_size, dtype=dtype)
     if num_params(cfg) > MAX_PARAMS:
         raise GptirError(f"the model would have {num_params(cfg):,} parameters; gptir trains models of up to "
                          f"{MAX_PARAMS:,} (weights are drawn one by one, exactly as the reference does)")
     params, rng = init_params(cfg, init_rng)
-    zeros = np.zeros(num_params(cfg))
+    zeros = np.zeros(num_params(cfg), NUMPY_DTYPES[dtype])
     state = TrainState(cfg, adam, num_steps, recipe, seed, tok, params, zeros, zeros.copy(), 0, rng,
                        fingerprint(shuffled), batch)
     return state, shuffled
@@ -99,7 +99,7 @@ def step_graph(cfg: GPTConfig, adam: AdamConfig, num_steps: int, n: int, batch: 
 
     Inputs: parameters (``param``), the Adam moments ``adam.m`` and ``adam.v`` (every parameter's,
     flattened and concatenated in :func:`param_shapes` order), ``step`` (f64, 0-based) and
-    ``tokens``/``targets`` (and ``mask`` when batched). Outputs: ``loss``, every parameter's new value
+    ``tokens``/``targets`` (and ``mask`` when batched); floats are of the model's dtype (``step`` too). Outputs: ``loss``, every parameter's new value
     (named like the parameter), then the new ``adam.m`` and ``adam.v``.
 
     The update is fused: one Adam over the concatenated gradients rather than one per parameter. Each
@@ -111,9 +111,9 @@ def step_graph(cfg: GPTConfig, adam: AdamConfig, num_steps: int, n: int, batch: 
     g = grad(loss_graph(cfg, n, batch), wrt=names, of="loss")
     g = g.replace(name="microgpt_train_step")
     b = Builder(g.name, base=g)
-    step = b.input("step", TensorType("f64", ()))
+    step = b.input("step", TensorType(cfg.dtype, ()))
     size = num_params(cfg)
-    m_in, v_in = b.input("adam.m", TensorType("f64", (size,))), b.input("adam.v", TensorType("f64", (size,)))
+    m_in, v_in = b.input("adam.m", TensorType(cfg.dtype, (size,))), b.input("adam.v", TensorType(cfg.dtype, (size,)))
     scalars = adam_scalars(adam, step, num_steps)
     grads = gradient_outputs_of(g, names)
     with scope("adam"):

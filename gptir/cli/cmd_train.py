@@ -45,6 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-layer", type=int, default=None, help="(default 1)")
     p.add_argument("--block-size", type=int, default=None, help="(default 16)")
     p.add_argument("--lr", type=float, default=None, help="(default 0.01)")
+    p.add_argument("--dtype", choices=("f64", "f32"), default=None,
+                   help="float precision of the parameters and the arithmetic (default f64, the reference run)")
     p.add_argument("--batch", type=int, default=None,
                    help="documents per step (padded and masked); 1 (the default) is the reference run")
     p.add_argument("--backend", choices=T.BACKENDS, default="compiled",
@@ -67,7 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-RUN_OPTIONS = ("seed", "recipe", "n_embd", "n_head", "n_layer", "block_size", "lr", "batch")
+RUN_OPTIONS = ("seed", "recipe", "n_embd", "n_head", "n_layer", "block_size", "lr", "batch", "dtype")
 
 
 def _start(args: argparse.Namespace) -> tuple[T.TrainState, list[str]]:
@@ -92,7 +94,7 @@ def _start(args: argparse.Namespace) -> tuple[T.TrainState, list[str]]:
         docs, recipe=args.recipe or "microgpt", seed=42 if args.seed is None else args.seed,
         num_steps=args.steps or 1000, n_embd=args.n_embd or 16, n_head=args.n_head or 4,
         n_layer=args.n_layer or 1, block_size=args.block_size or 16,
-        adam=AdamConfig(lr=0.01 if args.lr is None else args.lr), batch=args.batch or 1)
+        adam=AdamConfig(lr=0.01 if args.lr is None else args.lr), batch=args.batch or 1, dtype=args.dtype or "f64")
     data = None if args.data is None else args.data if args.data == "-" else os.path.abspath(args.data)
     return replace(state, data=data), shuffled
 
