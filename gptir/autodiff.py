@@ -157,7 +157,7 @@ def _check_request(graph: Graph, wrt: Sequence[str], of: str | None) -> tuple[li
     value = graph.outputs[of]
     ty = graph.nodes[value].type
     if ty.dtype not in FLOATS or ty.rank:
-        raise GradError(f"can only differentiate a scalar f64 (or f32) output, but {of} is {ty} "
+        raise GradError(f"can only differentiate a scalar f64 output (or f32), but {of} is {ty} "
                         "(reduce it to a scalar first)")
     floats = [n.name for n in graph.inputs if n.type.dtype == ty.dtype]
     names: list[str] = []

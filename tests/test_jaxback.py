@@ -152,6 +152,18 @@ def test_one_padded_program_for_every_length(tiny) -> None:
         assert max(abs(a - b) for a, b in zip(runs["padded"][0], runs[name][0])) <= TOL
 
 
+def test_f32_training_matches_the_numpy_backend(tiny) -> None:
+    state, shuffled = tiny
+    f32, _ = T.start(["emma", "olivia", "ava", "isabella", "sophia", "mia", "amelia", "harper"], n_embd=8, n_head=2,
+                     block_size=8, num_steps=20, dtype="f32")
+    runs = {}
+    for backend in ("jax", "compiled"):
+        cache = T.ProgramCache(f32.model, f32.adam, f32.num_steps, backend)
+        runs[backend] = [(st, loss) for st, loss in T.train(f32, shuffled, cache, until=8)]
+    assert np.asarray(runs["jax"][-1][0].params["wte"]).dtype == np.float32
+    assert max(abs(a[1] - b[1]) for a, b in zip(runs["jax"], runs["compiled"])) <= 1e-5
+
+
 @pytest.mark.skipif(not NAMES.exists(), reason=f"the reference dataset {NAMES} is not present")
 def test_reference_run_1000_steps_and_samples() -> None:
     from gptir.data import load_docs
