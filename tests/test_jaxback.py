@@ -102,6 +102,19 @@ def test_checked_inputs_and_missing_ones() -> None:
         prog({"x": [1, 2, 3]})
 
 
+def test_gptir_compile_graph_backend_jax() -> None:
+    import gptir
+
+    b = Builder("m")
+    x = b.input("x", TensorType("f64", (3,)))
+    g = b.finish({"y": b.emit("exp", [x], {}).sum()})
+    x0 = np.array([0.5, -1.0, 2.0])
+    got = gptir.compile_graph(g, backend="jax")({"x": x0})["y"]
+    assert close(got, gptir.compile_graph(g)({"x": x0})["y"])
+    with pytest.raises(gptir.GptirError, match="unknown backend"):
+        gptir.compile_graph(g, backend="tpu")
+
+
 def test_x64_is_local_to_gptir() -> None:
     before = jax.config.jax_enable_x64
     b = Builder("m")
