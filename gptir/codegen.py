@@ -1,5 +1,9 @@
 """The compiled backend: a graph becomes one Python function of straight-line numpy, compiled once.
 
+Everything op-specific comes from the op table: a ufunc op is written as its ufunc (or operator),
+any other op by its ``emit``; which results are fresh, views or C-contiguous comes from the op
+table's memory traits through :mod:`gptir.memory`, which also holds the liveness analysis.
+
 Exactness: the generated code makes the same numpy calls on the same values, with the same memory
 layouts, in the same order as :func:`gptir.interp.run`, so results are bit-identical. The speed
 comes from doing less around those calls: no per-node dispatch or environment dict, operators
@@ -11,8 +15,8 @@ implicit broadcasting (which builds the very same stride-0 view).
 Memory: by default the program drops each value after its last use (``del``, as the interpreter
 frees it) and writes elementwise results with ``out=`` into a buffer it allocated itself that is
 provably dead, never aliased by a live view, and of exactly the result's shape, dtype and
-(C-contiguous) layout (see :func:`_reuse_buffers`). Inputs, params and constants are never written,
-and nothing is kept between calls. Both save allocations and page faults; neither changes a bit.
+(C-contiguous) layout (see :func:`_reuse_buffers` and :mod:`gptir.memory`). Inputs, params and
+constants are never written, and nothing is kept between calls. Both save allocations and page faults; neither changes a bit.
 
 Security: the source contains only identifiers made from validated IR names (``v_`` + the name with
 dots as underscores), integers and booleans from verified attributes, and fixed text. Constants and
@@ -291,7 +295,7 @@ def _reuse_buffers(graph: Graph, stmts: list[_Stmt], out_vars: set[str], reuse_m
     nodes = graph.nodes
     known = layouts(nodes.values(), nodes)
     n = len(stmts)
-    last = last_reads(st.args for st in stmts)
+    last = last_reads([st.args for st in stmts])
     for v in out_vars:
         last[v] = n  # read after the last statement
     vtype = {st.var: st.node.type for st in stmts}
@@ -355,7 +359,7 @@ def _with_dels(stmts: list[_Stmt], lines: list[str], out_vars: set[str]) -> list
     Only variables the body assigns are dropped: inputs stay referenced by the caller anyway, and
     closure constants cannot be deleted."""
     assigned = {st.var for st in stmts}
-    last = {v: i for v, i in last_reads(st.args for st in stmts).items() if v in assigned}
+    last = {v: i for v, i in last_reads([st.args for st in stmts]).items() if v in assigned}
     dead = dead_after(last, out_vars)
     out = []
     for i, line in enumerate(lines):
@@ -384,7 +388,8 @@ def compile_graph(graph: Graph, checked: bool = True, reuse_min: int | None = RE
     With ``checked`` (the default) each call checks names, shapes and dtypes (cheaply: arrays of the
     right type pass straight through, anything else is converted like the interpreter does).
     Checked or not, a non-C-contiguous array is copied to C order first, as the interpreter does:
-    the passes (and the buffer reuse) assume inputs are C-contiguous (see :func:`gptir.interp.bind_input`).
+    the passes (and the buffer reuse) assume inputs are C-contiguous (the input contract,
+    :func:`gptir.memory.c_order`).
     On a numpy error the graph is re-run by the interpreter to report which node failed.
     ``reuse_min`` and ``free_dead`` are :func:`plan`'s memory options (results are the same bits).
     """

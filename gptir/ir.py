@@ -470,7 +470,7 @@ def _emit_int(v: Any) -> int:
 
 
 def _emit_ints(v: Any) -> tuple[int, ...]:
-    if not (isinstance(v, tuple) and all(_is_int(x) for x in v)):
+    if not (isinstance(v, tuple) and all(isinstance(x, int) and not isinstance(x, bool) for x in v)):
         raise ValueError("must be ints")
     return tuple(int(x) for x in v)
 

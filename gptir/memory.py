@@ -76,6 +76,9 @@ def c_contiguous(node: Node, known: Known, nodes: Nodes) -> bool:
     if node.op == "const":
         return bool(node.attrs["value"].flags.c_contiguous)
     rule = OPS[node.op].layout
+    if rule == "elementwise":  # the common case, inline (this runs for every node of every pass)
+        full = [i for i in node.inputs if nodes[i].op != "broadcast"]
+        return bool(full) and all(known.get(i, False) for i in full)
     return rule is not None and _LAYOUT_RULES[rule](node, known, nodes)
 
 
@@ -106,7 +109,7 @@ assert set(_RESULT_RULES) == set(RESULTS)
 def new_value(node: Node, nodes: Nodes) -> bool:
     """Whether ``node``'s value is never a view of an operand."""
     result = OPS[node.op].result
-    return result is not None and _RESULT_RULES[result](node, nodes)
+    return result == "fresh" or (result is not None and _RESULT_RULES[result](node, nodes))
 
 
 def fresh(node: Node, nodes: Nodes) -> bool:
@@ -144,4 +147,4 @@ def dead_after(last: Mapping[str, int], keep: Iterable[str] = ()) -> dict[int, l
 
 def last_uses(nodes: Sequence[Node], outputs: Iterable[str]) -> dict[int, list[str]]:
     """For each node position, the values that are dead after it (``outputs`` are never freed)."""
-    return dead_after(last_reads(n.inputs for n in nodes), outputs)
+    return dead_after(last_reads([n.inputs for n in nodes]), outputs)

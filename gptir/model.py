@@ -47,7 +47,8 @@ class GPTConfig:
 def param_shapes(cfg: GPTConfig) -> dict[str, tuple[int, ...]]:
     """Every parameter's shape, in the reference's initialisation order (matrices are [out, in])."""
     c = cfg.n_embd
-    shapes: dict[str, tuple[int, ...]] = {"wte": (cfg.vocab_size, c), "wpe": (cfg.block_size, c), "lm_head": (cfg.vocab_size, c)}
+    shapes: dict[str, tuple[int, ...]] = {
+        "wte": (cfg.vocab_size, c), "wpe": (cfg.block_size, c), "lm_head": (cfg.vocab_size, c)}
     for i in range(cfg.n_layer):
         for w in ("attn_wq", "attn_wk", "attn_wv", "attn_wo"):
             shapes[f"layer{i}.{w}"] = (c, c)

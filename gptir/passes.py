@@ -264,19 +264,23 @@ def _match(ctx: Ctx, pat: Pat, name: str, binds: dict[str, str]) -> bool:
     if pat.op is not None and (node.op != pat.op if isinstance(pat.op, str) else node.op not in pat.op):
         return False
     if pat.src is not None:
-        if len(pat.src) != len(node.inputs):
+        inputs = node.inputs
+        if len(pat.src) != len(inputs):
             return False
-        if len(node.inputs) == 2 and node.inputs[0] != node.inputs[1] and OPS[node.op].commutative:
-            for order in (node.inputs, node.inputs[::-1]):
+        if OPS[node.op].commutative and inputs[0] != inputs[1]:  # commutative ops are binary (test_optable)
+            a, b = pat.src
+            for x, y in ((inputs[0], inputs[1]), (inputs[1], inputs[0])):
                 trial = dict(binds)
-                if all(_match(ctx, sp, i, trial) for sp, i in zip(pat.src, order)):
+                if _match(ctx, a, x, trial) and _match(ctx, b, y, trial):
                     break
             else:
                 return False
             binds.clear()
             binds.update(trial)
-        elif not all(_match(ctx, sp, i, binds) for sp, i in zip(pat.src, node.inputs)):
-            return False
+        else:
+            for sp, i in zip(pat.src, inputs):
+                if not _match(ctx, sp, i, binds):
+                    return False
     if pat.name is not None:
         if pat.name in binds and binds[pat.name] != name:
             return False

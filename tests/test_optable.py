@@ -14,7 +14,7 @@ import pytest
 from gptir.autodiff import grad
 from gptir.codegen import _namespace_base, compile_graph, plan
 from gptir.interp import run
-from gptir.ir import ATTR_KINDS, ShapeError, TensorType
+from gptir.ir import ATTR_KINDS, ShapeError, TensorType, check_attr
 from gptir.ops import LAYOUTS, OPS, RESULTS, GradContext, OpDef, _unary
 from gptir.passes import optimize
 from gptir.text import parse, print_graph
@@ -70,6 +70,13 @@ def problems(opdef: OpDef) -> list[str]:
                        "output is: exp, log and the other transcendental functions)")
         if opdef.emit is not None:
             out.append("a ufunc op is emitted from its ufunc: drop emit")
+        t = _operand_type(opdef)
+        if t is not None and opdef.evaluate is not None and fn.nin == (opdef.arity or 0) + len(opdef.extra):
+            args = [np.linspace(-2.0, 3.0, 3).astype(t.np_dtype) for _ in range(opdef.arity or 0)]
+            with np.errstate(all="ignore"):
+                want = fn(*args, *(args[0].dtype.type(e) for e in opdef.extra))
+                if np.asarray(opdef.evaluate(args, {})).tobytes() != np.asarray(want).tobytes():
+                    out.append(f"evaluate is not np.{opdef.ufunc}(*operands, *extra), which the compiled code calls")
     elif opdef.kind == "elementwise" and opdef.emit is not None and not opdef.attrs and opdef.arity:
         expr = opdef.emit([f"a{i}" for i in range(opdef.arity)], {})
         m = re.match(r"_?(?:np\.)?(\w+)\(", expr)
@@ -127,6 +134,10 @@ def test_an_op_in_the_old_format_is_caught():
     assert problems(OpDef("neg2", 2, _unary(("f64",)), None, None, kind="elementwise", nondiff="test",
                           ufunc="negative", result="fresh", layout="elementwise", simd_by_distance=False)) == [
         "np.negative takes 1 operands, not arity 2 + 0 extra"]
+    assert problems(OpDef("exp2", 1, _unary(("f64",)), lambda a, at: np.exp2(a[0]), None, kind="elementwise",
+                          nondiff="test", ufunc="exp", result="fresh", layout="elementwise",
+                          simd_by_distance=True)) == [
+        "evaluate is not np.exp(*operands, *extra), which the compiled code calls"]
 
 
 # -- the tanh experiment ----------------------------------------------------------------------------
@@ -187,3 +198,26 @@ def test_a_new_op_in_one_entry_differentiates_runs_compiles_and_prints():
             for k in ref:
                 assert out[k].tobytes() == ref[k].tobytes()
         assert parse(print_graph(opt)).same_as(opt)
+
+
+def test_attribute_kinds_check_format_and_emit_in_one_place():
+    class Hostile(int):
+        def __repr__(self) -> str:
+            return "__import__('os')"
+
+    ints = ATTR_KINDS["ints"]
+    assert ints.check((0, 1)) and not ints.check((0, True)) and not ints.check([0, 1])
+    assert ints.format((3,), str) == "(3,)" and ints.format((0, 1), str) == "(0, 1)"
+    rebuilt = ints.emit((Hostile(2),))
+    assert rebuilt == (2,) and type(rebuilt[0]) is int and repr(rebuilt) == "(2,)"
+    with pytest.raises(ValueError, match="must be ints"):
+        ints.emit((1.5,))
+    assert repr(ATTR_KINDS["int"].emit(Hostile(4))) == "4"
+    with pytest.raises(ValueError, match="non-finite"):
+        ATTR_KINDS["float"].emit(float("inf"))
+    assert ATTR_KINDS["tensor"].emit(np.ones(2)) is None  # tensors never reach generated source
+    assert ATTR_KINDS["bool"].format(False, str) == "false" and ATTR_KINDS["dtype"].format("i64", str) == "i64"
+    with pytest.raises(ShapeError, match="attribute keepdims must be true or false, got 1"):
+        check_attr("keepdims", "bool", 1)
+    used = {k for op in OPS.values() for k in op.attrs.values()}
+    assert used <= set(ATTR_KINDS)
