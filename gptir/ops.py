@@ -42,6 +42,7 @@ RESULTS = ("fresh", "view", "maybe_view", "reduce", "index")
 #   operands     when every operand is (concatenate follows its operands' memory order)
 #   first        when its first operand is (reshape of a C array, indexing rows of a C table)
 #   view         when it has its operand's shape, the operand is, and any ``perm`` is the identity
+#                (so not for a view that can reorder elements otherwise, such as a negative-step slice)
 LAYOUTS = ("elementwise", "contiguous", "gufunc", "operands", "first", "view")
 
 
@@ -63,7 +64,8 @@ class OpDef:
     ``simd_by_distance``: numpy picks a different (differently rounding) kernel when output and
     input are close in memory, so tiny results are never computed in place. ``implicit_broadcast``:
     the emitted call broadcasts its operands like ``broadcast_to`` would (default: ufunc ops).
-    ``commutative``: the simplifier tries both operand orders of a pattern. ``kind`` groups ops:
+    ``commutative``: the value does not depend on operand order (NaN payloads and zero signs may),
+    and the simplifier tries both operand orders of a pattern. ``kind`` groups ops:
     elementwise, reduce, movement, source, other. ``grad`` is the reverse-mode rule (a
     :data:`GradRule`, see gptir.autodiff); ``nondiff`` says why an op has none. ``jax`` lowers an op
     that is not a ufunc to JAX (gptir.jaxback): ``jax(jnp, operands, attrs)`` with the ``jax.numpy``
@@ -397,7 +399,8 @@ def _call(fn: str) -> EmitFn:
     return lambda a, attrs: f"{fn}({', '.join(a)})"
 
 
-# the traits every plain ufunc op shares: a fresh result, C-contiguous like its operands
+# the traits most ufunc ops share: a fresh result, C-contiguous like its operands, one numpy kernel
+# wherever the output is (exp and log spell theirs out: their kernel depends on it)
 _UFUNC: dict[str, Any] = {"result": "fresh", "layout": "elementwise", "simd_by_distance": False}
 
 
@@ -604,9 +607,9 @@ _table: list[OpDef] = [
     OpDef("neg", 1, _unary(NUMERIC), None, None, kind="elementwise", grad=_g_neg,
           **_UFUNC, ufunc="negative", infix="-"),
     OpDef("exp", 1, _unary(FLOAT), None, None, kind="elementwise", grad=_g_exp,
-          **{**_UFUNC, "simd_by_distance": True}, ufunc="exp"),
+          ufunc="exp", result="fresh", layout="elementwise", simd_by_distance=True),
     OpDef("log", 1, _unary(FLOAT), None, None, kind="elementwise", grad=_g_log,
-          **{**_UFUNC, "simd_by_distance": True}, ufunc="log"),
+          ufunc="log", result="fresh", layout="elementwise", simd_by_distance=True),
     OpDef("relu", 1, _unary(NUMERIC), None, None, kind="elementwise", grad=_g_relu,
           **_UFUNC, ufunc="maximum", extra=(0,)),
     # comparisons and selection
