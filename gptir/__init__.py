@@ -7,13 +7,15 @@ interpreted or compiled, and used to train and sample a character-level GPT.
 
 __version__ = "0.1.0"  # the one place the version is written (pyproject reads it from here)
 
+from typing import Any, Callable, Mapping
+
 from gptir.autodiff import grad, grad_output_name
 from gptir.diff import GraphDiff, diff_graphs
 from gptir.interp import ExecError, run
 from gptir.ir import GptirError, Graph, Node, ShapeError, TensorType, VerifyError, make_graph, verify as _verify
 from gptir.ops import OPS
 from gptir.passes import PASSES, optimize, run_pipeline
-from gptir.codegen import compile_graph, generate_source
+from gptir.codegen import compile_graph as _compile_numpy, generate_source
 from gptir.text import ParseError, load_graph, load_params, parse, print_graph, save_graph, save_params
 from gptir.tracing import (
     Builder, Param, Tracer, absolute, argmax, broadcast_to, cast, concat, cos, equal, exp, expand_dims, gather,
@@ -25,6 +27,19 @@ from gptir.dot import to_dot
 from gptir.viewer import to_svg, view
 from gptir.nn import gelu, layer_norm, log_softmax, logsumexp, softmax
 from gptir import value  # noqa: E402 - the scalar Value API (``from gptir import value as V``)
+
+
+def compile_graph(graph: Graph, backend: str = "compiled", **options: Any) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    """Compile ``graph`` once; returns ``run(inputs) -> {output: array}``. ``backend``: ``compiled``
+    (straight-line numpy, bit-identical to the interpreter; options as gptir.codegen.compile_graph)
+    or ``jax`` (XLA through JAX, ``pip install "gptir[jax]"``; options as gptir.jaxback.compile_graph)."""
+    if backend == "compiled":
+        return _compile_numpy(graph, **options)
+    if backend == "jax":
+        from gptir.jaxback import compile_graph as compile_jax
+
+        return compile_jax(graph, **options)
+    raise GptirError(f"unknown backend {backend!r} (choose from compiled, jax)")
 
 
 def verify(graph: Graph) -> None:

@@ -43,8 +43,8 @@ from gptir.fileio import (
     atomic_write_bytes, atomic_write_text, npz_header, npz_names, npz_read, open_npz, read_bytes, read_text,
 )
 from gptir.ir import (
-    ATTR_KINDS, DTYPES, NUMPY_DTYPES, GptirError, Graph, Node, ShapeError, TensorType, VerifyError, attr_kind_of,
-    check_node, short, verify,
+    ATTR_KINDS, DTYPES, FLOATS, NUMPY_DTYPES, GptirError, Graph, Node, ShapeError, TensorType, VerifyError,
+    attr_kind_of, check_node, short, verify,
 )
 from gptir.ops import OPS
 
@@ -409,7 +409,7 @@ def _describe_value(v: Any) -> str:
 def _parse_scalar(src: _Source, v: Any, dtype: str, what: str) -> Any:
     if isinstance(v, Tree):
         raise src.at(_first_token(v), f"{what}: expected a single {dtype} value here, got {_describe_value(v)}")
-    if dtype == "f64":
+    if dtype in FLOATS:  # f32 literals are written as the (exact) double of the f32 value
         return _parse_float_bits(src, v, what)
     if dtype == "i64":
         return _parse_int(src, v, what)
@@ -448,8 +448,12 @@ def _parse_literal(src: _Source, value: Any, ty: TensorType, what: str) -> np.nd
     else:
         walk(value, 0)
     try:
-        if ty.dtype == "f64":
-            arr = np.array(flat, dtype=np.uint64).view(np.float64)
+        if ty.dtype in FLOATS:
+            wide = np.array(flat, dtype=np.uint64).view(np.float64)
+            with np.errstate(over="ignore"):
+                arr = wide.astype(ty.np_dtype)
+            if (np.isinf(arr) & np.isfinite(wide)).any():
+                raise src.at(_first_token(value), f"{what}: a value is too large for {ty.dtype} (write inf if you mean it)")
         else:
             arr = np.array(flat, dtype=ty.np_dtype)
         return arr.reshape(ty.shape)

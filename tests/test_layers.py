@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("text",),
     ("autodiff",),
     ("passes",),
-    ("interp", "codegen"),
+    ("interp", "codegen", "jaxback"),
     ("diff", "value"),
     ("layout", "dot", "viewer"),
     ("nn",),

@@ -101,7 +101,7 @@ def problems(opdef: OpDef) -> list[str]:
             a[0] = b[0]  # a tie
             assert opdef.evaluate is not None
             if np.asarray(opdef.evaluate([a, b], {})).tobytes() != np.asarray(opdef.evaluate([b, a], {})).tobytes():
-                out.append("commutative, but swapping the operands changes the result")
+                out.append("commutative, but swapping the operands changes the result on ordinary numbers")
     return out
 
 

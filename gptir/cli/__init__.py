@@ -25,7 +25,7 @@ from gptir.cli.conventions import GptirParser
 from gptir.ir import GptirError, short, short_words
 
 # verb -> module under gptir.cli; each module defines register(subparsers)
-VERBS = ("trace", "exec", "grad", "opt", "diff", "train", "sample", "dot", "view", "completion")
+VERBS = ("trace", "exec", "grad", "opt", "diff", "train", "sample", "export", "dot", "view", "completion")
 EXIT_BROKEN_PIPE = 141
 MAX_ECHO = 80  # user text echoed in an error message is cut to about this many characters
 
