@@ -1,9 +1,14 @@
-"""Training benchmark: gptir (compiled and interp backends) against a PyTorch eager twin, one core each.
+"""Training benchmark: gptir (compiled, interp and jax backends) against a PyTorch eager twin.
 
-Two runs, both the microgpt recipe from the same initial weights:
+Three runs, all the microgpt recipe from the same initial weights:
 
 * default: n_embd 16, n_head 4, n_layer 1, block_size 16, batch 1, ``--steps`` (1000) steps;
-* scaled:  n_embd 64, n_head 4, n_layer 2, block_size 16, batch 32, ``--scaled-steps`` (200) steps.
+* scaled:  n_embd 64, n_head 4, n_layer 2, block_size 16, batch 32, ``--scaled-steps`` (200) steps;
+* large:   n_embd 128, n_head 8, n_layer 4, block_size 16, batch 64, ``--large-steps`` (30) steps.
+
+numpy and torch run on one core; XLA (the jax backend, ``--skip-jax`` to leave it out) uses its own
+thread pool over the machine's cores, which is part of what it offers. Its build time is tracing plus
+XLA compilation of its one padded program.
 
 Build time (trace + grad + passes + codegen for every input shape the run needs, done up front
 through ``ProgramCache.get``) is timed apart from step time. Every backend runs every step;
@@ -14,7 +19,8 @@ extrapolates (marked ``~`` in the table), ``--skip-interp`` not at all.
         [--skip-torch] [--skip-interp] [--quick-interp] [--repeat N] [--profile] [--only default|scaled]
 
 Targets (PASS/FAIL): default compiled 1000 steps incl. build < 0.5 s; default build of all programs
-< 1 s; scaled compiled time per step <= 1.1x torch eager's.
+< 1 s; scaled compiled time per step <= 1.1x torch eager's; large config per step on jax at least 2x
+faster than compiled (numpy); default config's whole run on jax (compile included) < 5 s.
 """
 
 from __future__ import annotations
@@ -46,7 +52,10 @@ from gptir import data as gdata  # noqa: E402
 CONFIGS: dict[str, dict[str, int]] = {
     "default": dict(n_embd=16, n_head=4, n_layer=1, block_size=16, batch=1),
     "scaled": dict(n_embd=64, n_head=4, n_layer=2, block_size=16, batch=32),
+    "large": dict(n_embd=128, n_head=8, n_layer=4, block_size=16, batch=64),
 }
+JAX_SPEEDUP_TARGET = 2.0  # large config: compiled (numpy) time per step / jax's
+JAX_DEFAULT_TARGET_S = 5.0  # default config on jax: 1000 steps including compilation
 DEFAULT_TARGET_S = 0.5  # default config: 1000 steps including build
 DEFAULT_BUILD_TARGET_S = 1.0  # default config: building every program it needs
 SCALED_RATIO_TARGET = 1.1  # scaled config: gptir compiled time per step / torch eager's
@@ -77,6 +86,14 @@ def load_gptir_train() -> tuple[Any, str]:
         return gtrain, ""
     except Exception as e:  # noqa: BLE001 - reported in the table, the torch side still runs
         return None, f"{type(e).__name__}: {e}"
+
+
+def jax_available() -> bool:
+    try:
+        import jax  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def shapes_needed(run: tm.Run, steps: int) -> list[tuple[int, int]]:
@@ -114,6 +131,7 @@ def bench_config(name: str, run: tm.Run, steps: int, gtrain: Any, backends: list
     machine whose load changes over time treats every backend alike.
     """
     shapes = shapes_needed(run, steps) if backends else []
+    padded = [(run.state.model.block_size, run.batch)]  # the jax backend's one program
     builds: dict[str, list[float]] = {b: [] for b, _ in backends}
     trains: dict[str, list[float]] = {b: [] for b, _ in backends}
     losses: dict[str, list[float]] = {}
@@ -129,7 +147,8 @@ def bench_config(name: str, run: tm.Run, steps: int, gtrain: Any, backends: list
             if backend in errors:
                 continue
             try:
-                build, train_s, losses[backend] = time_gptir(gtrain, run, backend, shapes, measured)
+                build, train_s, losses[backend] = time_gptir(gtrain, run, backend,
+                                                             padded if backend == "jax" else shapes, measured)
             except Exception as e:  # noqa: BLE001 - one failing backend must not hide the others
                 errors[backend] = f"{type(e).__name__}: {e}"
                 continue
@@ -143,7 +162,7 @@ def bench_config(name: str, run: tm.Run, steps: int, gtrain: Any, backends: list
             rows.append(Row(name, backend, steps, None, None, error=errors[backend]))
         else:
             rows.append(Row(name, backend, steps, min(builds[backend]), min(trains[backend]) * steps / measured,
-                            measured, len(shapes), losses[backend]))
+                            measured, 1 if backend == "jax" else len(shapes), losses[backend]))
     return rows
 
 
@@ -287,6 +306,21 @@ def targets(rows: list[Row]) -> list[str]:
                    f"{note} -> {'PASS' if total < DEFAULT_TARGET_S else 'FAIL'}")
         out.append(f"default: build of all {d.programs} programs < {DEFAULT_BUILD_TARGET_S} s: {d.build_s:.3f} s "
                    f"-> {'PASS' if d.build_s < DEFAULT_BUILD_TARGET_S else 'FAIL'}")
+    j, c = get("large", "jax"), get("large", "compiled")
+    if j is None or c is None:
+        out.append(f"large: jax at least {JAX_SPEEDUP_TARGET}x faster per step than compiled: n/a "
+                   "(needs both large runs)")
+    else:
+        speedup = c.per_step / j.per_step
+        out.append(f"large: jax at least {JAX_SPEEDUP_TARGET}x faster per step than compiled: {1e3 * j.per_step:.2f} ms "
+                   f"vs {1e3 * c.per_step:.2f} ms = {speedup:.2f}x -> {'PASS' if speedup >= JAX_SPEEDUP_TARGET else 'FAIL'}")
+    dj = get("default", "jax")
+    if dj is None:
+        out.append(f"default: jax 1000 steps incl. compile < {JAX_DEFAULT_TARGET_S} s: n/a (no jax default run)")
+    else:
+        total = dj.build_s + dj.train_s * 1000 / dj.steps
+        out.append(f"default: jax 1000 steps incl. compile < {JAX_DEFAULT_TARGET_S} s: {total:.3f} s "
+                   f"(compile {dj.build_s:.3f} s) -> {'PASS' if total < JAX_DEFAULT_TARGET_S else 'FAIL'}")
     s, t = get("scaled", "compiled"), get("scaled", "torch eager")
     if s is None or t is None:
         out.append(f"scaled: time per step <= {SCALED_RATIO_TARGET}x torch eager: n/a "
@@ -302,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=1000, help="default-config run length (1000)")
     ap.add_argument("--scaled-steps", type=int, default=200, help="scaled-config run length (200)")
+    ap.add_argument("--large-steps", type=int, default=30, help="large-config run length (30)")
+    ap.add_argument("--skip-jax", action="store_true", help="do not run gptir's jax backend")
     ap.add_argument("--data", default=None, help="documents, one a line (default: ../shared/data/names.txt "
                     "if present, else gptir's built-in corpus)")
     ap.add_argument("--skip-torch", action="store_true", help="do not run the torch eager twin")
@@ -319,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", action="store_true",
                     help="also cProfile the compiled steps of each config and print the top costs")
     args = ap.parse_args(argv)
-    if min(args.steps, args.scaled_steps, args.interp_steps, args.interp_scaled_steps, args.repeat) < 1:
+    if min(args.steps, args.scaled_steps, args.large_steps, args.interp_steps, args.interp_scaled_steps, args.repeat) < 1:
         print("error: step counts and --repeat must be at least 1", file=sys.stderr)
         return 2
 
@@ -338,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data: {path or 'built-in corpus'} ({len(docs)} docs); threads: OMP={os.environ['OMP_NUM_THREADS']} "
           f"OPENBLAS={os.environ['OPENBLAS_NUM_THREADS']} MKL={os.environ['MKL_NUM_THREADS']}"
           + (f", torch {torch.__version__} ({torch.get_num_threads()} thread)" if torch is not None else ""))
+    load = os.getloadavg()
+    print(f"machine: {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (1/5/15 min)")
     if args.skip_torch:
         print("torch eager: skipped (--skip-torch)")
     elif torch is None:
@@ -351,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, cfg in CONFIGS.items():
         if args.only and name != args.only:
             continue
-        steps = args.steps if name == "default" else args.scaled_steps
+        steps = {"default": args.steps, "scaled": args.scaled_steps, "large": args.large_steps}[name]
         run = tm.start_run(docs, num_steps=steps, **cfg)
         c = run.cfg
         print(f"[{name}] n_embd {c.n_embd}, n_head {c.n_head}, n_layer {c.n_layer}, block_size {c.block_size}, "
@@ -359,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
         backends: list[tuple[str, int]] = []
         if gtrain is not None and run.state is not None:
             backends.append(("compiled", steps))
+            if not args.skip_jax and jax_available():
+                backends.append(("jax", steps))
             if not args.skip_interp:
                 k = steps if not args.quick_interp else min(steps, args.interp_steps if name == "default"
                                                        else args.interp_scaled_steps)

@@ -7,14 +7,14 @@ interpreted or compiled, and used to train and sample a character-level GPT.
 
 __version__ = "0.1.0"  # the one place the version is written (pyproject reads it from here)
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 # Public name -> the module that defines it. Loaded on first use (PEP 562), so ``import gptir.cli``
 # for ``gptir --help`` costs no numpy, and a verb imports only what it uses.
 _EXPORTS: dict[str, str] = {
     "grad": "autodiff", "grad_output_name": "autodiff", "GraphDiff": "diff", "diff_graphs": "diff",
     "ExecError": "interp", "run": "interp", "OPS": "ops", "PASSES": "passes", "optimize": "passes",
-    "run_pipeline": "passes", "compile_graph": "codegen", "generate_source": "codegen",
+    "run_pipeline": "passes", "generate_source": "codegen",
     **{n: "ir" for n in ("GptirError", "Graph", "Node", "ShapeError", "TensorType", "VerifyError", "make_graph")},
     **{n: "text" for n in ("ParseError", "load_graph", "load_params", "parse", "print_graph", "save_graph",
                           "save_params")},
@@ -34,7 +34,7 @@ _ALIASES: dict[str, str] = {"abs": "absolute"}
 if TYPE_CHECKING:  # what the names are, for type checkers (at run time they load on first use)
     from gptir import value  # noqa: F401
     from gptir.autodiff import grad, grad_output_name  # noqa: F401
-    from gptir.codegen import compile_graph, generate_source  # noqa: F401
+    from gptir.codegen import generate_source  # noqa: F401
     from gptir.diff import GraphDiff, diff_graphs  # noqa: F401
     from gptir.dot import to_dot  # noqa: F401
     from gptir.interp import ExecError, run  # noqa: F401
@@ -72,6 +72,24 @@ def __getattr__(name: str) -> Any:
             if e.name != f"{__name__}.{name}":
                 raise
     raise AttributeError(f"module 'gptir' has no attribute {name!r}")
+
+
+def compile_graph(graph: "Graph", backend: str = "compiled",
+                  **options: Any) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    """Compile ``graph`` once; returns ``run(inputs) -> {output: array}``. ``backend``: ``compiled``
+    (straight-line numpy, bit-identical to the interpreter; options as gptir.codegen.compile_graph)
+    or ``jax`` (XLA through JAX, ``pip install "gptir[jax]"``; options as gptir.jaxback.compile_graph)."""
+    if backend == "compiled":
+        from gptir.codegen import compile_graph as compile_numpy
+
+        return compile_numpy(graph, **options)
+    if backend == "jax":
+        from gptir.jaxback import compile_graph as compile_jax
+
+        return compile_jax(graph, **options)
+    from gptir.ir import GptirError
+
+    raise GptirError(f"unknown backend {backend!r} (choose from compiled, jax)")
 
 
 def verify(graph: "Graph") -> None:

@@ -21,7 +21,7 @@ import numpy as np
 
 import gptir.tracing as T
 from gptir.gcpause import gc_paused
-from gptir.ir import INPUT_OPS, GptirError, Graph, Node, TensorType
+from gptir.ir import FLOATS, INPUT_OPS, GptirError, Graph, Node, TensorType
 from gptir.ops import OPS, GradOps, GradValue
 from gptir.tracing import Builder, Tracer
 
@@ -98,7 +98,7 @@ class GradContext:
     out: Tracer
     g: Tracer
     needs: tuple[bool, ...]
-    _zeros: dict[tuple[int, ...], Tracer] = field(repr=False)
+    _zeros: dict[tuple[str, tuple[int, ...]], Tracer] = field(repr=False)
     T: ClassVar[GradOps] = T  # the gptir.tracing module: rules build IR with the tracer's functions
 
     @property
@@ -110,8 +110,9 @@ class GradContext:
         return self.g.builder
 
     def zeros(self, shape: Sequence[int]) -> Tracer:
-        """An f64 zero tensor: one scalar constant broadcast (shared by every rule of the pass)."""
-        return _zeros(self.builder, self._zeros, tuple(shape))
+        """A zero tensor of the cotangent's dtype: one scalar constant broadcast (shared by every rule
+        of the pass)."""
+        return _zeros(self.builder, self._zeros, tuple(shape), self.g.type.dtype)
 
     def constant(self, i: int) -> np.ndarray | None:
         """The value of operand ``i`` if it is a constant (looking through broadcast and reshape,
@@ -131,13 +132,15 @@ class GradContext:
         return T.transpose(t, swap)
 
 
-def _zeros(b: Builder, cache: dict[tuple[int, ...], Tracer], shape: tuple[int, ...]) -> Tracer:
-    z = cache.get(shape)
+def _zeros(b: Builder, cache: dict[tuple[str, tuple[int, ...]], Tracer], shape: tuple[int, ...],
+           dtype: str) -> Tracer:
+    z = cache.get((dtype, shape))
     if z is None:
-        if () not in cache:
-            cache[()] = b.const(np.float64(0.0), name="grad_zero")
-        z = cache[()] if not shape else b.emit("broadcast", [cache[()]], {"shape": shape}, name="grad_zeros")
-        cache[shape] = z
+        if (dtype, ()) not in cache:
+            cache[(dtype, ())] = b.const(0.0, dtype, name="grad_zero")
+        scalar = cache[(dtype, ())]
+        z = scalar if not shape else b.emit("broadcast", [scalar], {"shape": shape}, name="grad_zeros")
+        cache[(dtype, shape)] = z
     return z
 
 
@@ -154,9 +157,10 @@ def _check_request(graph: Graph, wrt: Sequence[str], of: str | None) -> tuple[li
         raise GradError(f"no output named {of!r} (outputs: {', '.join(graph.outputs)})")
     value = graph.outputs[of]
     ty = graph.nodes[value].type
-    if ty != TensorType("f64", ()):
-        raise GradError(f"can only differentiate a scalar f64 output, but {of} is {ty} (reduce it to a scalar first)")
-    floats = [n.name for n in graph.inputs if n.type.dtype == "f64"]
+    if ty.dtype not in FLOATS or ty.rank:
+        raise GradError(f"can only differentiate a scalar f64 output (or f32), but {of} is {ty} "
+                        "(reduce it to a scalar first)")
+    floats = [n.name for n in graph.inputs if n.type.dtype == ty.dtype]
     names: list[str] = []
     if not wrt:
         raise GradError("nothing to differentiate with respect to (wrt is empty)")
@@ -164,9 +168,10 @@ def _check_request(graph: Graph, wrt: Sequence[str], of: str | None) -> tuple[li
         node = graph.nodes.get(name)
         if node is None or node.op not in INPUT_OPS:
             raise GradError(f"{name!r} is not an input or param of graph {graph.name} "
-                            f"(f64 inputs: {', '.join(floats) or 'none'})")
-        if node.type.dtype != "f64":
-            raise GradError(f"cannot differentiate with respect to {name}: it is {node.type}, not f64")
+                            f"({ty.dtype} inputs: {', '.join(floats) or 'none'})")
+        if node.type.dtype != ty.dtype:
+            raise GradError(f"cannot differentiate with respect to {name}: it is {node.type}, not {ty.dtype} "
+                            f"(the dtype of {of})")
         if name in names:
             raise GradError(f"{name} is listed twice in wrt")
         names.append(name)
@@ -176,8 +181,9 @@ def _check_request(graph: Graph, wrt: Sequence[str], of: str | None) -> tuple[li
 def _active(graph: Graph, wrt: Sequence[str], value: str) -> set[str]:
     """Nodes on a differentiable path from a wrt input to ``value``."""
     reach = set(wrt)
+    dtype = graph.nodes[value].type.dtype  # one float dtype: the output's (casts are not differentiable)
     for node in graph.nodes.values():
-        if node.name in reach or node.type.dtype != "f64" or OPS[node.op].nondiff is not None:
+        if node.name in reach or node.type.dtype != dtype or OPS[node.op].nondiff is not None:
             continue
         if any(i in reach for i in node.inputs):
             reach.add(node.name)
@@ -207,12 +213,12 @@ def grad(graph: Graph, wrt: Sequence[str], of: str | None = None) -> Graph:
     names, value = _check_request(graph, wrt, of)
     active = _active(graph, names, value)
     b = _BackwardBuilder(graph.name, base=graph)
-    zeros: dict[tuple[int, ...], Tracer] = {}
+    zeros: dict[tuple[str, tuple[int, ...]], Tracer] = {}
     cot: dict[str, Tracer] = {}
     if value in active:
         out = graph.nodes[value]
         with b.origin(out.scope, out.loc):
-            cot[value] = b.const(np.float64(1.0), name="grad_seed")
+            cot[value] = b.const(1.0, out.type.dtype, name="grad_seed")
     for node in reversed(list(graph.nodes.values())):
         g = cot.get(node.name)
         if g is None or node.op in INPUT_OPS:
@@ -242,6 +248,6 @@ def grad(graph: Graph, wrt: Sequence[str], of: str | None = None) -> Graph:
         if g is None:  # no path: an explicit zero of the input's type
             node = graph.nodes[name]
             with b.origin(node.scope, node.loc):
-                g = _zeros(b, zeros, node.type.shape)
+                g = _zeros(b, zeros, node.type.shape, node.type.dtype)
         outputs[out_names[name]] = g
     return b.finish(outputs)

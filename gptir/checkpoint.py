@@ -20,7 +20,7 @@ import numpy as np
 from gptir import rng as R
 from gptir.data import DataError, Tokenizer
 from gptir.fileio import NpzError, atomic_write_bytes, npz_header, npz_names, npz_read, open_npz, read_bytes
-from gptir.ir import GptirError
+from gptir.ir import NUMPY_DTYPES, GptirError
 from gptir.model import ConfigError, GPTConfig, num_params, param_shapes
 from gptir.optim import AdamConfig
 from gptir.train import RECIPES, TrainState
@@ -136,13 +136,14 @@ def from_bytes(data: bytes, path: str = "<checkpoint>") -> TrainState:
         missing = sorted(set(shapes) - set(names))
         extra = sorted(set(names) - set(shapes) - {"meta"})
         raise bad(f"arrays do not match the model (missing {missing[:3]}, unexpected {extra[:3]})")
+    want = NUMPY_DTYPES[model.dtype]
     for key, shape in shapes.items():  # declared types first: nothing big is decompressed for a wrong file
         try:
             dtype, declared = npz_header(zf, key, path)
         except NpzError as e:
             raise bad(str(e)) from None
-        if dtype != np.float64 or declared != shape:
-            raise bad(f"{key} is {dtype}{list(declared)}, expected float64{list(shape)}")
+        if dtype != want or declared != shape:
+            raise bad(f"{key} is {dtype}{list(declared)}, expected {np.dtype(want)}{list(shape)}")
     for key in shapes:
         try:
             arrays[key] = npz_read(zf, key, path)
@@ -161,9 +162,9 @@ def _fields(d: Any, cls: type) -> dict[str, Any]:
     if unknown:
         raise KeyError(f"unknown {cls.__name__} fields {sorted(unknown)}")
     for k, v in d.items():
-        want = (int,) if types[k] == "int" else (int, float)
+        want, what = {"int": ((int,), "an integer"), "str": ((str,), "a string")}.get(types[k], ((int, float), "a number"))
         if isinstance(v, bool) or not isinstance(v, want):
-            raise TypeError(f"{cls.__name__}.{k} must be {'an integer' if types[k] == 'int' else 'a number'}")
+            raise TypeError(f"{cls.__name__}.{k} must be {what}")
     return dict(d)
 
 

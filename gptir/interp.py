@@ -41,13 +41,15 @@ def coerce_input(node: Node, value: Any) -> np.ndarray:
         raise ExecError(f"input {node.name} must be {want}: give numbers, not true/false")
     if want.dtype == "bool" and kind != "b":
         raise ExecError(f"input {node.name} must be {want}: give true/false, not {arr.dtype} values")
-    ok = {"f64": "fiu", "i64": "iu", "bool": "b"}[want.dtype]
+    ok = {"f64": "fiu", "f32": "fiu", "i64": "iu", "bool": "b"}[want.dtype]
     if kind not in ok:
         raise ExecError(f"input {node.name} must be {want}, got {arr.dtype} values")
     if want.dtype == "i64" and kind == "u" and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
         raise ExecError(f"input {node.name}: values beyond the i64 range")
     if want.dtype == "f64" and kind in "iu" and arr.size and int(np.abs(arr).max()) > 2 ** 53:
         raise ExecError(f"input {node.name} is f64: integers beyond 2**53 would lose precision; give floats")
+    if want.dtype == "f32" and kind in "iu" and arr.size and int(np.abs(arr).max()) > 2 ** 24:
+        raise ExecError(f"input {node.name} is f32: integers beyond 2**24 would lose precision; give floats")
     return arr.astype(want.np_dtype, copy=False)
 
 

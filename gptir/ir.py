@@ -58,9 +58,11 @@ class ShapeError(GptirError):
     """A type or shape rule failed while building a node."""
 
 
-DTYPES: tuple[str, ...] = ("f64", "i64", "bool")
+DTYPES: tuple[str, ...] = ("f64", "f32", "i64", "bool")
+FLOATS: tuple[str, ...] = ("f64", "f32")  # the floating-point dtypes (f64 is the default everywhere)
 NUMPY_DTYPES: dict[str, np.dtype] = {
     "f64": np.dtype(np.float64),
+    "f32": np.dtype(np.float32),
     "i64": np.dtype(np.int64),
     "bool": np.dtype(np.bool_),
 }
@@ -109,7 +111,7 @@ class TensorType:
     @staticmethod
     def parse(text: str) -> "TensorType":
         """Parse ``f64[3,4]`` (used by the CLI's ``--arg``); the IR parser has its own grammar."""
-        m = re.fullmatch(r"\s*(f64|i64|bool)\s*\[\s*([0-9,\s]*)\]\s*", text)
+        m = re.fullmatch(r"\s*(f64|f32|i64|bool)\s*\[\s*([0-9,\s]*)\]\s*", text)
         if not m:
             raise ShapeError(f"bad type {text!r}: expected e.g. f64[3,4] or i64[] (dtypes: {', '.join(DTYPES)})")
         dims = [d.strip() for d in m.group(2).split(",") if d.strip()]

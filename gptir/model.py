@@ -12,7 +12,7 @@ from typing import Mapping
 import numpy as np
 
 from gptir import rng as R
-from gptir.ir import GptirError, Graph, TensorType
+from gptir.ir import FLOATS, NUMPY_DTYPES, GptirError, Graph, TensorType
 from gptir.nn import causal_attention, linear, mlp, rmsnorm, softmax
 from gptir.tracing import Builder, Tracer, gather, reshape, scope, where
 
@@ -29,8 +29,11 @@ class GPTConfig:
     n_layer: int = 1
     block_size: int = 16
     init_std: float = 0.08
+    dtype: str = "f64"  # of the parameters and all float arithmetic (f32: single precision)
 
     def __post_init__(self) -> None:
+        if self.dtype not in FLOATS:
+            raise ConfigError(f"dtype must be one of {', '.join(FLOATS)}, got {self.dtype!r}")
         for field in ("vocab_size", "n_embd", "n_head", "n_layer", "block_size"):
             if getattr(self, field) < 1:
                 raise ConfigError(f"{field} must be at least 1, got {getattr(self, field)}")
@@ -59,11 +62,12 @@ def num_params(cfg: GPTConfig) -> int:
 
 
 def init_params(cfg: GPTConfig, rng: R.Rng) -> tuple[dict[str, np.ndarray], R.Rng]:
-    """Draw every weight from N(0, init_std), row by row, in the reference order."""
+    """Draw every weight from N(0, init_std), row by row, in the reference order (drawn in double
+    precision, then rounded to ``cfg.dtype``)."""
     params = {}
     for name, shape in param_shapes(cfg).items():
         values, rng = R.gauss_many(rng, int(np.prod(shape)), 0.0, cfg.init_std)
-        params[name] = np.array(values, dtype=np.float64).reshape(shape)
+        params[name] = np.array(values, dtype=np.float64).reshape(shape).astype(NUMPY_DTYPES[cfg.dtype])
     return params, rng
 
 
@@ -114,12 +118,13 @@ def batch_loss(cfg: GPTConfig, p: Mapping[str, Tracer], tokens: Tracer, targets:
     nll = token_nll(forward(cfg, p, tokens), targets)
     with scope("loss"):
         real = where(mask, nll, 0.0).sum()
-        count = where(mask, 1.0, 0.0).sum()
+        one = nll.builder.const(1.0, nll.dtype)  # the model's float dtype, as the literals above
+        count = where(mask, one, 0.0).sum()
         return real / count
 
 
 def _param_inputs(b: Builder, cfg: GPTConfig) -> dict[str, Tracer]:
-    return {name: b.param(name, TensorType("f64", shape)) for name, shape in param_shapes(cfg).items()}
+    return {name: b.param(name, TensorType(cfg.dtype, shape)) for name, shape in param_shapes(cfg).items()}
 
 
 def loss_graph(cfg: GPTConfig, n: int, batch: int = 0) -> Graph:
@@ -139,10 +144,14 @@ def loss_graph(cfg: GPTConfig, n: int, batch: int = 0) -> Graph:
     return b.finish({"loss": doc_loss(cfg, p, tokens, targets)})
 
 
-def logits_graph(cfg: GPTConfig, n: int) -> Graph:
-    """Next-token logits after a sequence of ``n`` tokens (used for sampling)."""
+def logits_graph(cfg: GPTConfig, n: int, padded: bool = False) -> Graph:
+    """Next-token logits after a sequence of ``n`` tokens (used for sampling). ``padded``: one program
+    for every length, ``tokens`` i64[block_size] (padding after the sequence, which causal attention
+    never lets it see) and ``pos`` i64[], the position whose logits come out (``n`` is ignored)."""
     b = Builder("microgpt_logits")
     p = _param_inputs(b, cfg)
-    tokens = b.input("tokens", TensorType("i64", (n,)))
+    tokens = b.input("tokens", TensorType("i64", (cfg.block_size if padded else n,)))
     logits = forward(cfg, p, tokens)
+    if padded:
+        return b.finish({"logits": gather(logits, b.input("pos", TensorType("i64", ())))})
     return b.finish({"logits": logits[n - 1]})

@@ -18,12 +18,14 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from gptir.ir import NUMPY_DTYPES, ShapeError, TensorType, check_signature
+from gptir.ir import FLOATS, NUMPY_DTYPES, ShapeError, TensorType, check_signature
 
 Attrs = Mapping[str, Any]
 InferFn = Callable[[Sequence[TensorType], Attrs], TensorType]
 EvalFn = Callable[[Sequence[np.ndarray], Attrs], np.ndarray]
 EmitFn = Callable[[Sequence[str], Attrs], str]
+# (the jax.numpy module, operand arrays, attributes) -> the result array (see OpDef.jax)
+JaxLowering = Callable[[Any, Sequence[Any], Attrs], Any]
 
 # What an op's result is, memory-wise (read by gptir.memory for buffer reuse and aliasing):
 #   fresh       always a newly allocated array (or a new scalar), never a view of an operand
@@ -68,7 +70,9 @@ class OpDef:
     elementwise, reduce, movement, source, other. ``grad`` is the reverse-mode rule (a
     :data:`GradRule`, see gptir.autodiff); ``nondiff`` says why an op has none. ``optional`` names
     attributes a node may omit (their default is documented with the op; an omitted attribute is
-    never printed, so old files parse and print as they did).
+    never printed, so old files parse and print as they did). ``jax`` lowers an op
+    that is not a ufunc to JAX (gptir.jaxback): ``jax(jnp, operands, attrs)`` with the ``jax.numpy``
+    module passed in, so this module never imports JAX; a ufunc op lowers to ``jnp.<ufunc>`` without one.
     """
 
     name: str
@@ -91,6 +95,7 @@ class OpDef:
     lift: Callable[[Attrs], Any] | None = None
     emit_names: Mapping[str, Any] = field(default_factory=dict)
     optional: frozenset[str] = frozenset()
+    jax: "JaxLowering | None" = None
 
     def __post_init__(self) -> None:
         if self.ufunc is not None:
@@ -107,7 +112,7 @@ class OpDef:
         operands written as literals of ``dtype`` (a Python 0.0 or 0 converts to the same value the
         interpreter's ``dtype.type(0)`` has)."""
         assert self.ufunc is not None
-        extra = [repr(float(e)) if dtype == "f64" else repr(int(e)) for e in self.extra]
+        extra = [repr(float(e)) if dtype in FLOATS else repr(int(e)) for e in self.extra]
         tail = [f"out={out}"] if out is not None else []
         return f"_{self.ufunc}({', '.join([*operands, *extra, *tail])})"
 
@@ -215,7 +220,8 @@ GradRule = Callable[[GradContext], Cotangents]
 
 # -- type rules ------------------------------------------------------------------------------------
 
-NUMERIC = ("f64", "i64")
+FLOAT = FLOATS
+NUMERIC = (*FLOATS, "i64")
 
 
 def _same(types: Sequence[TensorType], what: str) -> TensorType:
@@ -606,7 +612,7 @@ def _g_max(c: GradContext) -> Cotangents:
     T, x, axes = c.T, c.inputs[0], c.attrs["axes"]
     kept = _kept_shape(x.shape, axes)
     hit = T.equal(x, T.broadcast_to(T.reshape(c.out, kept), x.shape))
-    count = T.reduce_sum(T.cast(hit, "f64"), axes, keepdims=True)
+    count = T.reduce_sum(T.cast(hit, x.type.dtype), axes, keepdims=True)
     share = T.broadcast_to(T.reshape(c.g, kept) / count, x.shape)
     return (T.where(hit, share, c.zeros(x.shape)),)
 
@@ -719,7 +725,7 @@ _table: list[OpDef] = [
     OpDef("input", 0, _source, None, None, kind="source", nondiff="a graph input is a leaf"),
     OpDef("param", 0, _source, None, None, kind="source", nondiff="a graph input is a leaf"),
     OpDef("const", 0, _source, lambda a, at: at["value"], None, {"value": "tensor"}, kind="source",
-          nondiff="a constant has no inputs"),
+          nondiff="a constant has no inputs", jax=lambda jnp, a, at: jnp.asarray(at["value"])),
     # elementwise arithmetic: numpy ufuncs (evaluation and code both come from ``ufunc``)
     OpDef("add", 2, _binary(NUMERIC), None, None, kind="elementwise", commutative=True, grad=_g_add,
           **_UFUNC, ufunc="add", infix="+"),
@@ -727,39 +733,40 @@ _table: list[OpDef] = [
           **_UFUNC, ufunc="subtract", infix="-"),
     OpDef("mul", 2, _binary(NUMERIC), None, None, kind="elementwise", commutative=True, grad=_g_mul,
           **_UFUNC, ufunc="multiply", infix="*"),
-    OpDef("div", 2, _binary(("f64",)), None, None, kind="elementwise", grad=_g_div,
+    OpDef("div", 2, _binary(FLOAT), None, None, kind="elementwise", grad=_g_div,
           **_UFUNC, ufunc="divide", infix="/"),
     # never ``**`` in generated code: numpy turns x ** 0.5 into sqrt
-    OpDef("pow", 2, _binary(("f64",)), None, None, kind="elementwise", grad=_g_pow, **_UFUNC, ufunc="power"),
+    OpDef("pow", 2, _binary(FLOAT), None, None, kind="elementwise", grad=_g_pow, **_UFUNC, ufunc="power"),
     OpDef("maximum", 2, _binary(NUMERIC), None, None, kind="elementwise", commutative=True, grad=_g_maximum,
           **_UFUNC, ufunc="maximum"),
     OpDef("neg", 1, _unary(NUMERIC), None, None, kind="elementwise", grad=_g_neg,
           **_UFUNC, ufunc="negative", infix="-"),
-    OpDef("exp", 1, _unary(("f64",)), None, None, kind="elementwise", grad=_g_exp,
+    OpDef("exp", 1, _unary(FLOAT), None, None, kind="elementwise", grad=_g_exp,
           ufunc="exp", result="fresh", layout="elementwise", simd_by_distance=True),
-    OpDef("log", 1, _unary(("f64",)), None, None, kind="elementwise", grad=_g_log,
+    OpDef("log", 1, _unary(FLOAT), None, None, kind="elementwise", grad=_g_log,
           ufunc="log", result="fresh", layout="elementwise", simd_by_distance=True),
     OpDef("relu", 1, _unary(NUMERIC), None, None, kind="elementwise", grad=_g_relu,
           **_UFUNC, ufunc="maximum", extra=(0,)),
     OpDef("minimum", 2, _binary(NUMERIC), None, None, kind="elementwise", commutative=True, grad=_g_minimum,
           **_UFUNC, ufunc="minimum"),
     # transcendental ufuncs: SIMD (SVML-derived) kernels, treated like exp and log
-    OpDef("tanh", 1, _unary(("f64",)), None, None, kind="elementwise", grad=_g_tanh,
+    OpDef("tanh", 1, _unary(FLOAT), None, None, kind="elementwise", grad=_g_tanh,
           **{**_UFUNC, "simd_by_distance": True}, ufunc="tanh"),
-    OpDef("sin", 1, _unary(("f64",)), None, None, kind="elementwise", grad=_g_sin,
+    OpDef("sin", 1, _unary(FLOAT), None, None, kind="elementwise", grad=_g_sin,
           **{**_UFUNC, "simd_by_distance": True}, ufunc="sin"),
-    OpDef("cos", 1, _unary(("f64",)), None, None, kind="elementwise", grad=_g_cos,
+    OpDef("cos", 1, _unary(FLOAT), None, None, kind="elementwise", grad=_g_cos,
           **{**_UFUNC, "simd_by_distance": True}, ufunc="cos"),
     # correctly rounded (IEEE sqrt) and exact (abs): every kernel gives the same bits
-    OpDef("sqrt", 1, _unary(("f64",)), None, None, kind="elementwise", grad=_g_sqrt, **_UFUNC, ufunc="sqrt"),
+    OpDef("sqrt", 1, _unary(FLOAT), None, None, kind="elementwise", grad=_g_sqrt, **_UFUNC, ufunc="sqrt"),
     OpDef("abs", 1, _unary(NUMERIC), None, None, kind="elementwise", grad=_g_abs, **_UFUNC, ufunc="absolute"),
     # a composition of ufuncs, not one: one helper computes it for both backends (never with ``out=``)
-    OpDef("sigmoid", 1, _unary(("f64",)), lambda a, at: _sigmoid(a[0]), _call("_sigmoid"), kind="elementwise",
-          grad=_g_sigmoid, result="fresh", layout="elementwise", emit_names={"_sigmoid": _sigmoid}),
+    OpDef("sigmoid", 1, _unary(FLOAT), lambda a, at: _sigmoid(a[0]), _call("_sigmoid"), kind="elementwise",
+          grad=_g_sigmoid, result="fresh", layout="elementwise", emit_names={"_sigmoid": _sigmoid},
+          jax=lambda jnp, a, at: jnp.divide(1.0, jnp.add(1.0, jnp.exp(jnp.negative(a[0]))))),
     # comparisons and selection
     OpDef("gt", 2, _binary(NUMERIC, "bool"), None, None, kind="elementwise",
           nondiff="a comparison has a boolean result", **_UFUNC, ufunc="greater"),
-    OpDef("eq", 2, _binary(("f64", "i64", "bool"), "bool"), None, None, kind="elementwise", commutative=True,
+    OpDef("eq", 2, _binary((*NUMERIC, "bool"), "bool"), None, None, kind="elementwise", commutative=True,
           nondiff="a comparison has a boolean result", **_UFUNC, ufunc="equal"),
     OpDef("ge", 2, _binary(NUMERIC, "bool"), None, None, kind="elementwise",
           nondiff="a comparison has a boolean result", **_UFUNC, ufunc="greater_equal"),
@@ -767,66 +774,77 @@ _table: list[OpDef] = [
           nondiff="a comparison has a boolean result", **_UFUNC, ufunc="less"),
     OpDef("le", 2, _binary(NUMERIC, "bool"), None, None, kind="elementwise",
           nondiff="a comparison has a boolean result", **_UFUNC, ufunc="less_equal"),
-    OpDef("ne", 2, _binary(("f64", "i64", "bool"), "bool"), None, None, kind="elementwise", commutative=True,
+    OpDef("ne", 2, _binary((*NUMERIC, "bool"), "bool"), None, None, kind="elementwise", commutative=True,
           nondiff="a comparison has a boolean result", **_UFUNC, ufunc="not_equal"),
     OpDef("where", 3, _where, lambda a, at: np.where(*a), _call("_where"),
           kind="elementwise", grad=_g_where, result="fresh", layout="elementwise", implicit_broadcast=True,
-          emit_names={"_where": np.where}),
+          emit_names={"_where": np.where}, jax=lambda jnp, a, at: jnp.where(*a)),
     OpDef("cast", 1, _cast, lambda a, at: a[0].astype(NUMPY_DTYPES[at["dtype"]]),
           lambda a, at: f"{a[0]}.astype(_{at['dtype']})", {"dtype": "dtype"}, kind="elementwise",
           nondiff="a dtype conversion is not differentiable", result="fresh", layout="elementwise",
-          emit_names={f"_{name}": dt for name, dt in NUMPY_DTYPES.items()}),
+          emit_names={f"_{name}": dt for name, dt in NUMPY_DTYPES.items()},
+          jax=lambda jnp, a, at: a[0].astype(NUMPY_DTYPES[at["dtype"]])),
     # the identity: the code generator shares the operand's variable
     OpDef("stop_gradient", 1, _identity, lambda a, at: a[0], lambda a, at: a[0], kind="elementwise",
-          nondiff="stop_gradient blocks gradients by definition", result="view", layout="first"),
+          nondiff="stop_gradient blocks gradients by definition", result="view", layout="first",
+          jax=lambda jnp, a, at: a[0]),
     # reductions: np.sum(x, axis, keepdims=k) is np.add.reduce(x, axis, None, None, keepdims=k) for
     # ndarrays (and numpy scalars take the same path through their .sum method)
     OpDef("sum", 1, _reduce(NUMERIC, None),
           lambda a, at: np.asarray(np.sum(a[0], axis=at["axes"], keepdims=at["keepdims"])),
           lambda a, at: f"_add.reduce({a[0]}, {at['axes']!r}, None, None, {at['keepdims']!r})",
           {"axes": "ints", "keepdims": "bool"}, kind="reduce", grad=_g_sum, result="reduce", layout="elementwise",
-          emit_names={"_add": np.add}),
+          emit_names={"_add": np.add}, jax=lambda jnp, a, at: jnp.sum(a[0], axis=at["axes"], keepdims=at["keepdims"])),
     OpDef("max", 1, _reduce(NUMERIC, "max"),
           lambda a, at: np.asarray(np.max(a[0], axis=at["axes"], keepdims=at["keepdims"])),
           lambda a, at: f"_maximum.reduce({a[0]}, {at['axes']!r}, None, None, {at['keepdims']!r})",
           {"axes": "ints", "keepdims": "bool"}, kind="reduce", grad=_g_max, result="reduce", layout="elementwise",
-          emit_names={"_maximum": np.maximum}),
+          emit_names={"_maximum": np.maximum}, jax=lambda jnp, a, at: jnp.max(a[0], axis=at["axes"], keepdims=at["keepdims"])),
     OpDef("min", 1, _reduce(NUMERIC, "min"),
           lambda a, at: np.asarray(np.min(a[0], axis=at["axes"], keepdims=at["keepdims"])),
           lambda a, at: f"_minimum.reduce({a[0]}, {at['axes']!r}, None, None, {at['keepdims']!r})",
           {"axes": "ints", "keepdims": "bool"}, kind="reduce", grad=_g_max,  # the same rule: ties split
-          result="reduce", layout="elementwise", emit_names={"_minimum": np.minimum}),
+          result="reduce", layout="elementwise", emit_names={"_minimum": np.minimum},
+          jax=lambda jnp, a, at: jnp.min(a[0], axis=at["axes"], keepdims=at["keepdims"])),
     # argmax allocates its result (C-ordered); claimed contiguous only as an elementwise result would be
     OpDef("argmax", 1, _argmax_type, lambda a, at: _argmax(a[0], at["axis"]),
           lambda a, at: f"_argmax({a[0]}, {at['axis']!r})", {"axis": "int"}, kind="reduce",
           nondiff="argmax's result is an integer index", result="fresh", layout="elementwise",
-          emit_names={"_argmax": _argmax}),
+          emit_names={"_argmax": _argmax},
+          jax=lambda jnp, a, at: jnp.argmax(a[0], axis=at["axis"]).astype(jnp.int64)),
     # linear algebra
     OpDef("matmul", 2, _matmul, lambda a, at: np.asarray(np.matmul(*a)), None, grad=_g_matmul, infix="@",
-          result="fresh", layout="gufunc"),
+          result="fresh", layout="gufunc", jax=lambda jnp, a, at: jnp.matmul(*a, precision="highest")),
     # movement (views; shape-like attributes are closure constants in generated code)
     OpDef("reshape", 1, _reshape, lambda a, at: np.reshape(a[0], at["shape"]),
           lambda a, at: f"{a[0]}.reshape({a[1]})", {"shape": "ints"}, kind="movement", grad=_g_reshape,
-          result="maybe_view", layout="first", lift=lambda at: at["shape"]),
+          result="maybe_view", layout="first", lift=lambda at: at["shape"],
+          jax=lambda jnp, a, at: jnp.reshape(a[0], at["shape"])),
     OpDef("transpose", 1, _transpose, lambda a, at: np.transpose(a[0], at["perm"]),
           lambda a, at: f"{a[0]}.T" if at["perm"] == (1, 0) else f"{a[0]}.transpose({at['perm']!r})",
-          {"perm": "ints"}, kind="movement", grad=_g_transpose, result="view", layout="view"),
+          {"perm": "ints"}, kind="movement", grad=_g_transpose, result="view", layout="view",
+          jax=lambda jnp, a, at: jnp.transpose(a[0], at["perm"])),
     OpDef("broadcast", 1, _broadcast, lambda a, at: np.broadcast_to(a[0], at["shape"]),
           lambda a, at: f"_broadcast_to({a[0]}, {a[1]})", {"shape": "ints"}, kind="movement", grad=_g_broadcast,
-          result="view", layout="view", lift=lambda at: at["shape"], emit_names={"_broadcast_to": np.broadcast_to}),
+          result="view", layout="view", lift=lambda at: at["shape"], emit_names={"_broadcast_to": np.broadcast_to},
+          jax=lambda jnp, a, at: jnp.broadcast_to(a[0], at["shape"])),
     OpDef("slice", 1, _slice, lambda a, at: a[0][slice_index(at)], lambda a, at: f"{a[0]}[{a[1]}]",
           {"start": "ints", "stop": "ints", "step": "ints"}, kind="movement", grad=_g_slice, result="view",
           layout="view", lift=slice_index,
-          optional=frozenset({"step"})),  # step omitted: all ones (files from before steps existed)
+          optional=frozenset({"step"}),  # step omitted: all ones (files from before steps existed)
+          jax=lambda jnp, a, at: a[0][slice_index(at)]),
     OpDef("concat", None, _concat, lambda a, at: np.concatenate(a, axis=at["axis"]),
           lambda a, at: f"_concatenate(({', '.join(a)},), {at['axis']!r})", {"axis": "int"}, kind="movement",
-          grad=_g_concat, result="fresh", layout="operands", emit_names={"_concatenate": np.concatenate}),
+          grad=_g_concat, result="fresh", layout="operands", emit_names={"_concatenate": np.concatenate},
+          jax=lambda jnp, a, at: jnp.concatenate(a, axis=at["axis"])),
     # embedding lookup and its adjoint
     OpDef("gather", 2, _gather, _gather_eval, lambda a, at: f"_gather({a[0]}, {a[1]})", grad=_g_gather,
-          result="index", layout="first", emit_names={"_gather": lambda table, idx: _gather_eval((table, idx), {})}),
+          result="index", layout="first", emit_names={"_gather": lambda table, idx: _gather_eval((table, idx), {})},
+          jax=lambda jnp, a, at: a[0][a[1]]),
     OpDef("scatter_add", 2, _scatter_add, _scatter_add_eval, lambda a, at: f"_scatter_add({a[0]}, {a[1]}, {a[2]})",
           {"size": "int"}, grad=_g_scatter_add, result="fresh", layout="contiguous", lift=lambda at: at["size"],
-          emit_names={"_scatter_add": lambda upd, idx, size: _scatter_add_eval((upd, idx), {"size": size})}),
+          emit_names={"_scatter_add": lambda upd, idx, size: _scatter_add_eval((upd, idx), {"size": size})},
+          jax=lambda jnp, a, at: jnp.zeros((at["size"],) + a[0].shape[a[1].ndim:], a[0].dtype).at[a[1]].add(a[0])),
 ]
 
 OPS: dict[str, OpDef] = {op.name: op for op in _table}

@@ -29,7 +29,7 @@ from lark.exceptions import LarkError, UnexpectedInput
 from gptir.diagnostics import ParseError, Source, _describe_token, _join
 from gptir.graphio import ParamTypeError, load_params
 from gptir.ir import (
-    ATTR_KINDS, DTYPES, GptirError, Graph, Node, ShapeError, TensorType, VerifyError, check_node, short, verify,
+    ATTR_KINDS, DTYPES, FLOATS, GptirError, Graph, Node, ShapeError, TensorType, VerifyError, check_node, short, verify,
 )
 from gptir.ops import OPS
 from gptir.printer import CANONICAL_NAN, format_string
@@ -186,7 +186,7 @@ def _describe_value(v: Any) -> str:
 def _parse_scalar(src: Source, v: Any, dtype: str, what: str) -> Any:
     if isinstance(v, Tree):
         raise src.at(_first_token(v), f"{what}: expected a single {dtype} value here, got {_describe_value(v)}")
-    if dtype == "f64":
+    if dtype in FLOATS:  # f32 literals are written as the (exact) double of the f32 value
         return _parse_float_bits(src, v, what)
     if dtype == "i64":
         return _parse_int(src, v, what)
@@ -233,7 +233,7 @@ class BulkLiteral:
     def array(self, ty: TensorType) -> np.ndarray:
         """The value as ``ty``, bit for bit what the exact path gives; Fallback for anything else."""
         text = self.text
-        if ty.rank == 0 or len(ty.shape) > MAX_RANK:
+        if ty.rank == 0 or len(ty.shape) > MAX_RANK or ty.dtype not in ("f64", "i64", "bool"):
             raise Fallback()
         if _ATOM.sub("a", text).translate(_DROP_WS) != _skeleton(ty.shape):
             raise Fallback()
@@ -299,8 +299,12 @@ def _parse_literal(src: Source, value: Any, ty: TensorType, what: str) -> np.nda
     else:
         walk(value, 0)
     try:
-        if ty.dtype == "f64":
-            arr = np.array(flat, dtype=np.uint64).view(np.float64)
+        if ty.dtype in FLOATS:
+            wide = np.array(flat, dtype=np.uint64).view(np.float64)
+            with np.errstate(over="ignore"):
+                arr = wide.astype(ty.np_dtype)
+            if (np.isinf(arr) & np.isfinite(wide)).any():
+                raise src.at(_first_token(value), f"{what}: a value is too large for {ty.dtype} (write inf if you mean it)")
         else:
             arr = np.array(flat, dtype=ty.np_dtype)
         return arr.reshape(ty.shape)

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from gptir.gcpause import gc_paused
-from gptir.ir import (GptirError, Graph, Node, TensorType, VerifyError, attrs_key, verify, verify_node,
+from gptir.ir import (FLOATS, GptirError, Graph, Node, TensorType, VerifyError, attrs_key, verify, verify_node,
                       verify_outputs)
 from gptir.memory import c_contiguous
 from gptir.ops import OPS
@@ -304,7 +304,7 @@ def _match(ctx: Ctx, pat: Pat, name: str, binds: dict[str, str]) -> bool:
 def _all_equal(value: float) -> Callable[[Ctx, Node], bool]:
     """A predicate: the value is a constant (or a broadcast constant) whose every element is
     ``value``, bit for bit for floats (so -0.0 and 0.0 differ)."""
-    want = np.float64(value).view(np.int64)
+    want, want32 = np.float64(value).view(np.int64), np.float32(value).view(np.int32)
 
     def pred(ctx: Ctx, node: Node) -> bool:
         v = ctx.const_source(node.name)
@@ -312,6 +312,8 @@ def _all_equal(value: float) -> Callable[[Ctx, Node], bool]:
             return False
         if v.dtype == np.float64:
             return bool(np.all(v.view(np.int64) == want))
+        if v.dtype == np.float32:
+            return bool(np.all(v.view(np.int32) == want32))
         if v.dtype == np.int64:
             return float(value) == int(value) and bool(np.all(v == int(value)))
         return False
@@ -385,7 +387,7 @@ def _r_sum_none(ctx: Ctx, root: str, x: str) -> str | None:
     # A reduction over no axes starts from the ufunc's identity: for max (none) it copies x, for
     # sum it is 0 + x, exact for integers but not for floats (0.0 + -0.0 = 0.0).
     node = ctx.nodes[root]
-    if node.attrs["axes"] or (node.op == "sum" and node.type.dtype == "f64"):
+    if node.attrs["axes"] or (node.op == "sum" and node.type.dtype in FLOATS):
         return None
     return _same_value(ctx, node, x)
 

@@ -24,17 +24,35 @@ Runner = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
 
 @dataclass
 class LogitsCache:
-    """One next-token-logits program per sequence length."""
+    """Next-token-logits programs: one per sequence length, or with ``pad`` (default: on the jax
+    backend) one for all lengths, fed tokens padded to ``block_size`` and the position to read."""
 
     model: GPTConfig
     backend: str = "compiled"
     programs: dict[int, Runner] = field(default_factory=dict)
+    pad: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.pad is None:
+            self.pad = self.backend == "jax"
 
     def get(self, n: int) -> Runner:
-        prog = self.programs.get(n)
+        key = 0 if self.pad else n
+        prog = self.programs.get(key)
         if prog is None:
-            prog = self.programs[n] = compile_program(logits_graph(self.model, n), self.backend)
+            prog = self.programs[key] = compile_program(logits_graph(self.model, n, bool(self.pad)), self.backend)
         return prog
+
+    def logits(self, params: Mapping[str, np.ndarray], ids: Sequence[int], pad_token: int) -> np.ndarray:
+        """The next-token logits after ``ids``."""
+        inputs = dict(params)
+        if self.pad:
+            tokens = np.full(self.model.block_size, pad_token, np.int64)
+            tokens[:len(ids)] = ids
+            inputs["tokens"], inputs["pos"] = tokens, np.array(len(ids) - 1, np.int64)
+        else:
+            inputs["tokens"] = np.array(ids, dtype=np.int64)
+        return np.asarray(self.get(len(ids))(inputs)["logits"])
 
 
 def check_temperature(temperature: float, recipe: str = "microgpt") -> float:
@@ -91,9 +109,7 @@ def sample(model: GPTConfig, params: Mapping[str, np.ndarray], tokenizer: Tokeni
         ids = [tokenizer.bos]
         drawn: list[int] = []
         for _pos in range(model.block_size):
-            inputs = dict(params)
-            inputs["tokens"] = np.array(ids, dtype=np.int64)
-            logits = cache.get(len(ids))(inputs)["logits"]
+            logits = cache.logits(params, ids, tokenizer.bos)
             probs = next_token_probs(logits.tolist(), temperature, recipe)
             token, rng = R.choice(rng, probs)
             if token == tokenizer.bos:

@@ -18,14 +18,16 @@ from gptir.autodiff import grad, gradient_outputs_of
 from gptir.budget import human
 from gptir.data import Tokenizer
 from gptir.interp import run as interp_run
-from gptir.ir import GptirError, Graph, TensorType
+from gptir.ir import NUMPY_DTYPES, GptirError, Graph, TensorType
 from gptir.model import GPTConfig, init_params, loss_graph, num_params, param_shapes
 from gptir.optim import AdamConfig, adam_scalars, adam_update
 from gptir.tracing import Builder, concat, reshape, scope
 
 RECIPES = ("microgpt", "microgptex")
 MAX_PARAMS = 20_000_000  # ~0.5 GB of float64 state (parameters and two moments) and a minute of weight draws
-BACKENDS = ("compiled", "interp")
+BACKENDS = ("compiled", "interp", "jax")
+# the batch inputs a data-parallel (--devices N) program splits over its devices
+BATCH_INPUTS = ("tokens", "targets", "mask")
 
 Runner = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
 
@@ -73,7 +75,7 @@ def prepare(docs: Sequence[str], recipe: str, seed: int) -> tuple[list[str], R.R
 
 def start(docs: Sequence[str], *, recipe: str = "microgpt", seed: int = 42, num_steps: int = 1000,
           n_embd: int = 16, n_head: int = 4, n_layer: int = 1, block_size: int = 16,
-          adam: AdamConfig = AdamConfig(), batch: int = 1,
+          adam: AdamConfig = AdamConfig(), batch: int = 1, dtype: str = "f64",
           max_memory: int | None = None) -> tuple[TrainState, list[str]]:
     """A fresh run: shuffled documents, vocabulary, initial weights and zero Adam moments.
 
@@ -86,14 +88,14 @@ def start(docs: Sequence[str], *, recipe: str = "microgpt", seed: int = 42, num_
     shuffled, init_rng, _ = prepare(docs, recipe, seed)
     tok = Tokenizer.from_docs(shuffled)
     cfg = GPTConfig(vocab_size=tok.vocab_size, n_embd=n_embd, n_head=n_head, n_layer=n_layer,
-                    block_size=block_size)
+                    block_size=block_size, dtype=dtype)
     if num_params(cfg) > MAX_PARAMS:
         raise GptirError(f"the model would have {num_params(cfg):,} parameters; gptir trains models of up to "
                          f"{MAX_PARAMS:,} (weights are drawn one by one, exactly as the reference does)")
     if max_memory is not None:
         check_step_memory(cfg, batch, max_memory)
     params, rng = init_params(cfg, init_rng)
-    zeros = np.zeros(num_params(cfg))
+    zeros = np.zeros(num_params(cfg), NUMPY_DTYPES[dtype])
     state = TrainState(cfg, adam, num_steps, recipe, seed, tok, params, zeros, zeros.copy(), 0, rng,
                        fingerprint(shuffled), batch)
     return state, shuffled
@@ -104,7 +106,7 @@ def step_graph(cfg: GPTConfig, adam: AdamConfig, num_steps: int, n: int, batch: 
 
     Inputs: parameters (``param``), the Adam moments ``adam.m`` and ``adam.v`` (every parameter's,
     flattened and concatenated in :func:`param_shapes` order), ``step`` (f64, 0-based) and
-    ``tokens``/``targets`` (and ``mask`` when batched). Outputs: ``loss``, every parameter's new value
+    ``tokens``/``targets`` (and ``mask`` when batched); floats are of the model's dtype (``step`` too). Outputs: ``loss``, every parameter's new value
     (named like the parameter), then the new ``adam.m`` and ``adam.v``.
 
     The update is fused: one Adam over the concatenated gradients rather than one per parameter. Each
@@ -116,9 +118,9 @@ def step_graph(cfg: GPTConfig, adam: AdamConfig, num_steps: int, n: int, batch: 
     g = grad(loss_graph(cfg, n, batch), wrt=names, of="loss")
     g = g.replace(name="microgpt_train_step")
     b = Builder(g.name, base=g)
-    step = b.input("step", TensorType("f64", ()))
+    step = b.input("step", TensorType(cfg.dtype, ()))
     size = num_params(cfg)
-    m_in, v_in = b.input("adam.m", TensorType("f64", (size,))), b.input("adam.v", TensorType("f64", (size,)))
+    m_in, v_in = b.input("adam.m", TensorType(cfg.dtype, (size,))), b.input("adam.v", TensorType(cfg.dtype, (size,)))
     scalars = adam_scalars(adam, step, num_steps)
     grads = gradient_outputs_of(g, names)
     with scope("adam"):
@@ -136,8 +138,17 @@ def step_graph(cfg: GPTConfig, adam: AdamConfig, num_steps: int, n: int, batch: 
     return b.finish(outputs)
 
 
-def compile_program(graph: Graph, backend: str) -> Runner:
-    """A callable for ``graph``: optimised and compiled, or the reference interpreter."""
+def compile_program(graph: Graph, backend: str, devices: int = 1) -> Runner:
+    """A callable for ``graph``: optimised and compiled (numpy code or XLA through JAX), or the
+    reference interpreter. ``devices`` > 1 (jax only) splits the batch inputs over that many devices."""
+    if devices != 1 and backend != "jax":
+        raise GptirError("--devices needs --backend jax")
+    if backend == "jax":
+        from gptir.jaxback import compile_graph as jax_compile
+        from gptir.passes import optimize
+
+        shard = BATCH_INPUTS if devices > 1 else ()
+        return jax_compile(optimize(graph), checked=False, devices=devices, shard=shard)
     if backend == "interp":
         return lambda inputs: interp_run(graph, inputs)
     if backend == "compiled":
@@ -150,19 +161,31 @@ def compile_program(graph: Graph, backend: str) -> Runner:
 
 @dataclass
 class ProgramCache:
-    """One compiled training-step program per input shape (document lengths vary)."""
+    """Compiled training-step programs, one per input shape (document lengths vary).
+
+    With ``pad`` every step is padded to ``block_size`` and masked (the batched program, even for one
+    document), so a run compiles one program; without it each document length gets its own.
+    ``pad=None`` means: pad on the jax backend (where compiling is costly), not on the others.
+    """
 
     model: GPTConfig
     adam: AdamConfig
     num_steps: int
     backend: str = "compiled"
     programs: dict[tuple[int, int], Runner] = field(default_factory=dict)
+    pad: bool | None = None
+    devices: int = 1
+
+    def __post_init__(self) -> None:
+        if self.pad is None:
+            self.pad = self.backend == "jax"
 
     def get(self, n: int, batch: int = 0) -> Runner:
         key = (n, batch)
         prog = self.programs.get(key)
         if prog is None:
-            prog = compile_program(step_graph(self.model, self.adam, self.num_steps, n, batch), self.backend)
+            graph = step_graph(self.model, self.adam, self.num_steps, n, batch)
+            prog = compile_program(graph, self.backend, self.devices)
             self.programs[key] = prog
         return prog
 
@@ -192,15 +215,16 @@ def step_docs(state: TrainState, docs: Sequence[str]) -> list[str]:
     return [docs[(state.step * b + i) % len(docs)] for i in range(b)]
 
 
-def encode_batch(state: TrainState, batch_docs: Sequence[str]) -> dict[str, np.ndarray]:
-    """Token, target (and mask) arrays for a step; one document uses the unpadded reference shapes."""
+def encode_batch(state: TrainState, batch_docs: Sequence[str], pad: bool = False) -> dict[str, np.ndarray]:
+    """Token, target (and mask) arrays for a step; one document uses the unpadded reference shapes
+    unless ``pad``, which pads every batch (one document too) to ``block_size`` positions."""
     bs = state.model.block_size
     seqs = [state.tokenizer.encode(d) for d in batch_docs]
-    if len(seqs) == 1:
+    if len(seqs) == 1 and not pad:
         ids = seqs[0]
         n = min(bs, len(ids) - 1)
         return {"tokens": np.array(ids[:n], np.int64), "targets": np.array(ids[1:n + 1], np.int64)}
-    n = min(bs, max(len(s) - 1 for s in seqs))
+    n = bs if pad else min(bs, max(len(s) - 1 for s in seqs))
     tokens = np.full((len(seqs), n), state.tokenizer.bos, np.int64)
     targets = np.full((len(seqs), n), state.tokenizer.bos, np.int64)
     mask = np.zeros((len(seqs), n), bool)
@@ -218,8 +242,8 @@ def truncated_docs(state: TrainState, docs: Sequence[str]) -> int:
 
 def train_step(state: TrainState, cache: ProgramCache, docs: Sequence[str]) -> tuple[TrainState, float]:
     """Run one step; returns the new state and the step's loss."""
-    data = encode_batch(state, step_docs(state, docs))
-    program = cache.get(data["tokens"].shape[-1], 0 if state.batch == 1 else state.batch)
+    data = encode_batch(state, step_docs(state, docs), pad=bool(cache.pad))
+    program = cache.get(data["tokens"].shape[-1], data["tokens"].shape[0] if data["tokens"].ndim == 2 else 0)
     out = program(step_inputs(state, data))
     params = {k: out[k] for k in state.params}
     new = replace(state, params=params, m=out["adam.m"], v=out["adam.v"], step=state.step + 1)

@@ -46,7 +46,7 @@ def test_outputs_values_and_input_graph_untouched():
     (["x", "x"], None, "listed twice"),
     ([], None, "wrt is empty"),
     (["x"], "nope", "no output named 'nope'"),
-    (["x"], "vec", "scalar f64 output, but vec is f64[2]"),
+    (["x"], "vec", "scalar f64 output (or f32), but vec is f64[2]"),
 ])
 def test_bad_requests(wrt, of, message):
     def f(x, w, i):

@@ -91,7 +91,8 @@ def test_every_option_has_help_and_shows_its_default() -> None:
 def test_help_shows_defaults_of_the_options_the_issue_names() -> None:
     verbs = subparsers_of(build_parser())
     train = " ".join(verbs["train"].format_help().split())
-    assert "--backend {compiled,interp} how the training step runs (default: compiled)" in train
+    assert "--backend {compiled,interp,jax} how the training step runs: compiled" in train
+    assert "needs gptir[jax]) (default: compiled)" in train
     assert "names to sample after training (--samples is the older spelling) (default: 20)" in train
     assert "sampling temperature (default: 0.5)" in train
     sample = " ".join(verbs["sample"].format_help().split())
@@ -291,7 +292,8 @@ def test_bash_completion_comes_from_the_parser() -> None:
     assert r.returncode == 0 and r.stdout == bash_script(build_parser())
     script = r.stdout
     assert _bash_complete(script, ["gptir", ""]) == [*VERBS, "-h", "--help", "--version"]
-    assert _bash_complete(script, ["gptir", "ex"]) == ["exec"]
+    assert _bash_complete(script, ["gptir", "ex"]) == ["exec", "export"]
+    assert _bash_complete(script, ["gptir", "exe"]) == ["exec"]
     assert _bash_complete(script, ["gptir", "exec", "--fo"]) == ["--format"]
     assert _bash_complete(script, ["gptir", "exec", "--format", ""]) == ["text", "json"]
     assert _bash_complete(script, ["gptir", "train", "--recipe", "microgpte"]) == ["microgptex"]

@@ -151,7 +151,7 @@ USER_ERRORS = [
     (["trace", "examples/neuron.py:neuron"], "missing --arg for x (neuron takes: x, w1, w2"),
     (["trace", "examples/neuron.py:neuron", "--arg", "q=f64[]"], "neuron has no parameter q"),
     (["trace", "examples/none.py:f"], "examples/none.py: no such file"),
-    (["trace", "examples/neuron.py:neuron", "--arg", "x=f32[3]"], "bad type 'f32[3]'"),
+    (["trace", "examples/neuron.py:neuron", "--arg", "x=f16[3]"], "bad type 'f16[3]'"),
     (["trace", "examples/neuron.py:neuron", "--arg", "x=f64[2]", "--param", "w1=[1,2]"],
      "operands have dtypes i64 and f64"),
 ]

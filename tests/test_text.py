@@ -247,8 +247,8 @@ ERRORS = [
     (HEAD + "}\n", 3, 1, "graph g has no outputs"),
     (HEAD + "  %y = sum[axes=0, keepdims=false] %x : f64[]\n  output out = %y\n}\n", 3, 17,
      "attribute axes must be a tuple of integers like (0, 1) or (0,), got '0'"),
-    (HEAD + "  %y = cast[dtype=f32] %x : f64[3]\n  output out = %y\n}\n", 3, 19, "attribute dtype must be a dtype"),
-    ("graph g {\n  in %x : f32[3]\n}\n", 2, 11, "unknown dtype 'f32' (expected f64, i64 or bool)"),
+    (HEAD + "  %y = cast[dtype=f16] %x : f64[3]\n  output out = %y\n}\n", 3, 19, "attribute dtype must be a dtype"),
+    ("graph g {\n  in %x : f16[3]\n}\n", 2, 11, "unknown dtype 'f16' (expected f64, f32, i64 or bool)"),
     ("graph g {\n  in %x : f64[3] $\n}\n", 2, 18, "unexpected character '$'"),
     ("graph g {\n  in %x f64[3]\n}\n", 2, 9, "expected ':', found 'f64'"),
     ("graph g {\n  in %x : f64[3]\n  %y = neg %x, : f64[3]\n", 3, 16, "expected a value name like %x after ','"),
@@ -473,9 +473,9 @@ def test_params_round_trip_and_errors(tmp_path: Any) -> None:
     assert back.keys() == values.keys()
     for k in values:
         assert back[k].dtype == values[k].dtype and np.array_equal(back[k], values[k])
-    np.savez(str(tmp_path / "f32.npz"), w=np.zeros(2, dtype=np.float32))
-    with pytest.raises(GptirError, match="has dtype float32"):
-        load_params(str(tmp_path / "f32.npz"))
+    np.savez(str(tmp_path / "f16.npz"), w=np.zeros(2, dtype=np.float16))
+    with pytest.raises(GptirError, match="has dtype float16"):
+        load_params(str(tmp_path / "f16.npz"))
     with pytest.raises(GptirError, match="does not exist"):
         load_params(str(tmp_path / "missing.npz"))
 

@@ -200,7 +200,7 @@ def checkpoint_graph(state: Any) -> Graph:
         for name, shape in param_shapes(cfg).items():
             size = int(np.prod(shape, dtype=np.int64))
             moment = f"adam.{kind}.{name}"
-            extra.append(Node(moment, "param", (), TensorType("f64", tuple(shape)), scope="adam"))
+            extra.append(Node(moment, "param", (), TensorType(cfg.dtype, tuple(shape)), scope="adam"))
             params[moment] = flat[offset:offset + size].reshape(shape)
             offset += size
     return make_graph(g.name, [*g.nodes.values(), *extra], g.outputs, params)

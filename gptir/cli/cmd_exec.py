@@ -28,8 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--params", metavar="FILE.npz", help="param values (override the IR's own)")
     p.add_argument("--format", choices=("text", "json"), default="text",
                    help=f"text: NAME = VALUE per output, one per line; json: one {EXEC_SCHEMA} object")
-    p.add_argument("--backend", choices=("compiled", "interp"), default="compiled",
-                   help="compiled numpy or the reference interpreter (bit-identical results)")
+    p.add_argument("--backend", choices=("compiled", "interp", "jax"), default="compiled",
+                   help="compiled numpy or the reference interpreter (bit-identical results), "
+                        "or jax (XLA; needs gptir[jax])")
     p.set_defaults(func=run)
 
 
@@ -47,6 +48,10 @@ def run(args: argparse.Namespace) -> int:
             raise GptirError("the compiled backend is not available") from None
         env = bind_inputs(graph, inputs)  # checks and converts every input and param
         outputs = compile_graph(graph)(env)
+    elif args.backend == "jax":
+        from gptir.jaxback import compile_graph as compile_jax
+
+        outputs = compile_jax(graph)(inputs)
     else:
         outputs = interp_run(graph, inputs)
     sys.stdout.write(format_outputs(outputs, graph, args.format))

@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, metavar="CKPT", help="a checkpoint written by gptir train -o")
     p.add_argument("-n", "--num", type=nonnegative_int, default=20, metavar="K", help="names to sample")
     p.add_argument("--temperature", type=positive_float, default=0.5, metavar="T", help="sampling temperature")
-    p.add_argument("--backend", choices=BACKENDS, default="compiled", help="how the logits are computed")
+    p.add_argument("--backend", choices=BACKENDS, default="compiled",
+                   help="how the logits are computed: compiled (numpy code), interp, jax (XLA; needs gptir[jax])")
     p.add_argument("--format", choices=("text", "json"), default="text",
                    help=f"text: one name per line; json: one {JSON_SCHEMA} object")
     p.set_defaults(func=run)
@@ -34,6 +35,10 @@ JSON_SCHEMA = "gptir-sample/1"  # --format json, documented in the README
 
 def run(args: argparse.Namespace) -> int:
     check_paths([("--checkpoint", args.checkpoint)], [("-", "-")])
+    if args.backend == "jax":
+        from gptir.jaxback import require_jax
+
+        require_jax()
     state = checkpoint.load(args.checkpoint)
     check_temperature(args.temperature, state.recipe)
     check_step_memory(state.model, 1, memory_limit(), RAISE_MEMORY)  # the same bound as training's

@@ -52,9 +52,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--block-size", type=positive_int, default=None, metavar="N",
                    help="context length in tokens; longer documents are cut, with a note (default 16)")
     p.add_argument("--lr", type=positive_float, default=None, help="Adam's learning rate (default 0.01)")
+    p.add_argument("--dtype", choices=("f64", "f32"), default=None,
+                   help="float precision of the parameters and the arithmetic (default f64, the reference run)")
     p.add_argument("--batch", type=positive_int, default=None, metavar="B",
                    help="documents per step (padded and masked); 1 (the default) is the reference run")
-    p.add_argument("--backend", choices=T.BACKENDS, default="compiled", help="how the training step runs")
+    p.add_argument("--backend", choices=T.BACKENDS, default="compiled",
+                   help="how the training step runs: compiled (numpy code), interp (the reference "
+                        "interpreter), jax (XLA on CPU/GPU/TPU; needs gptir[jax])")
+    p.add_argument("--devices", type=positive_int, default=1, metavar="N",
+                   help="jax: split each batch over N devices (data parallel; --batch a multiple of N)")
+    p.add_argument("--per-length", action="store_true",
+                   help="jax: compile one program per document length instead of one padded to block_size")
     p.add_argument("-n", "--num", "--samples", dest="samples", type=nonnegative_int, default=20, metavar="K",
                    help="names to sample after training (--samples is the older spelling)")
     p.add_argument("--temperature", type=positive_float, default=0.5, metavar="T", help="sampling temperature")
@@ -88,7 +96,7 @@ def run_record(args: argparse.Namespace, state: T.TrainState) -> dict[str, Any]:
                          "python": platform.python_version()}}
 
 
-RUN_OPTIONS = ("seed", "recipe", "n_embd", "n_head", "n_layer", "block_size", "lr", "batch")
+RUN_OPTIONS = ("seed", "recipe", "n_embd", "n_head", "n_layer", "block_size", "lr", "batch", "dtype")
 
 
 def _start(args: argparse.Namespace) -> tuple[T.TrainState, list[str]]:
@@ -112,7 +120,8 @@ def _start(args: argparse.Namespace) -> tuple[T.TrainState, list[str]]:
         docs, recipe=args.recipe or "microgpt", seed=42 if args.seed is None else args.seed,
         num_steps=args.steps or 1000, n_embd=n_embd, n_head=n_head,
         n_layer=args.n_layer or 1, block_size=args.block_size or 16,
-        adam=AdamConfig(lr=0.01 if args.lr is None else args.lr), batch=args.batch or 1, max_memory=memory_limit())
+        adam=AdamConfig(lr=0.01 if args.lr is None else args.lr), batch=args.batch or 1, dtype=args.dtype or "f64",
+        max_memory=memory_limit())
     data = None if args.data is None else args.data if args.data == "-" else os.path.abspath(args.data)
     return replace(state, data=data), shuffled
 
@@ -215,8 +224,17 @@ def run(args: argparse.Namespace) -> int:
         if old:  # a mix of two runs would make `gptir diff DIR` compare unrelated dumps
             raise GptirError(f"--dump-dir {args.dump_dir} already holds dumps ({old[0]}, ...): "
                              "choose an empty folder or remove them")
+    if args.backend != "jax" and (args.devices != 1 or args.per_length):  # options that cannot go together
+        raise UsageError("--devices and --per-length need --backend jax")
+    if args.backend == "jax":
+        from gptir.jaxback import require_jax
+
+        require_jax()  # a missing extra fails before any work
     state, docs = _start(args)
     until = _target(args, state)
+    if args.devices > 1 and state.batch % args.devices:
+        raise GptirError(f"--batch {state.batch} cannot be split over --devices {args.devices}: "
+                         "use a batch that is a multiple of the device count")
     _check_outputs(args, state, until)  # before the first step: a run must not fail at its end
     T.check_step_memory(state.model, state.batch, memory_limit(), RAISE_MEMORY)
     if not args.quiet:
@@ -232,7 +250,8 @@ def run(args: argparse.Namespace) -> int:
     log: list[dict[str, Any]] = [{"schema": LOG_SCHEMA, "run": run_record(args, state)}] if args.log else []
     if args.dump_dir:
         os.makedirs(args.dump_dir, exist_ok=True)
-    cache = T.ProgramCache(state.model, state.adam, state.num_steps, args.backend)
+    pad = False if args.per_length else None  # None: the backend's default (padded on jax)
+    cache = T.ProgramCache(state.model, state.adam, state.num_steps, args.backend, pad=pad, devices=args.devices)
     progress = Progress(state.step, until, state.num_steps, args.quiet)
     try:
         _dump(args, state, docs)
@@ -256,7 +275,7 @@ def run(args: argparse.Namespace) -> int:
             checkpoint.save(args.out, state)
         names, rng = sample(state.model, state.params, state.tokenizer, state.rng, num=args.samples,
                             temperature=args.temperature, recipe=state.recipe,
-                            cache=LogitsCache(state.model, args.backend))
+                            cache=LogitsCache(state.model, args.backend, pad=pad))
         for i, name in enumerate(names, 1):
             log.append({"sample": i, "text": name})
             print(name)
