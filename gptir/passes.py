@@ -132,14 +132,16 @@ def evaluate_node(node: Node, args: Sequence[np.ndarray]) -> np.ndarray | None:
 
 def _cheap_to_fold(node: Node, args: Sequence[np.ndarray]) -> bool:
     """Whether evaluating ``node`` at compile time stays within ``FOLD_EVAL_LIMIT`` elements of work and
-    memory: its result and operands are small, or it is a view of its operand (broadcast, transpose,
-    slice, a reshape of a contiguous array), which costs nothing whatever its size. A 3 GB concat or a
+    memory: its result and operands are small, or it is a view of its operand (an op whose ``result``
+    trait is ``view`` — broadcast, transpose, slice — or ``maybe_view`` on a C-contiguous operand, such
+    as a reshape), which costs nothing whatever its size. A 3 GB concat or a
     sum over a broadcast of 10**12 elements is left for run time (where the memory check refuses it)."""
     if node.type.size <= FOLD_EVAL_LIMIT and all(a.size <= FOLD_EVAL_LIMIT for a in args):
         return True
-    if node.op in ("broadcast", "transpose", "slice"):
+    result = OPS[node.op].result
+    if result == "view":
         return True
-    return node.op == "reshape" and args[0].flags.c_contiguous
+    return result == "maybe_view" and bool(args[0].flags.c_contiguous)
 
 
 def fold(graph: Graph) -> Graph:
