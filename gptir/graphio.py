@@ -18,15 +18,22 @@ from gptir.ir import DTYPES, NUMPY_DTYPES, GptirError, Graph, TensorType, short
 from gptir.printer import print_graph
 
 
-def load_graph(path: str) -> Graph:
-    """Read and parse an IR file (``-`` = standard input); a sidecar is resolved next to the file."""
+def read_user_text(path: str) -> str:
+    """A user's text file (``-`` = standard input), read with the capped reader; failures are one-line
+    GptirErrors naming the file."""
     filename = "<stdin>" if path == "-" else path
     try:
-        text = read_text(path)
+        return read_text(path)
     except UnicodeDecodeError:
         raise GptirError(f"{filename}: not a UTF-8 text file") from None
     except OSError as e:
         raise GptirError(f"cannot read {filename}: {e.strerror or e}") from None
+
+
+def load_graph(path: str) -> Graph:
+    """Read and parse an IR file (``-`` = standard input); a sidecar is resolved next to the file."""
+    filename = "<stdin>" if path == "-" else path
+    text = read_user_text(path)
     base_dir = os.getcwd() if path == "-" else (os.path.dirname(path) or ".")
     from gptir.parser import parse  # the printer-only users of this module never load lark
 

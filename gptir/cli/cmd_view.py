@@ -21,7 +21,8 @@ from typing import Any
 
 from gptir import viewer as gview
 from gptir.cli import UsageError, shorten
-from gptir.fileio import atomic_write_text, read_text
+from gptir.fileio import atomic_write_text
+from gptir.graphio import read_user_text
 from gptir.ir import GptirError
 from gptir.text import load_graph
 
@@ -111,12 +112,7 @@ def _steps(folder: str) -> str:
 
 
 def _read_log(path: str) -> list[dict[str, Any]]:
-    try:
-        text = read_text(path)
-    except UnicodeDecodeError:
-        raise GptirError(f"{path}: not a UTF-8 text file") from None
-    except OSError as e:
-        raise GptirError(f"cannot read {path}: {e.strerror or e}") from None
+    text = read_user_text(path)
     records: list[dict[str, Any]] = []
     for i, line in enumerate(text.splitlines(), 1):
         if not line.strip():
