@@ -8,6 +8,7 @@ markup or script. The real-browser checks are in test_view_browser.py.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -356,8 +357,8 @@ def test_cli_errors_are_one_line_with_exit_codes(tmp_path, capsys, dumps):
     loss = str(dumps / "loss.ir")
     cases = [
         (["view", str(tmp_path / "missing.ir"), "-o", str(tmp_path / "x.html")], 1, "cannot read"),
-        (["view", loss, "-o", loss], 1, "is also an input"),
-        (["dot", loss, "-o", loss], 1, "is also an input"),
+        (["view", loss, "-o", loss], 1, "refusing to overwrite an input"),
+        (["dot", loss, "-o", loss], 1, "refusing to overwrite an input"),
         (["view", str(dumps / "passes"), "-o", str(dumps / "passes" / "00-input.ir")], 1, "one of the dumps"),
         (["view", str(dumps / "passes"), "-o", str(dumps / "passes" / "05-new.ir")], 1, "one of the dumps"),
         (["view", str(tmp_path), "-o", str(tmp_path / "x.html")], 1, "holds no *.ir dumps"),
@@ -368,9 +369,10 @@ def test_cli_errors_are_one_line_with_exit_codes(tmp_path, capsys, dumps):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"run": {}}\nnot json\n')
     cases.append((["view", str(bad), "-o", str(tmp_path / "x.html")], 1, "bad.jsonl:2: not a JSON line"))
-    link = tmp_path / "link.html"
-    link.symlink_to(tmp_path / "target.html")
-    cases.append((["view", loss, "-o", str(link)], 1, "symbolic link"))
+    (tmp_path / "links").mkdir()
+    link = tmp_path / "links" / "link.ir"  # a symlink to an input is refused like the input itself
+    link.symlink_to(loss)
+    cases.append((["view", loss, "-o", str(link)], 1, "refusing to overwrite an input"))
     for args, code, msg in cases:
         capsys.readouterr()
         try:
@@ -380,7 +382,17 @@ def test_cli_errors_are_one_line_with_exit_codes(tmp_path, capsys, dumps):
         err = capsys.readouterr().err
         assert got == code, (args, err)
         assert msg in err and "Traceback" not in err, (args, err)
-    assert not (tmp_path / "target.html").exists()
+
+
+def test_view_writes_through_a_symlink_and_onto_a_device_like_every_verb(dumps, tmp_path):
+    link = tmp_path / "link.html"
+    link.symlink_to(tmp_path / "target.html")  # dangling: writing creates the target
+    assert main(["view", str(dumps / "loss.ir"), "-o", str(link)]) == 0
+    assert link.is_symlink() and "gptir-data" in (tmp_path / "target.html").read_text()
+    assert main(["dot", str(dumps / "loss.ir"), "-o", str(link)]) == 0
+    assert link.is_symlink() and (tmp_path / "target.html").read_text().startswith("digraph")
+    assert main(["view", str(dumps / "loss.ir"), "-o", os.devnull]) == 0
+    assert os.path.exists(os.devnull) and not os.path.isfile(os.devnull)
 
 
 def test_dot_cli_writes_the_file(dumps, tmp_path):

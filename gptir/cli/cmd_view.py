@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import stat
 import sys
 from typing import Any
 
 from gptir import viewer as gview
 from gptir.cli import UsageError, shorten
+from gptir.cli.common import check_paths
 from gptir.fileio import atomic_write_text
 from gptir.graphio import read_user_text
 from gptir.ir import GptirError
@@ -41,29 +41,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def check_output(out: str, inputs: list[str]) -> None:
-    """Refuse to write over an input, through a symlink, or onto anything but a regular file."""
+    """The path rule every verb follows (:func:`gptir.cli.common.check_paths`: the output's folder
+    accepts a new file, and it is no input — symlinks followed, hard links by inode), plus view's own:
+    a folder is no output, and a page written into a dump folder must not become one of its dumps."""
     if out == "-":
         return
-    try:
-        st = os.lstat(out)
-    except FileNotFoundError:
-        st = None
-    if st is not None:
-        if stat.S_ISLNK(st.st_mode):
-            raise GptirError(f"{out}: is a symbolic link; give the path of a regular file")
-        if stat.S_ISDIR(st.st_mode):
-            raise GptirError(f"{out}: is a folder; give a file name such as {os.path.join(out, 'view.html')}")
-        if not stat.S_ISREG(st.st_mode):
-            raise GptirError(f"{out}: is not a regular file")
-    for path in inputs:
-        if path != "-" and os.path.exists(path) and (
-                os.path.abspath(path) == os.path.abspath(out) or (st is not None and os.path.samefile(path, out))):
-            raise GptirError(f"{out}: is also an input; choose another output")
-        if os.path.isdir(path) and out.endswith(".ir") and os.path.samefile(path, os.path.dirname(os.path.abspath(out))):
-            raise GptirError(f"{out}: would be one of the dumps of {path}; choose another output")
+    if os.path.isdir(out):
+        raise GptirError(f"{out}: is a folder; give a file name such as {os.path.join(out, 'view.html')}")
     folder = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(folder):
         raise GptirError(f"{out}: its folder does not exist")
+    for path in inputs:
+        if os.path.isdir(path) and out.endswith(".ir") and os.path.samefile(path, folder):
+            raise GptirError(f"{out}: would be one of the dumps of {path}; choose another output")
+    check_paths([("PATH", p) for p in inputs if not os.path.isdir(p)], [("-o", out)])
 
 
 def _default_output(path: str) -> str:
