@@ -32,6 +32,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from gptir.gcpause import gc_paused
 from gptir.interp import ExecError, bind_input
 from gptir.interp import run as interp_run
 from gptir.ir import ATTR_KINDS, GptirError, Graph, Node, TensorType
@@ -159,6 +160,7 @@ class _Names:
         return cand
 
 
+@gc_paused
 def plan(graph: Graph, reuse_min: int | None = REUSE_MIN_ELEMENTS, free_dead: bool = FREE_DEAD) -> Program:
     """Generate the program for ``graph`` (the graph is assumed verified).
 
@@ -186,7 +188,7 @@ def plan(graph: Graph, reuse_min: int | None = REUSE_MIN_ELEMENTS, free_dead: bo
             consts[node.name] = node.attrs["value"]
             names.make(node.name)
             continue
-        if node.inputs and all(i in consts for i in node.inputs):
+        if node.inputs and all(map(consts.__contains__, node.inputs)):
             value = evaluate_node(node, [consts[i] for i in node.inputs])
             if value is not None:
                 consts[node.name] = value
@@ -196,9 +198,9 @@ def plan(graph: Graph, reuse_min: int | None = REUSE_MIN_ELEMENTS, free_dead: bo
         operands = list(node.inputs)
         if opdef.implicit_broadcast:
             operands = _elide_broadcasts(graph, node, operands, consts)
-        attrs = _safe_attrs(node)
+        attrs = _safe_attrs(node) if opdef.attrs else {}
         args = [names.var[i] for i in operands]
-        if node.type.rank == 0 and opdef.ufunc is not None and all(nodes[i].type.rank == 0 for i in operands):
+        if not node.type.shape and opdef.ufunc is not None and all(not nodes[i].type.shape for i in operands):
             # scalar arithmetic: a numpy scalar constant takes numpy's scalar fast path (the
             # operands at run time are numpy scalars too); a ufunc gives the same bits either way
             for k, i in enumerate(operands):
@@ -389,6 +391,7 @@ _CODE_CACHE: dict[str, Any] = {}
 _CODE_CACHE_SIZE = 64
 
 
+@gc_paused
 def compile_graph(graph: Graph, checked: bool = True, reuse_min: int | None = REUSE_MIN_ELEMENTS,
                   free_dead: bool = FREE_DEAD) -> Compiled:
     """Compile ``graph`` once; returns ``run(inputs) -> {output: array}``.
