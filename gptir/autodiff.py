@@ -77,7 +77,7 @@ def gradient_outputs_of(result: Graph, wrt: Sequence[str] | str) -> dict[str, st
 class _BackwardBuilder(Builder):
     """A Builder whose backward nodes are named ``<scope>.grad_<op>`` (stable and readable)."""
 
-    def _add(self, op: str, inputs: tuple[str, ...], ty: TensorType, attrs: Mapping[str, Any],
+    def _add(self, op: str, inputs: tuple[str, ...], ty: TensorType, attrs: dict[str, Any],
              name: str | None) -> Tracer:
         if self._origin is not None and self._origin[2] and not (name or "").startswith("grad_"):
             name = f"grad_{name or op}"  # also renames the tracer's lifted constants (name "const")
@@ -162,6 +162,7 @@ def _check_request(graph: Graph, wrt: Sequence[str], of: str | None) -> tuple[li
                         "(reduce it to a scalar first)")
     floats = [n.name for n in graph.inputs if n.type.dtype == ty.dtype]
     names: list[str] = []
+    listed: set[str] = set()  # the same names as a set: a model has thousands of params
     if not wrt:
         raise GradError("nothing to differentiate with respect to (wrt is empty)")
     for name in wrt:
@@ -172,9 +173,10 @@ def _check_request(graph: Graph, wrt: Sequence[str], of: str | None) -> tuple[li
         if node.type.dtype != ty.dtype:
             raise GradError(f"cannot differentiate with respect to {name}: it is {node.type}, not {ty.dtype} "
                             f"(the dtype of {of})")
-        if name in names:
+        if name in listed:
             raise GradError(f"{name} is listed twice in wrt")
         names.append(name)
+        listed.add(name)
     return names, value
 
 
@@ -185,7 +187,7 @@ def _active(graph: Graph, wrt: Sequence[str], value: str) -> set[str]:
     for node in graph.nodes.values():
         if node.name in reach or node.type.dtype != dtype or OPS[node.op].nondiff is not None:
             continue
-        if any(i in reach for i in node.inputs):
+        if not reach.isdisjoint(node.inputs):
             reach.add(node.name)
     active: set[str] = set()
     stack = [value] if value in reach else []
@@ -215,6 +217,7 @@ def grad(graph: Graph, wrt: Sequence[str], of: str | None = None) -> Graph:
     b = _BackwardBuilder(graph.name, base=graph)
     zeros: dict[tuple[str, tuple[int, ...]], Tracer] = {}
     cot: dict[str, Tracer] = {}
+    nodes = graph.nodes
     if value in active:
         out = graph.nodes[value]
         with b.origin(out.scope, out.loc):
@@ -226,8 +229,9 @@ def grad(graph: Graph, wrt: Sequence[str], of: str | None = None) -> Graph:
         rule = OPS[node.op].grad
         if rule is None:  # pragma: no cover - test_autodiff checks every differentiable op has a rule
             raise GradError(f"op {node.op} (%{node.name}) has no gradient rule")
-        ctx = GradContext(node, tuple(b.value(i) for i in node.inputs), b.value(node.name), g,
-                          tuple(i in active for i in node.inputs), zeros)
+        inputs = tuple([Tracer(b, i, nodes[i].type) for i in node.inputs])  # (what b.value gives, directly)
+        ctx = GradContext(node, inputs, Tracer(b, node.name, node.type), g,
+                          tuple([i in active for i in node.inputs]), zeros)
         with b.origin(node.scope, node.loc):
             parts = rule(ctx)
             if len(parts) != len(node.inputs):  # pragma: no cover - a broken rule is a gptir bug

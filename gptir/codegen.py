@@ -32,6 +32,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from gptir.gcpause import gc_paused
 from gptir.interp import ExecError, bind_input
 from gptir.interp import run as interp_run
 from gptir.ir import ATTR_KINDS, GptirError, Graph, Node, TensorType
@@ -148,17 +149,18 @@ class _Names:
         if not _SAFE_NAME.match(name):
             raise CodegenError(f"unsafe value name {name!r}")
         base = prefix + name.replace(".", "_")
-        cand, k = base, 0
-        while cand in self.taken:
+        cand, k, taken = base, 0, self.taken
+        while cand in taken:
             k += 1
             cand = f"{base}_{k}"
         if not cand.isidentifier():  # pragma: no cover - guaranteed by the regex above
             raise CodegenError(f"unsafe value name {name!r}")
-        self.taken.add(cand)
+        taken.add(cand)
         self.var[name] = cand
         return cand
 
 
+@gc_paused
 def plan(graph: Graph, reuse_min: int | None = REUSE_MIN_ELEMENTS, free_dead: bool = FREE_DEAD) -> Program:
     """Generate the program for ``graph`` (the graph is assumed verified).
 
@@ -174,31 +176,33 @@ def plan(graph: Graph, reuse_min: int | None = REUSE_MIN_ELEMENTS, free_dead: bo
     attr_consts: dict[str, Any] = {}  # closure constants made from attributes (_k<i>) and scalars (_s_<var>)
     n_lifted = 0
     nodes = graph.nodes
+    is_const = consts.__contains__
     for node in nodes.values():
-        if node.op not in OPS:
-            raise CodegenError(f"%{node.name}: unknown op '{node.op}' (verify the graph first)")
-        if node.op in ("input", "param"):
+        op = node.op
+        opdef = OPS.get(op)
+        if opdef is None:
+            raise CodegenError(f"%{node.name}: unknown op '{op}' (verify the graph first)")
+        if op == "input" or op == "param":
             prog.args.append((node.name, names.make(node.name)))
             continue
-        if node.op == "const":
+        if op == "const":
             if not isinstance(node.attrs.get("value"), np.ndarray):
                 raise CodegenError(f"%{node.name}: a const needs a tensor value")
             consts[node.name] = node.attrs["value"]
             names.make(node.name)
             continue
-        if node.inputs and all(i in consts for i in node.inputs):
+        if node.inputs and all(map(is_const, node.inputs)):
             value = evaluate_node(node, [consts[i] for i in node.inputs])
             if value is not None:
                 consts[node.name] = value
                 names.make(node.name)
                 continue
-        opdef = OPS[node.op]
         operands = list(node.inputs)
         if opdef.implicit_broadcast:
             operands = _elide_broadcasts(graph, node, operands, consts)
-        attrs = _safe_attrs(node)
+        attrs = _safe_attrs(node) if opdef.attrs else {}
         args = [names.var[i] for i in operands]
-        if node.type.rank == 0 and opdef.ufunc is not None and all(nodes[i].type.rank == 0 for i in operands):
+        if not node.type.shape and opdef.ufunc is not None and all(not nodes[i].type.shape for i in operands):
             # scalar arithmetic: a numpy scalar constant takes numpy's scalar fast path (the
             # operands at run time are numpy scalars too); a ufunc gives the same bits either way
             for k, i in enumerate(operands):
@@ -312,52 +316,52 @@ def _reuse_buffers(graph: Graph, stmts: list[_Stmt], out_vars: set[str], reuse_m
     retired: set[str] = set()
     reused = 0
 
-    def dead_after(buf: str, i: int) -> bool:
-        return held_until[buf] <= i
-
-    def hold(buf: str, var: str) -> None:
-        held_until[buf] = max(held_until.get(buf, -1), last.get(var, -1))
-
+    # (dead_after(b, i) is ``held_until[b] <= i``; hold(b, v) raises held_until[b] to v's last read:
+    # both written out inline below, as this loop runs once per statement)
+    min_size = max(reuse_min, 1)
+    get_last, get_owner, get_refs = last.get, owner.get, refs.get
     for i, st in enumerate(stmts):
         node, t = st.node, st.node.type
+        args, var = st.args, st.var
         donor = None
-        if st.ufunc and t.rank and t.size >= max(reuse_min, 1) and known[node.name] and kernel_safe_in_place(
-                node.op, t):
-            for a in st.args:  # in place: the operand is already in cache
-                b = owner.get(a)
-                if b is not None and vtype[a] == t and dead_after(b, i) and all(
-                        owner.get(x) == b for x in st.args if b in refs.get(x, ())):
+        if st.ufunc and t.shape and t.size >= min_size and known[node.name] and kernel_safe_in_place(node.op, t):
+            for a in args:  # in place: the operand is already in cache
+                b = get_owner(a)
+                if b is not None and vtype[a] == t and held_until[b] <= i and all(
+                        get_owner(x) == b for x in args if b in get_refs(x, ())):
                     donor = a
                     break
             if donor is None and pool.get(t):
                 donor = pool[t].pop()
         if donor is not None:
             b = owner[donor]
-            st.expr = OPS[node.op].ufunc_call(st.args, nodes[node.inputs[0]].type.dtype, out=donor)
-            if donor not in st.args:
-                st.args.append(donor)  # read here: it must outlive this statement
-            owner[st.var], refs[st.var], current[b] = b, (b,), st.var
-            hold(b, st.var)
+            st.expr = OPS[node.op].ufunc_call(args, nodes[node.inputs[0]].type.dtype, out=donor)
+            if donor not in args:
+                args.append(donor)  # read here: it must outlive this statement
+            owner[var], refs[var], current[b] = b, (b,), var
+            held_until[b] = max(held_until.get(b, -1), get_last(var, -1))
             retired.discard(b)
             reused += 1
         elif fresh(node, nodes):
-            refs[st.var] = (st.var,)
-            hold(st.var, st.var)
+            refs[var] = (var,)
+            held_until[var] = max(held_until.get(var, -1), get_last(var, -1))
             if known[node.name]:
-                owner[st.var] = current[st.var] = st.var
+                owner[var] = current[var] = var
         elif new_value(node, nodes):  # a new scalar: it holds no buffer
-            refs[st.var] = ()
+            refs[var] = ()
         else:  # a view (or possibly one): it holds whatever its operands hold
-            bufs = tuple(dict.fromkeys(b for a in st.args for b in refs.get(a, ())))
-            refs[st.var] = bufs
+            bufs = tuple(dict.fromkeys(b for a in args for b in get_refs(a, ())))
+            refs[var] = bufs
+            until = get_last(var, -1)
             for b in bufs:
-                hold(b, st.var)
-        # buffers whose last reader was this statement become donors
-        for a in dict.fromkeys(st.args):
-            if last.get(a) != i:
+                held_until[b] = max(held_until.get(b, -1), until)
+        # buffers whose last reader was this statement become donors (an operand read twice finds
+        # its buffers retired the second time)
+        for a in args:
+            if get_last(a) != i:
                 continue
-            for b in refs.get(a, ()):
-                if b in current and b not in retired and dead_after(b, i):
+            for b in get_refs(a, ()):
+                if b in current and b not in retired and held_until[b] <= i:
                     retired.add(b)
                     pool.setdefault(vtype[current[b]], []).append(current[b])
     return reused
@@ -389,6 +393,7 @@ _CODE_CACHE: dict[str, Any] = {}
 _CODE_CACHE_SIZE = 64
 
 
+@gc_paused
 def compile_graph(graph: Graph, checked: bool = True, reuse_min: int | None = REUSE_MIN_ELEMENTS,
                   free_dead: bool = FREE_DEAD) -> Compiled:
     """Compile ``graph`` once; returns ``run(inputs) -> {output: array}``.

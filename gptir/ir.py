@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Pr
 
 import numpy as np
 
+from gptir.gcpause import gc_paused
+
 if TYPE_CHECKING:  # pragma: no cover
     import networkx as nx
 
@@ -84,8 +86,9 @@ class TensorType:
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise ShapeError(f"unknown dtype {self.dtype!r} (expected one of {', '.join(DTYPES)})")
-        if any((not isinstance(d, int)) or d < 0 for d in self.shape):
-            raise ShapeError(f"bad shape {self.shape!r}: dimensions are non-negative integers")
+        for d in self.shape:  # (a loop, not any(genexpr): every node of every pass makes types)
+            if not isinstance(d, int) or d < 0:
+                raise ShapeError(f"bad shape {self.shape!r}: dimensions are non-negative integers")
 
     @property
     def rank(self) -> int:
@@ -282,6 +285,19 @@ class Graph:
         return g
 
 
+def in_topological_order(nodes: Iterable[Node]) -> bool:
+    """Whether every node's operands come before it and no name repeats: then :func:`toposort` gives
+    the nodes back unchanged (Kahn's algorithm taking the earliest ready node takes them in order),
+    which one linear scan checks without the heap and the user lists."""
+    seen: set[str] = set()
+    add, known = seen.add, seen.issuperset
+    for n in nodes:
+        if n.name in seen or not known(n.inputs):
+            return False
+        add(n.name)
+    return True
+
+
 def toposort(nodes: Iterable[Node]) -> list[Node]:
     """Deterministic topological order: Kahn's algorithm that always takes the earliest ready node.
 
@@ -290,6 +306,8 @@ def toposort(nodes: Iterable[Node]) -> list[Node]:
     undefined value.
     """
     nodes = list(nodes)
+    if in_topological_order(nodes):  # the usual case (builders append, passes keep the order)
+        return nodes
     index = {n.name: i for i, n in enumerate(nodes)}
     if len(index) != len(nodes):
         seen: set[str] = set()
@@ -338,6 +356,7 @@ def _find_cycle(nodes: list[Node], stuck: set[str]) -> list[str]:
     return cyc + [cyc[0]]
 
 
+@gc_paused
 def verify(graph: Graph, ops: Mapping[str, Any]) -> None:
     """Check every IR rule; raise VerifyError naming the node and the reason.
 
@@ -388,16 +407,18 @@ def check_signature(opdef: Any, n_inputs: int, attrs: Mapping[str, Any]) -> None
         raise ShapeError(f"expects {opdef.arity} operand(s), got {n_inputs}")
     if opdef.arity is None and not n_inputs:
         raise ShapeError("expects at least one operand")
-    optional = getattr(opdef, "optional", ())
-    missing = [a for a in opdef.attrs if a not in attrs and a not in optional]
-    extra = [a for a in attrs if a not in opdef.attrs]
-    if missing:
-        raise ShapeError(f"missing attribute(s) {', '.join(missing)}")
-    if extra:
-        raise ShapeError(f"unknown attribute(s) {', '.join(extra)} (it takes: {', '.join(opdef.attrs) or 'none'})")
-    for a, kind in opdef.attrs.items():
-        if a in attrs:
-            check_attr(a, kind, attrs[a])
+    declared = opdef.attrs
+    if attrs.keys() != declared.keys():  # (the usual case, every attribute given, skips the lists)
+        optional = getattr(opdef, "optional", ())
+        missing = [a for a in declared if a not in attrs and a not in optional]
+        extra = [a for a in attrs if a not in declared]
+        if missing:
+            raise ShapeError(f"missing attribute(s) {', '.join(missing)}")
+        if extra:
+            raise ShapeError(f"unknown attribute(s) {', '.join(extra)} (it takes: {', '.join(declared) or 'none'})")
+    for a, kind in declared.items():
+        if a in attrs and not ATTR_KINDS[kind].check(attrs[a]):
+            check_attr(a, kind, attrs[a])  # raises, saying what was expected
 
 
 def check_node(opdef: Any, node: Node, in_types: list[TensorType]) -> None:

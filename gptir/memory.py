@@ -74,7 +74,7 @@ def c_contiguous(node: Node, known: Known, nodes: Nodes) -> bool:
     """Whether ``node``'s value is provably a C-contiguous array (in both the interpreter and the
     compiled code), given the answers ``known`` for its operands. Inputs and params are: both
     backends make them C-contiguous before the program runs (the input contract, :func:`c_order`)."""
-    if node.type.rank == 0 or node.op in ("input", "param"):
+    if not node.type.shape or node.op in ("input", "param"):  # rank 0 (a numpy scalar), or the input contract
         return True
     if node.op == "const":
         return bool(node.attrs["value"].flags.c_contiguous)

@@ -20,7 +20,8 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from gptir.ir import NUMPY_DTYPES, Graph, Node, ShapeError, TensorType, is_identifier, make_graph
+from gptir.ir import (NUMPY_DTYPES, Graph, Node, ShapeError, TensorType, in_topological_order, is_identifier,
+                      make_graph)
 from gptir.ops import OPS, broadcast_shapes, infer_type, slice_length
 
 # The scope path is dynamic context (like a call stack), so it lives in a ContextVar: thread- and
@@ -113,24 +114,23 @@ class Builder:
                 self._counts[stem] = k
                 return candidate
 
-    @contextlib.contextmanager
-    def origin(self, scope_path: str, loc: str, backward: bool = True) -> Iterator[None]:
-        """Nodes built inside get this scope, location and backward flag (autodiff uses it)."""
-        saved = self._origin
-        self._origin = (scope_path, loc, backward)
-        try:
-            yield
-        finally:
-            self._origin = saved
+    def origin(self, scope_path: str, loc: str, backward: bool = True) -> "_Origin":
+        """Nodes built inside get this scope, location and backward flag (autodiff uses it, once per
+        node it differentiates: a plain class, cheaper than a generator's context manager)."""
+        return _Origin(self, (scope_path, loc, backward))
 
-    def _add(self, op: str, inputs: tuple[str, ...], ty: TensorType, attrs: Mapping[str, Any],
+    def _add(self, op: str, inputs: tuple[str, ...], ty: TensorType, attrs: dict[str, Any],
              name: str | None) -> "Tracer":
+        """Append one node; ``attrs`` becomes the node's own (callers pass a fresh dict)."""
         if self._origin is not None:
             scope_path, loc, backward = self._origin
         else:
             scope_path, loc, backward = current_scope(), _caller_location(), False
-        node_name = self.fresh_name(name or op, scope_path)
-        self.nodes[node_name] = Node(node_name, op, inputs, ty, dict(attrs), scope_path, loc, backward)
+        base = name or op
+        node_name = f"{scope_path}.{base}" if scope_path else base  # fresh_name's first choice, inline
+        if node_name in self.nodes:
+            node_name = self.fresh_name(base, scope_path)
+        self.nodes[node_name] = Node(node_name, op, inputs, ty, attrs, scope_path, loc, backward)
         return Tracer(self, node_name, ty)
 
     # -- building --------------------------------------------------------------------------------
@@ -168,12 +168,14 @@ class Builder:
     def emit(self, op: str, inputs: Sequence["Tracer"], attrs: Mapping[str, Any] | None = None,
              name: str | None = None) -> "Tracer":
         """Append ``op(inputs)``; the output type comes from the op table's type rule."""
-        attrs = dict(attrs or {})
+        attrs = dict(attrs) if attrs else {}
+        types = []
         for t in inputs:
             if t.builder is not self:
                 raise ShapeError("a value from another trace was used here (mixing traces is not allowed)")
+            types.append(t.type)
         try:
-            ty = infer_type(op, [t.type for t in inputs], attrs)
+            ty = infer_type(op, types, attrs)
         except ShapeError as e:
             where = self._origin[1] if self._origin else _caller_location()
             raise ShapeError(f"{where}: {op}: {e}") from None
@@ -191,8 +193,26 @@ class Builder:
                 raise ShapeError(f"output {out} is not a value of this trace (got {type(t).__name__})")
         used = {n.name for n in self.nodes.values() if n.op == "param"}
         params = {k: v for k, v in self.params.items() if k in used}
-        return make_graph(self.name, self.nodes.values(), {k: t.name for k, t in outputs.items()}, params,
-                          self.params_file)
+        outs = {k: t.name for k, t in outputs.items()}
+        if in_topological_order(self.nodes.values()):  # nodes are appended after their operands
+            return Graph(self.name, dict(self.nodes), outs, params, self.params_file)
+        return make_graph(self.name, self.nodes.values(), outs, params, self.params_file)
+
+
+class _Origin:
+    """The context manager of :meth:`Builder.origin`."""
+
+    __slots__ = ("builder", "value", "saved")
+
+    def __init__(self, builder: Builder, value: tuple[str, str, bool]) -> None:
+        self.builder, self.value = builder, value
+        self.saved: tuple[str, str, bool] | None = None
+
+    def __enter__(self) -> None:
+        self.saved, self.builder._origin = self.builder._origin, self.value
+
+    def __exit__(self, *exc: object) -> None:
+        self.builder._origin = self.saved
 
 
 ArrayLike = Any
@@ -229,7 +249,7 @@ class Tracer:
 
     @property
     def ndim(self) -> int:
-        return self.type.rank
+        return len(self.type.shape)
 
     @property
     def size(self) -> int:
@@ -381,13 +401,17 @@ def lift(b: Builder, x: ArrayLike, like: Tracer | None = None) -> Tracer:
 
 
 def broadcast_to(x: Tracer, shape: Sequence[int]) -> Tracer:
+    if x.type.shape == shape:  # (the usual case: the tracer's own broadcasting asks with a tuple)
+        return x
     shape = tuple(int(d) for d in shape)
-    if x.shape == shape:
+    if x.type.shape == shape:
         return x
     return x.builder.emit("broadcast", [x], {"shape": shape})
 
 
 def _binary(op: str, a: ArrayLike, b: ArrayLike) -> Tracer:
+    if type(a) is Tracer and type(b) is Tracer and a.type == b.type:
+        return a.builder.emit(op, [a, b])  # the common case (what the general path does for it, directly)
     bld = _builder_of(a, b)
     ta = lift(bld, a, b if isinstance(b, Tracer) else None)
     tb = lift(bld, b, ta)
@@ -524,8 +548,9 @@ def reshape(x: Tracer, shape: Sequence[int]) -> Tracer:
 
 
 def transpose(x: Tracer, perm: Sequence[int] | None = None) -> Tracer:
-    perm = tuple(reversed(range(x.ndim))) if perm is None else tuple(int(p) for p in perm)
-    return x if perm == tuple(range(x.ndim)) else x.builder.emit("transpose", [x], {"perm": perm})
+    rank = len(x.type.shape)
+    perm = tuple(reversed(range(rank))) if perm is None else tuple(map(int, perm))
+    return x if perm == tuple(range(rank)) else x.builder.emit("transpose", [x], {"perm": perm})
 
 
 def concat(xs: Sequence[Tracer], axis: int = 0) -> Tracer:

@@ -236,8 +236,12 @@ def encode_batch(state: TrainState, batch_docs: Sequence[str], pad: bool = False
 
 def truncated_docs(state: TrainState, docs: Sequence[str]) -> int:
     """How many documents do not fit the context: their tokens beyond ``block_size`` are never trained on."""
-    bs = state.model.block_size
-    return sum(1 for d in docs if len(state.tokenizer.encode(d)) - 1 > bs)
+    bs, tok = state.model.block_size, state.tokenizer
+    if not set(tok.chars).issuperset("".join(docs)):  # encoding says which character is unknown
+        return sum(1 for d in docs if len(tok.encode(d)) - 1 > bs)
+    # every character is one token between two BOS: len(encode(d)) == len(d) + 2 (without encoding
+    # every document before the first step)
+    return sum(1 for d in docs if len(d) + 1 > bs)
 
 
 def train_step(state: TrainState, cache: ProgramCache, docs: Sequence[str]) -> tuple[TrainState, float]:

@@ -101,3 +101,16 @@ def test_one_document_steps_cycle_through_the_data():
     st, docs = T.start(DOCS, **SMALL)
     assert [T.step_docs(replace(st, step=s), docs) for s in (0, 1, 10, 11)] == [
         [docs[0]], [docs[1]], [docs[0]], [docs[1]]]
+
+
+def test_truncated_docs_counts_what_encoding_gives() -> None:
+    """truncated_docs counts from lengths when every character is in the vocabulary; that is the
+    count of encoded documents longer than the context, and an unknown character still fails."""
+    from gptir.data import DataError
+
+    docs = ["a" * k for k in range(1, 40)] + ["abc" * 7, "zyx"]
+    st, shuffled = T.start(docs, block_size=8)
+    want = sum(1 for d in shuffled if len(st.tokenizer.encode(d)) - 1 > 8)
+    assert T.truncated_docs(st, shuffled) == want == sum(1 for d in docs if len(d) >= 8)
+    with pytest.raises(DataError, match="'q' is not in the tokenizer vocabulary"):
+        T.truncated_docs(st, shuffled + ["q"])

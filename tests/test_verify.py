@@ -181,3 +181,34 @@ def test_networkx_order_random_graphs(steps: list[tuple[str, int, int]]) -> None
         vals.append(b.emit(op, [a] if op in ("neg", "exp") else [a, c]))
     g = b.finish({"out": vals[-1], "first": vals[2]})
     _check_networkx_order(g)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["add", "neg"]), st.integers(0, 10**6), st.integers(0, 10**6)),
+                min_size=1, max_size=25), st.randoms(use_true_random=False))
+def test_toposort_fast_path_is_kahns_order(steps: list[tuple[str, int, int]], rnd) -> None:
+    """toposort returns an already ordered list as it is without running Kahn's algorithm
+    (in_topological_order): that is the order the algorithm gives, here networkx's
+    lexicographical_topological_sort keyed by position, for ordered and shuffled lists alike."""
+    from gptir.ir import in_topological_order, toposort
+
+    nodes = [x(), x("w")]
+    for k, (op, i, j) in enumerate(steps):
+        a, c = nodes[i % len(nodes)].name, nodes[j % len(nodes)].name
+        nodes.append(Node(f"v{k}", op, (a,) if op == "neg" else (a, c), F3))
+    shuffled = list(nodes)
+    rnd.shuffle(shuffled)
+    for order in (nodes, shuffled):
+        G = nx.DiGraph()
+        G.add_nodes_from(n.name for n in order)
+        G.add_edges_from((i, n.name) for n in order for i in n.inputs)
+        pos = {n.name: p for p, n in enumerate(order)}
+        want = list(nx.lexicographical_topological_sort(G, key=pos.__getitem__))
+        assert [n.name for n in toposort(order)] == want
+        assert in_topological_order(order) == ([n.name for n in order] == want)
+    assert in_topological_order(nodes) and toposort(nodes) == nodes
+    # what the fast path must leave to the full algorithm (and its messages)
+    assert not in_topological_order(nodes + [nodes[0]])  # a repeated name
+    assert not in_topological_order([Node("s", "neg", ("s",), F3)])  # a self loop
+    with pytest.raises(VerifyError, match="duplicate definition of %x"):
+        toposort(nodes + [nodes[0]])

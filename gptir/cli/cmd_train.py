@@ -10,7 +10,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import shutil
 import sys
 import time
@@ -84,6 +83,8 @@ LOG_SCHEMA = "gptir-train-log/1"  # --log: JSON lines, documented in the README
 
 def run_record(args: argparse.Namespace, state: T.TrainState) -> dict[str, Any]:
     """The first line of ``--log``: what is needed to reproduce the run (settings, versions, command)."""
+    import platform
+
     import lark
     import numpy as np
 
