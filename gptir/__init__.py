@@ -78,7 +78,8 @@ def compile_graph(graph: "Graph", backend: str = "compiled",
                   **options: Any) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
     """Compile ``graph`` once; returns ``run(inputs) -> {output: array}``. ``backend``: ``compiled``
     (straight-line numpy, bit-identical to the interpreter; options as gptir.codegen.compile_graph)
-    or ``jax`` (XLA through JAX, ``pip install "gptir[jax]"``; options as gptir.jaxback.compile_graph)."""
+    ``jax`` (XLA through JAX, ``pip install "gptir[jax]"``; options as gptir.jaxback.compile_graph) or
+    ``native`` (C through the system compiler; options as gptir.native.compile_graph)."""
     if backend == "compiled":
         from gptir.codegen import compile_graph as compile_numpy
 
@@ -87,9 +88,13 @@ def compile_graph(graph: "Graph", backend: str = "compiled",
         from gptir.jaxback import compile_graph as compile_jax
 
         return compile_jax(graph, **options)
+    if backend == "native":
+        from gptir.native import compile_graph as compile_native
+
+        return compile_native(graph, **options)
     from gptir.ir import GptirError
 
-    raise GptirError(f"unknown backend {backend!r} (choose from compiled, jax)")
+    raise GptirError(f"unknown backend {backend!r} (choose from compiled, jax, native)")
 
 
 def verify(graph: "Graph") -> None:

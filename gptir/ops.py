@@ -73,6 +73,7 @@ class OpDef:
     never printed, so old files parse and print as they did). ``jax`` lowers an op
     that is not a ufunc to JAX (gptir.jaxback): ``jax(jnp, operands, attrs)`` with the ``jax.numpy``
     module passed in, so this module never imports JAX; a ufunc op lowers to ``jnp.<ufunc>`` without one.
+    ``c`` is the op's lowering to C (gptir.native), a :class:`CLower`: every op has one.
     """
 
     name: str
@@ -96,6 +97,7 @@ class OpDef:
     emit_names: Mapping[str, Any] = field(default_factory=dict)
     optional: frozenset[str] = frozenset()
     jax: "JaxLowering | None" = None
+    c: "CLower | None" = None
 
     def __post_init__(self) -> None:
         if self.ufunc is not None:
@@ -139,6 +141,117 @@ def broadcast_shapes(*shapes: Sequence[int]) -> tuple[int, ...] | None:
                 elif d != 1:
                     return None
     return tuple(out)
+
+
+# -- the lowering to C (gptir.native) ---------------------------------------------------------------
+# Every op carries a ``c`` trait saying how it becomes C. Elementwise ops give the C expression of one
+# element (over the operands' element expressions, which are always plain variables, literals or array
+# reads); views give their stride rule, so they cost no code; the other ops name the loop nest
+# gptir.native writes for their kind. Nothing here is text from an IR file: operands are generated
+# names and the only attribute read (cast's dtype) is checked against C_TYPES.
+
+C_TYPES: dict[str, str] = {"f64": "double", "f32": "float", "i64": "int64_t", "bool": "uint8_t"}
+# the kinds of C lowering: expr (one element of an elementwise op), view (a strided view, no code),
+# reduce (a combine expression and an identity), and the loop nests gptir.native writes for the rest
+C_KINDS = ("expr", "view", "reduce", "argmax", "matmul", "concat", "gather", "scatter_add", "source")
+Strided = tuple[tuple[int, ...], tuple[int, ...], int]  # (shape, element strides, element offset)
+CExprFn = Callable[[Sequence[str], str, Attrs], str]  # (operand expressions, operand dtype, attrs) -> C
+CViewFn = Callable[[Strided, Attrs], "Strided | None"]
+
+
+@dataclass(frozen=True)
+class CLower:
+    """How an op lowers to C (see gptir.native): ``kind`` is one of :data:`C_KINDS`. ``expr`` (kind
+    expr) is the element's C expression, ``expr(operands, dtype, attrs)``, dtype being the operands'
+    (the first operand's for where's branches: its second); for kind reduce it combines the accumulator
+    and an element, starting from ``init`` (a C literal; None: from the first element), summed
+    pairwise as numpy does when ``pairwise``. ``view`` (kind view) maps the operand's (shape, strides,
+    offset) to the result's, or None when the operand's layout needs a contiguous copy first."""
+
+    kind: str
+    expr: CExprFn | None = None
+    view: CViewFn | None = None
+    init: str | None = None
+    pairwise: bool = False
+
+
+def c_strides(shape: Sequence[int]) -> tuple[int, ...]:
+    """The element strides of a C-ordered array of ``shape``."""
+    out, acc = [], 1
+    for d in reversed(shape):
+        out.append(acc)
+        acc *= max(d, 1)
+    return tuple(reversed(out))
+
+
+def is_c_contiguous(shape: Sequence[int], strides: Sequence[int]) -> bool:
+    """Whether ``strides`` lay ``shape`` out in C order (axes of length 1 may have any stride)."""
+    if any(d == 0 for d in shape):
+        return True
+    return all(d == 1 or s == w for d, s, w in zip(shape, strides, c_strides(shape)))
+
+
+def _cv_reshape(v: Strided, at: Attrs) -> Strided | None:
+    shape, strides, off = v
+    return (tuple(at["shape"]), c_strides(at["shape"]), off) if is_c_contiguous(shape, strides) else None
+
+
+def _cv_transpose(v: Strided, at: Attrs) -> Strided:
+    shape, strides, off = v
+    return tuple(shape[p] for p in at["perm"]), tuple(strides[p] for p in at["perm"]), off
+
+
+def _cv_broadcast(v: Strided, at: Attrs) -> Strided:
+    shape, strides, off = v
+    lead = len(at["shape"]) - len(shape)
+    new = [0] * lead + [0 if d == 1 and t != 1 else s for d, s, t in zip(shape, strides, at["shape"][lead:])]
+    return tuple(at["shape"]), tuple(new), off
+
+
+def _cv_slice(v: Strided, at: Attrs) -> Strided:
+    shape, strides, off = v
+    steps = slice_steps(at)
+    lengths = tuple(slice_length(s, e, k) for s, e, k in zip(at["start"], at["stop"], steps))
+    if 0 in lengths:
+        return lengths, c_strides(lengths), off
+    off += sum(s * st for s, st in zip(at["start"], strides))
+    return lengths, tuple(st * k for st, k in zip(strides, steps)), off
+
+
+def _cf(fn: str) -> CExprFn:
+    """A libm function: ``fn`` for f64, ``fn + 'f'`` for f32."""
+    return lambda a, d, at: f"{fn}{'f' if d == 'f32' else ''}({', '.join(a)})"
+
+
+def _cbin(op: str) -> CExprFn:
+    return lambda a, d, at: f"({a[0]} {op} {a[1]})"
+
+
+def _cmax(cmp: str) -> CExprFn:
+    """numpy's maximum/minimum: the first operand where it compares ``cmp`` or is NaN (NaN propagates)."""
+    return lambda a, d, at: f"(({a[0]} {cmp} {a[1]} || {a[0]} != {a[0]}) ? {a[0]} : {a[1]})"
+
+
+def _ccast(a: Sequence[str], d: str, at: Attrs) -> str:
+    to = at["dtype"]
+    if to == "bool":
+        return f"({a[0]} != 0)"
+    if to == "i64" and d in FLOATS:
+        return f"gx_ftoi({a[0]})"  # numpy's (x86's) value for NaN and out-of-range floats, no C undefined behaviour
+    return f"(({C_TYPES[to]}){a[0]})"
+
+
+def _cabs(a: Sequence[str], d: str, at: Attrs) -> str:
+    return _cf("fabs")(a, d, at) if d in FLOATS else f"({a[0]} < 0 ? -{a[0]} : {a[0]})"
+
+
+def _csigmoid(a: Sequence[str], d: str, at: Attrs) -> str:
+    one = "1.0f" if d == "f32" else "1.0"
+    return f"({one} / ({one} + {_cf('exp')([f'(-{a[0]})'], d, at)}))"
+
+
+C_VIEW_IDENTITY = CLower("view", view=lambda v, at: v)
+_CSOURCE = CLower("source")
 
 
 # -- the gradient-rule interface -------------------------------------------------------------------
@@ -722,129 +835,139 @@ def _g_scatter_add(c: GradContext) -> Cotangents:
 
 _table: list[OpDef] = [
     # sources: values come from the caller (input, param) or from the node itself (const)
-    OpDef("input", 0, _source, None, None, kind="source", nondiff="a graph input is a leaf"),
-    OpDef("param", 0, _source, None, None, kind="source", nondiff="a graph input is a leaf"),
+    OpDef("input", 0, _source, None, None, kind="source", nondiff="a graph input is a leaf", c=_CSOURCE),
+    OpDef("param", 0, _source, None, None, kind="source", nondiff="a graph input is a leaf", c=_CSOURCE),
     OpDef("const", 0, _source, lambda a, at: at["value"], None, {"value": "tensor"}, kind="source",
-          nondiff="a constant has no inputs", jax=lambda jnp, a, at: jnp.asarray(at["value"])),
+          nondiff="a constant has no inputs", jax=lambda jnp, a, at: jnp.asarray(at["value"]), c=_CSOURCE),
     # elementwise arithmetic: numpy ufuncs (evaluation and code both come from ``ufunc``)
     OpDef("add", 2, _binary(NUMERIC), None, None, kind="elementwise", commutative=True, grad=_g_add,
-          **_UFUNC, ufunc="add", infix="+"),
+          **_UFUNC, ufunc="add", infix="+", c=CLower("expr", _cbin("+"))),
     OpDef("sub", 2, _binary(NUMERIC), None, None, kind="elementwise", grad=_g_sub,
-          **_UFUNC, ufunc="subtract", infix="-"),
+          **_UFUNC, ufunc="subtract", infix="-", c=CLower("expr", _cbin("-"))),
     OpDef("mul", 2, _binary(NUMERIC), None, None, kind="elementwise", commutative=True, grad=_g_mul,
-          **_UFUNC, ufunc="multiply", infix="*"),
+          **_UFUNC, ufunc="multiply", infix="*", c=CLower("expr", _cbin("*"))),
     OpDef("div", 2, _binary(FLOAT), None, None, kind="elementwise", grad=_g_div,
-          **_UFUNC, ufunc="divide", infix="/"),
+          **_UFUNC, ufunc="divide", infix="/", c=CLower("expr", _cbin("/"))),
     # never ``**`` in generated code: numpy turns x ** 0.5 into sqrt
-    OpDef("pow", 2, _binary(FLOAT), None, None, kind="elementwise", grad=_g_pow, **_UFUNC, ufunc="power"),
+    OpDef("pow", 2, _binary(FLOAT), None, None, kind="elementwise", grad=_g_pow, **_UFUNC, ufunc="power",
+          c=CLower("expr", _cf("pow"))),
     OpDef("maximum", 2, _binary(NUMERIC), None, None, kind="elementwise", commutative=True, grad=_g_maximum,
-          **_UFUNC, ufunc="maximum"),
+          **_UFUNC, ufunc="maximum", c=CLower("expr", _cmax(">="))),
     OpDef("neg", 1, _unary(NUMERIC), None, None, kind="elementwise", grad=_g_neg,
-          **_UFUNC, ufunc="negative", infix="-"),
+          **_UFUNC, ufunc="negative", infix="-", c=CLower("expr", lambda a, d, at: f"(-{a[0]})")),
     OpDef("exp", 1, _unary(FLOAT), None, None, kind="elementwise", grad=_g_exp,
-          ufunc="exp", result="fresh", layout="elementwise", simd_by_distance=True),
+          ufunc="exp", result="fresh", layout="elementwise", simd_by_distance=True, c=CLower("expr", _cf("exp"))),
     OpDef("log", 1, _unary(FLOAT), None, None, kind="elementwise", grad=_g_log,
-          ufunc="log", result="fresh", layout="elementwise", simd_by_distance=True),
+          ufunc="log", result="fresh", layout="elementwise", simd_by_distance=True, c=CLower("expr", _cf("log"))),
     OpDef("relu", 1, _unary(NUMERIC), None, None, kind="elementwise", grad=_g_relu,
-          **_UFUNC, ufunc="maximum", extra=(0,)),
+          **_UFUNC, ufunc="maximum", extra=(0,), c=CLower("expr", lambda a, d, at: _cmax(">=")([a[0], "0"], d, at))),
     OpDef("minimum", 2, _binary(NUMERIC), None, None, kind="elementwise", commutative=True, grad=_g_minimum,
-          **_UFUNC, ufunc="minimum"),
+          **_UFUNC, ufunc="minimum", c=CLower("expr", _cmax("<="))),
     # transcendental ufuncs: SIMD (SVML-derived) kernels, treated like exp and log
     OpDef("tanh", 1, _unary(FLOAT), None, None, kind="elementwise", grad=_g_tanh,
-          **{**_UFUNC, "simd_by_distance": True}, ufunc="tanh"),
+          **{**_UFUNC, "simd_by_distance": True}, ufunc="tanh", c=CLower("expr", _cf("tanh"))),
     OpDef("sin", 1, _unary(FLOAT), None, None, kind="elementwise", grad=_g_sin,
-          **{**_UFUNC, "simd_by_distance": True}, ufunc="sin"),
+          **{**_UFUNC, "simd_by_distance": True}, ufunc="sin", c=CLower("expr", _cf("sin"))),
     OpDef("cos", 1, _unary(FLOAT), None, None, kind="elementwise", grad=_g_cos,
-          **{**_UFUNC, "simd_by_distance": True}, ufunc="cos"),
+          **{**_UFUNC, "simd_by_distance": True}, ufunc="cos", c=CLower("expr", _cf("cos"))),
     # correctly rounded (IEEE sqrt) and exact (abs): every kernel gives the same bits
-    OpDef("sqrt", 1, _unary(FLOAT), None, None, kind="elementwise", grad=_g_sqrt, **_UFUNC, ufunc="sqrt"),
-    OpDef("abs", 1, _unary(NUMERIC), None, None, kind="elementwise", grad=_g_abs, **_UFUNC, ufunc="absolute"),
+    OpDef("sqrt", 1, _unary(FLOAT), None, None, kind="elementwise", grad=_g_sqrt, **_UFUNC, ufunc="sqrt",
+          c=CLower("expr", _cf("sqrt"))),
+    OpDef("abs", 1, _unary(NUMERIC), None, None, kind="elementwise", grad=_g_abs, **_UFUNC, ufunc="absolute",
+          c=CLower("expr", _cabs)),
     # a composition of ufuncs, not one: one helper computes it for both backends (never with ``out=``)
     OpDef("sigmoid", 1, _unary(FLOAT), lambda a, at: _sigmoid(a[0]), _call("_sigmoid"), kind="elementwise",
           grad=_g_sigmoid, result="fresh", layout="elementwise", emit_names={"_sigmoid": _sigmoid},
-          jax=lambda jnp, a, at: jnp.divide(1.0, jnp.add(1.0, jnp.exp(jnp.negative(a[0]))))),
+          jax=lambda jnp, a, at: jnp.divide(1.0, jnp.add(1.0, jnp.exp(jnp.negative(a[0])))),
+          c=CLower("expr", _csigmoid)),
     # comparisons and selection
     OpDef("gt", 2, _binary(NUMERIC, "bool"), None, None, kind="elementwise",
-          nondiff="a comparison has a boolean result", **_UFUNC, ufunc="greater"),
+          nondiff="a comparison has a boolean result", **_UFUNC, ufunc="greater", c=CLower("expr", _cbin(">"))),
     OpDef("eq", 2, _binary((*NUMERIC, "bool"), "bool"), None, None, kind="elementwise", commutative=True,
-          nondiff="a comparison has a boolean result", **_UFUNC, ufunc="equal"),
+          nondiff="a comparison has a boolean result", **_UFUNC, ufunc="equal", c=CLower("expr", _cbin("=="))),
     OpDef("ge", 2, _binary(NUMERIC, "bool"), None, None, kind="elementwise",
-          nondiff="a comparison has a boolean result", **_UFUNC, ufunc="greater_equal"),
+          nondiff="a comparison has a boolean result", **_UFUNC, ufunc="greater_equal", c=CLower("expr", _cbin(">="))),
     OpDef("lt", 2, _binary(NUMERIC, "bool"), None, None, kind="elementwise",
-          nondiff="a comparison has a boolean result", **_UFUNC, ufunc="less"),
+          nondiff="a comparison has a boolean result", **_UFUNC, ufunc="less", c=CLower("expr", _cbin("<"))),
     OpDef("le", 2, _binary(NUMERIC, "bool"), None, None, kind="elementwise",
-          nondiff="a comparison has a boolean result", **_UFUNC, ufunc="less_equal"),
+          nondiff="a comparison has a boolean result", **_UFUNC, ufunc="less_equal", c=CLower("expr", _cbin("<="))),
     OpDef("ne", 2, _binary((*NUMERIC, "bool"), "bool"), None, None, kind="elementwise", commutative=True,
-          nondiff="a comparison has a boolean result", **_UFUNC, ufunc="not_equal"),
+          nondiff="a comparison has a boolean result", **_UFUNC, ufunc="not_equal", c=CLower("expr", _cbin("!="))),
     OpDef("where", 3, _where, lambda a, at: np.where(*a), _call("_where"),
           kind="elementwise", grad=_g_where, result="fresh", layout="elementwise", implicit_broadcast=True,
-          emit_names={"_where": np.where}, jax=lambda jnp, a, at: jnp.where(*a)),
+          emit_names={"_where": np.where}, jax=lambda jnp, a, at: jnp.where(*a),
+          c=CLower("expr", lambda a, d, at: f"({a[0]} ? {a[1]} : {a[2]})")),
     OpDef("cast", 1, _cast, lambda a, at: a[0].astype(NUMPY_DTYPES[at["dtype"]]),
           lambda a, at: f"{a[0]}.astype(_{at['dtype']})", {"dtype": "dtype"}, kind="elementwise",
           nondiff="a dtype conversion is not differentiable", result="fresh", layout="elementwise",
           emit_names={f"_{name}": dt for name, dt in NUMPY_DTYPES.items()},
-          jax=lambda jnp, a, at: a[0].astype(NUMPY_DTYPES[at["dtype"]])),
+          jax=lambda jnp, a, at: a[0].astype(NUMPY_DTYPES[at["dtype"]]), c=CLower("expr", _ccast)),
     # the identity: the code generator shares the operand's variable
     OpDef("stop_gradient", 1, _identity, lambda a, at: a[0], lambda a, at: a[0], kind="elementwise",
           nondiff="stop_gradient blocks gradients by definition", result="view", layout="first",
-          jax=lambda jnp, a, at: a[0]),
+          jax=lambda jnp, a, at: a[0], c=C_VIEW_IDENTITY),
     # reductions: np.sum(x, axis, keepdims=k) is np.add.reduce(x, axis, None, None, keepdims=k) for
     # ndarrays (and numpy scalars take the same path through their .sum method)
     OpDef("sum", 1, _reduce(NUMERIC, None),
           lambda a, at: np.asarray(np.sum(a[0], axis=at["axes"], keepdims=at["keepdims"])),
           lambda a, at: f"_add.reduce({a[0]}, {at['axes']!r}, None, None, {at['keepdims']!r})",
           {"axes": "ints", "keepdims": "bool"}, kind="reduce", grad=_g_sum, result="reduce", layout="elementwise",
-          emit_names={"_add": np.add}, jax=lambda jnp, a, at: jnp.sum(a[0], axis=at["axes"], keepdims=at["keepdims"])),
+          emit_names={"_add": np.add}, jax=lambda jnp, a, at: jnp.sum(a[0], axis=at["axes"], keepdims=at["keepdims"]),
+          c=CLower("reduce", _cbin("+"), init="0", pairwise=True)),
     OpDef("max", 1, _reduce(NUMERIC, "max"),
           lambda a, at: np.asarray(np.max(a[0], axis=at["axes"], keepdims=at["keepdims"])),
           lambda a, at: f"_maximum.reduce({a[0]}, {at['axes']!r}, None, None, {at['keepdims']!r})",
           {"axes": "ints", "keepdims": "bool"}, kind="reduce", grad=_g_max, result="reduce", layout="elementwise",
-          emit_names={"_maximum": np.maximum}, jax=lambda jnp, a, at: jnp.max(a[0], axis=at["axes"], keepdims=at["keepdims"])),
+          emit_names={"_maximum": np.maximum}, jax=lambda jnp, a, at: jnp.max(a[0], axis=at["axes"], keepdims=at["keepdims"]),
+          c=CLower("reduce", _cmax(">="))),
     OpDef("min", 1, _reduce(NUMERIC, "min"),
           lambda a, at: np.asarray(np.min(a[0], axis=at["axes"], keepdims=at["keepdims"])),
           lambda a, at: f"_minimum.reduce({a[0]}, {at['axes']!r}, None, None, {at['keepdims']!r})",
           {"axes": "ints", "keepdims": "bool"}, kind="reduce", grad=_g_max,  # the same rule: ties split
           result="reduce", layout="elementwise", emit_names={"_minimum": np.minimum},
-          jax=lambda jnp, a, at: jnp.min(a[0], axis=at["axes"], keepdims=at["keepdims"])),
+          jax=lambda jnp, a, at: jnp.min(a[0], axis=at["axes"], keepdims=at["keepdims"]),
+          c=CLower("reduce", _cmax("<="))),
     # argmax allocates its result (C-ordered); claimed contiguous only as an elementwise result would be
     OpDef("argmax", 1, _argmax_type, lambda a, at: _argmax(a[0], at["axis"]),
           lambda a, at: f"_argmax({a[0]}, {at['axis']!r})", {"axis": "int"}, kind="reduce",
           nondiff="argmax's result is an integer index", result="fresh", layout="elementwise",
           emit_names={"_argmax": _argmax},
-          jax=lambda jnp, a, at: jnp.argmax(a[0], axis=at["axis"]).astype(jnp.int64)),
+          jax=lambda jnp, a, at: jnp.argmax(a[0], axis=at["axis"]).astype(jnp.int64), c=CLower("argmax")),
     # linear algebra
     OpDef("matmul", 2, _matmul, lambda a, at: np.asarray(np.matmul(*a)), None, grad=_g_matmul, infix="@",
-          result="fresh", layout="gufunc", jax=lambda jnp, a, at: jnp.matmul(*a, precision="highest")),
+          result="fresh", layout="gufunc", jax=lambda jnp, a, at: jnp.matmul(*a, precision="highest"),
+          c=CLower("matmul")),
     # movement (views; shape-like attributes are closure constants in generated code)
     OpDef("reshape", 1, _reshape, lambda a, at: np.reshape(a[0], at["shape"]),
           lambda a, at: f"{a[0]}.reshape({a[1]})", {"shape": "ints"}, kind="movement", grad=_g_reshape,
           result="maybe_view", layout="first", lift=lambda at: at["shape"],
-          jax=lambda jnp, a, at: jnp.reshape(a[0], at["shape"])),
+          jax=lambda jnp, a, at: jnp.reshape(a[0], at["shape"]), c=CLower("view", view=_cv_reshape)),
     OpDef("transpose", 1, _transpose, lambda a, at: np.transpose(a[0], at["perm"]),
           lambda a, at: f"{a[0]}.T" if at["perm"] == (1, 0) else f"{a[0]}.transpose({at['perm']!r})",
           {"perm": "ints"}, kind="movement", grad=_g_transpose, result="view", layout="view",
-          jax=lambda jnp, a, at: jnp.transpose(a[0], at["perm"])),
+          jax=lambda jnp, a, at: jnp.transpose(a[0], at["perm"]), c=CLower("view", view=_cv_transpose)),
     OpDef("broadcast", 1, _broadcast, lambda a, at: np.broadcast_to(a[0], at["shape"]),
           lambda a, at: f"_broadcast_to({a[0]}, {a[1]})", {"shape": "ints"}, kind="movement", grad=_g_broadcast,
           result="view", layout="view", lift=lambda at: at["shape"], emit_names={"_broadcast_to": np.broadcast_to},
-          jax=lambda jnp, a, at: jnp.broadcast_to(a[0], at["shape"])),
+          jax=lambda jnp, a, at: jnp.broadcast_to(a[0], at["shape"]), c=CLower("view", view=_cv_broadcast)),
     OpDef("slice", 1, _slice, lambda a, at: a[0][slice_index(at)], lambda a, at: f"{a[0]}[{a[1]}]",
           {"start": "ints", "stop": "ints", "step": "ints"}, kind="movement", grad=_g_slice, result="view",
           layout="view", lift=slice_index,
           optional=frozenset({"step"}),  # step omitted: all ones (files from before steps existed)
-          jax=lambda jnp, a, at: a[0][slice_index(at)]),
+          jax=lambda jnp, a, at: a[0][slice_index(at)], c=CLower("view", view=_cv_slice)),
     OpDef("concat", None, _concat, lambda a, at: np.concatenate(a, axis=at["axis"]),
           lambda a, at: f"_concatenate(({', '.join(a)},), {at['axis']!r})", {"axis": "int"}, kind="movement",
           grad=_g_concat, result="fresh", layout="operands", emit_names={"_concatenate": np.concatenate},
-          jax=lambda jnp, a, at: jnp.concatenate(a, axis=at["axis"])),
+          jax=lambda jnp, a, at: jnp.concatenate(a, axis=at["axis"]), c=CLower("concat")),
     # embedding lookup and its adjoint
     OpDef("gather", 2, _gather, _gather_eval, lambda a, at: f"_gather({a[0]}, {a[1]})", grad=_g_gather,
           result="index", layout="first", emit_names={"_gather": lambda table, idx: _gather_eval((table, idx), {})},
-          jax=lambda jnp, a, at: a[0][a[1]]),
+          jax=lambda jnp, a, at: a[0][a[1]], c=CLower("gather")),
     OpDef("scatter_add", 2, _scatter_add, _scatter_add_eval, lambda a, at: f"_scatter_add({a[0]}, {a[1]}, {a[2]})",
           {"size": "int"}, grad=_g_scatter_add, result="fresh", layout="contiguous", lift=lambda at: at["size"],
           emit_names={"_scatter_add": lambda upd, idx, size: _scatter_add_eval((upd, idx), {"size": size})},
-          jax=lambda jnp, a, at: jnp.zeros((at["size"],) + a[0].shape[a[1].ndim:], a[0].dtype).at[a[1]].add(a[0])),
+          jax=lambda jnp, a, at: jnp.zeros((at["size"],) + a[0].shape[a[1].ndim:], a[0].dtype).at[a[1]].add(a[0]),
+          c=CLower("scatter_add")),
 ]
 
 OPS: dict[str, OpDef] = {op.name: op for op in _table}

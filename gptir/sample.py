@@ -31,6 +31,7 @@ class LogitsCache:
     backend: str = "compiled"
     programs: dict[int, Runner] = field(default_factory=dict)
     pad: bool | None = None
+    cache_dir: str | None = None  # the native backend's build cache
 
     def __post_init__(self) -> None:
         if self.pad is None:
@@ -40,7 +41,8 @@ class LogitsCache:
         key = 0 if self.pad else n
         prog = self.programs.get(key)
         if prog is None:
-            prog = self.programs[key] = compile_program(logits_graph(self.model, n, bool(self.pad)), self.backend)
+            graph = logits_graph(self.model, n, bool(self.pad))
+            prog = self.programs[key] = compile_program(graph, self.backend, cache_dir=self.cache_dir)
         return prog
 
     def logits(self, params: Mapping[str, np.ndarray], ids: Sequence[int], pad_token: int) -> np.ndarray:

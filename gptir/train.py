@@ -25,7 +25,7 @@ from gptir.tracing import Builder, concat, reshape, scope
 
 RECIPES = ("microgpt", "microgptex")
 MAX_PARAMS = 20_000_000  # ~0.5 GB of float64 state (parameters and two moments) and a minute of weight draws
-BACKENDS = ("compiled", "interp", "jax")
+BACKENDS = ("compiled", "interp", "jax", "native")
 # the batch inputs a data-parallel (--devices N) program splits over its devices
 BATCH_INPUTS = ("tokens", "targets", "mask")
 
@@ -138,11 +138,17 @@ def step_graph(cfg: GPTConfig, adam: AdamConfig, num_steps: int, n: int, batch: 
     return b.finish(outputs)
 
 
-def compile_program(graph: Graph, backend: str, devices: int = 1) -> Runner:
-    """A callable for ``graph``: optimised and compiled (numpy code or XLA through JAX), or the
-    reference interpreter. ``devices`` > 1 (jax only) splits the batch inputs over that many devices."""
+def compile_program(graph: Graph, backend: str, devices: int = 1, cache_dir: str | None = None) -> Runner:
+    """A callable for ``graph``: optimised and compiled (numpy code, XLA through JAX or C through the
+    system compiler), or the reference interpreter. ``devices`` > 1 (jax only) splits the batch inputs
+    over that many devices; ``cache_dir`` is the native backend's build cache (None: its default)."""
     if devices != 1 and backend != "jax":
         raise GptirError("--devices needs --backend jax")
+    if backend == "native":
+        from gptir.native import compile_graph as native_compile
+        from gptir.passes import optimize
+
+        return native_compile(optimize(graph), checked=False, cache_dir=cache_dir)
     if backend == "jax":
         from gptir.jaxback import compile_graph as jax_compile
         from gptir.passes import optimize
@@ -175,6 +181,7 @@ class ProgramCache:
     programs: dict[tuple[int, int], Runner] = field(default_factory=dict)
     pad: bool | None = None
     devices: int = 1
+    cache_dir: str | None = None  # the native backend's build cache
 
     def __post_init__(self) -> None:
         if self.pad is None:
@@ -185,7 +192,7 @@ class ProgramCache:
         prog = self.programs.get(key)
         if prog is None:
             graph = step_graph(self.model, self.adam, self.num_steps, n, batch)
-            prog = compile_program(graph, self.backend, self.devices)
+            prog = compile_program(graph, self.backend, self.devices, self.cache_dir)
             self.programs[key] = prog
         return prog
 

@@ -91,8 +91,8 @@ def test_every_option_has_help_and_shows_its_default() -> None:
 def test_help_shows_defaults_of_the_options_the_issue_names() -> None:
     verbs = subparsers_of(build_parser())
     train = " ".join(verbs["train"].format_help().split())
-    assert "--backend {compiled,interp,jax} how the training step runs: compiled" in train
-    assert "needs gptir[jax]) (default: compiled)" in train
+    assert "--backend {compiled,interp,jax,native} how the training step runs: compiled" in train
+    assert "native (C through the system compiler) (default: compiled)" in train
     assert "names to sample after training (--samples is the older spelling) (default: 20)" in train
     assert "sampling temperature (default: 0.5)" in train
     sample = " ".join(verbs["sample"].format_help().split())

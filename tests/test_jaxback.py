@@ -22,6 +22,7 @@ from gptir.ir import TensorType
 from gptir.ops import OPS, OpDef, _unary
 from gptir.tracing import Builder
 
+from backend_checks import SMALL, TOL, check_cli_exec_train_sample, check_training_step, close, gptir, losses_of
 from test_ops_eval import CASES  # every op's evaluation cases (that test checks they cover the table)
 
 jax = pytest.importorskip("jax", reason='JAX is not installed (pip install -e ".[test,jax]")')
@@ -29,20 +30,6 @@ from gptir import jaxback  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = ROOT.parent / "shared" / "data" / "names.txt"
-TOL = 1e-12
-
-
-def close(got: np.ndarray, want: np.ndarray, tol: float = TOL) -> bool:
-    """Same dtype and shape, and every element within ``tol`` (relative to the larger of 1 and |want|)."""
-    got, want = np.asarray(got), np.asarray(want)
-    if got.dtype != want.dtype or got.shape != want.shape:
-        return False
-    if want.dtype.kind != "f":
-        return bool(np.array_equal(got, want))
-    inf = np.isinf(want)
-    same_special = np.array_equal(np.isnan(got), np.isnan(want)) and np.array_equal(got[inf], want[inf])
-    fin = np.isfinite(want)
-    return same_special and bool(np.all(np.abs(got[fin] - want[fin]) <= tol * np.maximum(1.0, np.abs(want[fin]))))
 
 
 def test_a_ufunc_op_lowers_from_its_trait_alone(monkeypatch) -> None:
@@ -147,22 +134,7 @@ def tiny():
 
 @pytest.mark.parametrize("batch", [0, 3])
 def test_training_step_matches_the_interpreter(tiny, batch) -> None:
-    state, shuffled = tiny
-    g = T.step_graph(state.model, state.adam, state.num_steps, 7, batch)
-    rng = np.random.default_rng(0)
-    shape = (batch, 7) if batch else (7,)
-    inputs = T.step_inputs(state, {"tokens": rng.integers(0, state.model.vocab_size, shape),
-                                   "targets": rng.integers(0, state.model.vocab_size, shape)})
-    if batch:
-        inputs["mask"] = np.arange(7)[None, :] < np.array([[7], [3], [5]])
-    inputs["adam.m"] = rng.normal(size=state.m.shape) * 1e-3
-    inputs["adam.v"] = np.abs(rng.normal(size=state.v.shape)) * 1e-3
-    inputs["step"] = np.float64(4)
-    want = run(g, inputs)
-    got = T.compile_program(g, "jax")(inputs)
-    assert list(got) == list(want)
-    for k in want:
-        assert close(got[k], want[k]), k
+    check_training_step(tiny[0], batch, "jax")
 
 
 def test_one_padded_program_for_every_length(tiny) -> None:
@@ -224,11 +196,6 @@ def test_stablehlo_export() -> None:
 # -- through the command line ---------------------------------------------------------------------------
 
 
-def gptir(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gptir.cli", *args], capture_output=True, text=True,
-                          timeout=600, env=env, cwd=cwd)
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("data") / "names.txt"
@@ -236,30 +203,8 @@ def data(tmp_path_factory) -> Path:
     return path
 
 
-SMALL = ["--n-embd", "8", "--n-head", "2", "--block-size", "8", "--quiet"]
-
-
-def losses_of(log: Path) -> list[float]:
-    return [r["loss"] for r in map(json.loads, log.read_text().splitlines()) if "step" in r]
-
-
 def test_cli_exec_train_sample_on_jax(data, tmp_path) -> None:
-    ir = tmp_path / "mlp.ir"
-    r = gptir("trace", "examples/mlp.py:mlp", "--arg", "x=f64[3]", "-o", str(ir), cwd=ROOT)
-    assert r.returncode == 0, r.stderr
-    r = gptir("exec", str(ir), "--input", "x=[1,2,3]", "--backend", "jax")
-    assert (r.returncode, r.stdout) == (0, "out = [1.27, 1.1450000000000002]\n"), r.stderr
-    logs = {}
-    for backend in ("jax", "compiled"):
-        log, ckpt = tmp_path / f"{backend}.jsonl", tmp_path / f"{backend}.ckpt"
-        r = gptir("train", "--data", str(data), "--steps", "8", "--samples", "3", "--backend", backend,
-                  "--log", str(log), "--out", str(ckpt), *SMALL)
-        assert r.returncode == 0, r.stderr
-        logs[backend] = (losses_of(log), r.stdout)
-    assert max(abs(a - b) for a, b in zip(logs["jax"][0], logs["compiled"][0])) <= TOL
-    assert logs["jax"][1] == logs["compiled"][1]  # the same sampled names
-    r = gptir("sample", "--checkpoint", str(tmp_path / "jax.ckpt"), "--num", "3", "--backend", "jax")
-    assert (r.returncode, r.stdout) == (0, logs["jax"][1]), r.stderr
+    logs = check_cli_exec_train_sample("jax", data, tmp_path)
     r = gptir("train", "--data", str(data), "--steps", "8", "--stop-after", "1", "--samples", "0", "--backend", "jax",
               "--per-length", "--log", str(tmp_path / "pl.jsonl"), *SMALL)
     assert r.returncode == 0, r.stderr

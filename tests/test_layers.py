@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("printer", "diagnostics", "graphio", "parser", "fastparse", "text"),
     ("autodiff",),
     ("passes",),
-    ("interp", "codegen", "jaxback"),
+    ("interp", "codegen", "jaxback", "native"),
     ("diff", "value"),
     ("layout", "dot", "viewer"),
     ("nn",),

@@ -34,6 +34,7 @@ VERB_TABLE: tuple[tuple[str, str, str], ...] = (
     ("diff", "gptir.cli.cmd_diff", "structure-aware diff of IR graphs (exit 0 equal, 1 different, 2 error)"),
     ("train", "gptir.cli.cmd_train", "train microgpt and print sampled names"),
     ("sample", "gptir.cli.cmd_sample", "sample names from a checkpoint"),
+    ("compile", "gptir.cli.cmd_compile", "print the C source the native backend builds for a graph"),
     ("export", "gptir.cli.cmd_export", "write a graph as StableHLO (MLIR text) for XLA/IREE tools"),
     ("dot", "gptir.cli.cmd_dot", "write a graph as Graphviz DOT"),
     ("view", "gptir.cli.cmd_view", "picture a graph, a diff, a dump folder or a training log as HTML"),

@@ -13,7 +13,8 @@ import sys
 
 from gptir.budget import check_fits
 from gptir.cli.common import (
-    EXEC_SCHEMA, RAISE_MEMORY, check_paths, file_args, fit_empty, format_outputs, json_specs, memory_limit, parse_inputs, read_graph,
+    EXEC_SCHEMA, RAISE_MEMORY, add_native_options, check_paths, file_args, fit_empty, format_outputs, json_specs,
+    memory_limit, parse_inputs, read_graph, require_native,
 )
 from gptir.interp import bind_inputs, run as interp_run
 from gptir.ir import GptirError
@@ -28,15 +29,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--params", metavar="FILE.npz", help="param values (override the IR's own)")
     p.add_argument("--format", choices=("text", "json"), default="text",
                    help=f"text: NAME = VALUE per output, one per line; json: one {EXEC_SCHEMA} object")
-    p.add_argument("--backend", choices=("compiled", "interp", "jax"), default="compiled",
+    p.add_argument("--backend", choices=("compiled", "interp", "jax", "native"), default="compiled",
                    help="compiled numpy or the reference interpreter (bit-identical results), "
-                        "or jax (XLA; needs gptir[jax])")
+                        "jax (XLA; needs gptir[jax]) or native (C through the system compiler)")
+    add_native_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     check_paths([("FILE.ir", args.file), ("--params", args.params), *file_args(args.input, "--input")],
                 [("-", "-")])
+    require_native(args.backend)
     inputs = parse_inputs(args.input, "--input")
     graph = read_graph(args.file, args.params)
     inputs = fit_empty(graph, inputs, json_specs(args.input))
@@ -48,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
             raise GptirError("the compiled backend is not available") from None
         env = bind_inputs(graph, inputs)  # checks and converts every input and param
         outputs = compile_graph(graph)(env)
+    elif args.backend == "native":
+        from gptir.native import compile_graph as compile_native
+
+        outputs = compile_native(graph, cache_dir=args.cache_dir)(inputs)
     elif args.backend == "jax":
         from gptir.jaxback import compile_graph as compile_jax
 

@@ -21,7 +21,7 @@ from gptir import train as T
 from gptir.cli import UsageError
 from gptir.cli.conventions import nonnegative_int, positive_float, positive_int
 from gptir.data import load_docs
-from gptir.cli.common import RAISE_MEMORY, check_paths, memory_limit
+from gptir.cli.common import RAISE_MEMORY, add_native_options, check_paths, memory_limit, require_native
 from gptir.fileio import atomic_write_text
 from gptir.ir import GptirError
 from gptir.model import num_params
@@ -57,7 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="documents per step (padded and masked); 1 (the default) is the reference run")
     p.add_argument("--backend", choices=T.BACKENDS, default="compiled",
                    help="how the training step runs: compiled (numpy code), interp (the reference "
-                        "interpreter), jax (XLA on CPU/GPU/TPU; needs gptir[jax])")
+                        "interpreter), jax (XLA on CPU/GPU/TPU; needs gptir[jax]), native (C through the system "
+                        "compiler)")
+    add_native_options(p)
     p.add_argument("--devices", type=positive_int, default=1, metavar="N",
                    help="jax: split each batch over N devices (data parallel; --batch a multiple of N)")
     p.add_argument("--per-length", action="store_true",
@@ -231,6 +233,7 @@ def run(args: argparse.Namespace) -> int:
         from gptir.jaxback import require_jax
 
         require_jax()  # a missing extra fails before any work
+    require_native(args.backend)
     state, docs = _start(args)
     until = _target(args, state)
     if args.devices > 1 and state.batch % args.devices:
@@ -252,7 +255,8 @@ def run(args: argparse.Namespace) -> int:
     if args.dump_dir:
         os.makedirs(args.dump_dir, exist_ok=True)
     pad = False if args.per_length else None  # None: the backend's default (padded on jax)
-    cache = T.ProgramCache(state.model, state.adam, state.num_steps, args.backend, pad=pad, devices=args.devices)
+    cache = T.ProgramCache(state.model, state.adam, state.num_steps, args.backend, pad=pad, devices=args.devices,
+                           cache_dir=args.cache_dir)
     progress = Progress(state.step, until, state.num_steps, args.quiet)
     try:
         _dump(args, state, docs)
@@ -276,7 +280,7 @@ def run(args: argparse.Namespace) -> int:
             checkpoint.save(args.out, state)
         names, rng = sample(state.model, state.params, state.tokenizer, state.rng, num=args.samples,
                             temperature=args.temperature, recipe=state.recipe,
-                            cache=LogitsCache(state.model, args.backend, pad=pad))
+                            cache=LogitsCache(state.model, args.backend, pad=pad, cache_dir=args.cache_dir))
         for i, name in enumerate(names, 1):
             log.append({"sample": i, "text": name})
             print(name)

@@ -308,3 +308,20 @@ def sidecar_of(graph: Graph, source: str) -> Optional[str]:
         return None
     base = os.getcwd() if source == "-" else os.path.dirname(os.path.abspath(source))
     return os.path.join(base, graph.params_file)
+
+
+def add_native_options(p: Any) -> None:
+    """``--cache-dir``: where the native backend keeps built programs (every verb that can build them)."""
+    p.add_argument("--cache-dir", metavar="DIR", default=None,
+                   help="native backend: the folder of built programs (default: $GPTIR_NATIVE_CACHE, else "
+                        "$XDG_CACHE_HOME/gptir/native or ~/.cache/gptir/native)")
+
+
+def require_native(backend: str) -> None:
+    """For ``--backend native``: a one-line error before any work when no C compiler is found."""
+    if backend == "native":
+        from gptir.native import NativeError, available
+
+        reason = available()
+        if reason:
+            raise NativeError(reason)

@@ -1,0 +1,966 @@
+"""The native backend: a graph becomes one C function of fused loops, built by the system C compiler
+and loaded with ``ctypes``.
+
+Route: C through the system compiler (``$CC``, else ``cc``, ``gcc`` or ``clang`` on PATH), because a
+C compiler is already on most Linux and macOS machines and ``ctypes`` is in the standard library, so
+the backend adds no Python dependency. Where no compiler is found, using the backend is a one-line
+:class:`NativeError` saying so.
+
+Lowering (everything op-specific comes from each op's ``c`` trait in the op table, a
+:class:`gptir.ops.CLower`): shapes are static per program. Views (reshape, transpose, broadcast,
+slice, stop_gradient) are strided views and cost no code. Elementwise ops of one shape are fused into
+one loop nest per group; inside the loop each node's element is a local variable, and a node's values
+are stored only when something outside its group (or the caller) reads them. Reductions, argmax and
+matmuls are loop nests (matmul: ``i, k, j`` order when the right operand's rows are contiguous, dot
+products otherwise); gather and scatter_add are loops that check every index (an out-of-range index
+makes the function return the node's number, which becomes the interpreter's one-line ExecError).
+Constant subgraphs are evaluated once, at generation time, by the op table's own numpy ``evaluate``.
+Buffers are planned once per program: every intermediate lives at a fixed offset of one arena,
+allocated when the program is loaded and reused by every call (offsets are shared by values whose
+lifetimes do not overlap); outputs are written straight into the arrays handed back to the caller.
+
+Exactness: IEEE arithmetic, no fast-math; the compiler is told not to contract ``a*b+c`` into FMAs
+(``-ffp-contract=off``) and integers wrap (``-fwrapv``), as numpy's do. add, sub, mul, div, neg,
+maximum, minimum, relu, abs, sqrt, the comparisons, where, cast, max, min, argmax, gather,
+scatter_add and the views are bit-identical to the interpreter; sum is too where numpy sums in the
+same order (one reduced axis, or reduced axes contiguous in memory: numpy's pairwise summation is
+reproduced; otherwise in index order). exp, log, tanh, sin, cos, pow and sigmoid call the C library
+(glibc's are correctly rounded in nearly all cases) while numpy uses its own SIMD kernels, so they may
+differ in the last bit; matmul sums in index order where numpy calls OpenBLAS (FMA, blocked), so it
+agrees to rounding. Everything agrees with the interpreter within 1e-12 (``tests/test_native.py``).
+
+Safety: the C source holds only identifiers made from validated IR names (``[A-Za-z_][A-Za-z0-9_.]*``,
+dots as underscores, with a prefix), integers from verified attributes and shapes, numbers printed
+exactly (C99 hex floats; ``INFINITY``/``NAN`` for the others), and fixed text. Locations, scopes and
+graph names never reach it. A compiler failure is a one-line NativeError.
+
+Build cache: shared objects are kept in a folder (``cache_dir``, else ``$GPTIR_NATIVE_CACHE``, else
+``$XDG_CACHE_HOME/gptir/native`` or ``~/.cache/gptir/native``) under the sha256 of the source, the
+compiler's path and ``--version`` and the flags, written by temporary file and rename (so concurrent
+runs are safe); an entry that does not load, or carries another key, is rebuilt.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import math
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from gptir.fileio import atomic_write_bytes
+from gptir.interp import ExecError, bind_input
+from gptir.interp import run as interp_run
+from gptir.ir import ATTR_KINDS, INPUT_OPS, GptirError, Graph, Node
+from gptir.ops import C_TYPES, OPS, c_strides, is_c_contiguous
+from gptir.passes import evaluate_node
+
+FLAGS = ("-O2", "-fPIC", "-shared", "-std=c99", "-ffp-contract=off", "-fwrapv", "-fno-math-errno")
+ENTRY = "gptir_main"
+CACHE_ENV = "GPTIR_NATIVE_CACHE"
+FOLD_MAX_ELEMENTS = 4096  # constant subgraphs up to this size are evaluated at generation time
+ALIGN = 64  # bytes: every arena buffer starts on a cache line
+_SAFE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*\Z")
+NO_COMPILER = "the native backend needs a C compiler and none was found (set $CC, or install cc, gcc or clang)"
+
+
+class NativeError(GptirError):
+    """The native backend cannot build or load a program (no compiler, a compiler failure, ...)."""
+
+
+# -- the compiler ----------------------------------------------------------------------------------
+
+
+def find_compiler() -> list[str] | None:
+    """The C compiler command: ``$CC`` (split like a shell would), else cc, gcc or clang on PATH."""
+    env = os.environ.get("CC", "").strip()
+    if env:
+        try:
+            cmd = shlex.split(env)
+        except ValueError:
+            return None
+        path = shutil.which(cmd[0]) if cmd else None
+        return [path, *cmd[1:]] if path else None
+    for name in ("cc", "gcc", "clang"):
+        path = shutil.which(name)
+        if path:
+            return [path]
+    return None
+
+
+_VERSIONS: dict[tuple[str, ...], str] = {}
+
+
+def compiler_identity(cmd: Sequence[str]) -> str:
+    """The compiler's path and ``--version`` output (part of every cache key); cached per process."""
+    key = tuple(cmd)
+    if key not in _VERSIONS:
+        try:
+            r = subprocess.run([*cmd, "--version"], capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.SubprocessError) as e:
+            raise NativeError(f"the C compiler {cmd[0]} does not run: {e}") from None
+        _VERSIONS[key] = " ".join(cmd) + "\n" + r.stdout
+    return _VERSIONS[key]
+
+
+def available() -> str | None:
+    """None when the native backend can build, else the reason it cannot (one line)."""
+    return None if find_compiler() is not None else NO_COMPILER
+
+
+def cache_folder(cache_dir: str | None = None) -> str:
+    """Where built programs are kept (see the module docstring)."""
+    if cache_dir:
+        return cache_dir
+    if os.environ.get(CACHE_ENV):
+        return os.environ[CACHE_ENV]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "gptir", "native")
+
+
+@dataclass
+class BuildInfo:
+    """How a program's shared object was obtained: from the cache or built (and how long it took)."""
+
+    path: str
+    key: str
+    cached: bool
+    seconds: float
+
+
+def build(source: str, cache_dir: str | None = None) -> tuple[ctypes.CDLL, BuildInfo]:
+    """The loaded shared object for ``source``: from the cache, else compiled and stored there."""
+    t0 = time.perf_counter()
+    cmd = find_compiler()
+    if cmd is None:
+        raise NativeError(NO_COMPILER)
+    key = hashlib.sha256("\0".join([source, compiler_identity(cmd), " ".join(FLAGS)]).encode()).hexdigest()
+    folder = cache_folder(cache_dir)
+    path = os.path.join(folder, f"gptir-{key[:40]}.so")
+    if os.path.exists(path):
+        lib = _load(path, key)
+        if lib is not None:
+            return lib, BuildInfo(path, key, True, time.perf_counter() - t0)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise NativeError(f"cannot create the native build cache {folder}: {e.strerror or e}") from None
+    with tempfile.TemporaryDirectory(prefix="gptir-cc-") as tmp:
+        src, obj = os.path.join(tmp, "program.c"), os.path.join(tmp, "program.so")
+        with open(src, "w", encoding="utf-8") as f:
+            f.write(source)
+        try:
+            r = subprocess.run([*cmd, *FLAGS, f'-DGPTIR_KEY="{key}"', "-o", obj, src, "-lm"],
+                               capture_output=True, text=True, timeout=600)
+        except (OSError, subprocess.SubprocessError) as e:
+            raise NativeError(f"the C compiler {cmd[0]} failed to run: {e}") from None
+        if r.returncode != 0 or not os.path.exists(obj):
+            first = next((ln for ln in r.stderr.splitlines() if "error" in ln), r.stderr.strip()[:200] or "no message")
+            raise NativeError(f"the C compiler failed (exit {r.returncode}): {first.strip()[:300]}")
+        # loaded from the private build (a fresh name: the process may hold a bad entry under the cache's)
+        lib = _load(obj, key)
+        if lib is None:
+            raise NativeError(f"the compiled program for {path} does not load")
+        with open(obj, "rb") as f:
+            data = f.read()
+        try:
+            atomic_write_bytes(path, data)  # temporary file and rename: never a half-written entry
+        except OSError:
+            pass  # an unwritable cache: this run still works, the next one builds again
+    return lib, BuildInfo(path, key, False, time.perf_counter() - t0)
+
+
+def _load(path: str, key: str) -> ctypes.CDLL | None:
+    """The shared object at ``path`` if it loads and carries ``key`` (a corrupt or foreign entry: None)."""
+    try:
+        lib = ctypes.CDLL(os.path.abspath(path))
+        got = (ctypes.c_char * (len(key) + 1)).in_dll(lib, "gptir_key").value
+        getattr(lib, ENTRY)
+    except (OSError, AttributeError, ValueError):
+        return None
+    return lib if got == key.encode() else None
+
+
+# -- C text ------------------------------------------------------------------------------------------
+
+
+def c_number(value: Any, dtype: str) -> str:
+    """A C literal for one element of ``dtype``: floats exactly (hex), INFINITY/NAN, i64 and bool."""
+    if dtype in ("f64", "f32"):
+        x = float(value)
+        if math.isnan(x):
+            text = "NAN"
+        elif math.isinf(x):
+            text = "INFINITY" if x > 0 else "(-INFINITY)"
+        else:
+            text = x.hex()
+            if text.startswith("-"):
+                text = f"({text})"
+        return f"((float){text})" if dtype == "f32" else text
+    if dtype == "i64":
+        n = int(value)
+        if n == -2 ** 63:
+            return "(-INT64_C(9223372036854775807) - 1)"
+        return f"INT64_C({n})" if n >= 0 else f"(-INT64_C({-n}))"
+    if dtype == "bool":
+        return "1" if bool(value) else "0"
+    raise NativeError(f"no C type for dtype {dtype}")
+
+
+PRELUDE = r"""#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+const char gptir_key[] = GPTIR_KEY;
+
+/* numpy's (x86's) float -> i64 conversion: NaN and out-of-range values give INT64_MIN */
+static inline int64_t gx_ftoi(double x) {
+    return (x != x || x >= 9223372036854775808.0 || x < -9223372036854775808.0) ? INT64_MIN : (int64_t)x;
+}
+
+/* numpy's pairwise summation (its add.reduce over a contiguous axis), in the same order */
+#define GX_PAIRWISE(NAME, T)                                                              \
+static T NAME(const T *a, int64_t n, int64_t s) {                                         \
+    if (n < 8) {                                                                          \
+        T r = -0.0;                                                                       \
+        for (int64_t i = 0; i < n; i++) r += a[i * s];                                    \
+        return r;                                                                         \
+    }                                                                                     \
+    if (n <= 128) {                                                                       \
+        T r[8];                                                                           \
+        for (int j = 0; j < 8; j++) r[j] = a[j * s];                                      \
+        int64_t i;                                                                        \
+        for (i = 8; i < n - (n % 8); i += 8)                                              \
+            for (int j = 0; j < 8; j++) r[j] += a[(i + j) * s];                           \
+        T res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));        \
+        for (; i < n; i++) res += a[i * s];                                               \
+        return res;                                                                       \
+    }                                                                                     \
+    int64_t n2 = n / 2;                                                                   \
+    n2 -= n2 % 8;                                                                         \
+    return NAME(a, n2, s) + NAME(a + n2 * s, n - n2, s);                                  \
+}
+GX_PAIRWISE(gx_pairwise_f64, double)
+GX_PAIRWISE(gx_pairwise_f32, float)
+"""
+
+
+def _cident(prefix: str, name: str, taken: set[str]) -> str:
+    """A C identifier for IR value ``name``: validated, dots as underscores, prefixed, made unique."""
+    if not isinstance(name, str) or not _SAFE_NAME.match(name):
+        raise NativeError(f"unsafe value name {name!r}")
+    base = prefix + name.replace(".", "_")
+    cand, k = base, 0
+    while cand in taken:
+        k += 1
+        cand = f"{base}_{k}"
+    taken.add(cand)
+    return cand
+
+
+# -- values ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Buf:
+    """A block of memory the program reads or writes: an input, an output, a constant or an arena slot."""
+
+    var: str  # the C pointer variable
+    dtype: str
+    size: int  # elements
+    kind: str  # input, output, const, arena
+    slot: int = -1  # input/output position
+    first: int = -1  # the step that writes it (arena)
+    last: int = -1  # the last step that reads it
+    offset: int = 0  # bytes into the arena
+
+
+@dataclass
+class Val:
+    """How a node's value is found: ``literal`` (one number for every element), or elements of ``buf``
+    at ``offset + sum(i * stride)``; ``pending`` while its fused group has not been emitted."""
+
+    shape: tuple[int, ...]
+    dtype: str
+    buf: Buf | None = None
+    strides: tuple[int, ...] = ()
+    offset: int = 0
+    literal: str | None = None
+    value: np.ndarray | None = None  # known at generation time (constants and their views)
+    root: str | None = None  # the node whose buffer this is or views
+    group: "Group | None" = None
+
+
+@dataclass
+class Group:
+    """Elementwise nodes of one shape, fused into one loop nest."""
+
+    shape: tuple[int, ...]
+    nodes: list[Node] = field(default_factory=list)
+    members: set[str] = field(default_factory=set)
+
+
+def _coalesce(shape: Sequence[int], strides: Sequence[Sequence[int]]) -> tuple[list[int], list[list[int]]]:
+    """Drop axes of length 1 and merge neighbouring axes every access walks as one (numpy's coalescing)."""
+    keep = [i for i, d in enumerate(shape) if d != 1]
+    dims = [shape[i] for i in keep]
+    strs = [[s[i] for i in keep] for s in strides]
+    k = len(dims) - 1
+    while k > 0:
+        if all(s[k - 1] == s[k] * dims[k] for s in strs):
+            dims[k - 1] *= dims[k]
+            del dims[k]
+            for s in strs:
+                s[k - 1] = s[k]
+                del s[k]
+        k -= 1
+    return dims, strs
+
+
+class _Writer:
+    """Generates the C function for one graph (see :func:`generate`)."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self.nodes = graph.nodes
+        self.users = graph.users()
+        self.outputs_of: dict[str, list[str]] = {}
+        for out, v in graph.outputs.items():
+            self.outputs_of.setdefault(v, []).append(out)
+        self.taken: set[str] = set()
+        self.vals: dict[str, Val] = {}
+        self.bufs: list[Buf] = []
+        self.consts: list[str] = []  # static array definitions
+        self.body: list[str] = []  # kernels' text; one entry per step
+        self.open: dict[tuple[int, ...], Group] = {}
+        self.inputs: list[Node] = []
+        self.out_bufs: dict[str, Buf] = {}  # output name -> its buffer
+        self.position = {name: i for i, name in enumerate(self.nodes)}
+        self.claimed: set[str] = set()  # outputs whose array a computed value already writes
+
+    # -- helpers
+    def fresh_buf(self, node: Node, prefix: str = "b_") -> Buf:
+        """The buffer a computed node's values go to: the caller's output array if it is an output."""
+        for o in self.outputs_of.get(node.name, []):
+            if o not in self.claimed:
+                self.claimed.add(o)
+                return self.out_bufs[o]
+        buf = Buf(_cident(prefix, node.name, self.taken), node.type.dtype, node.type.size, "arena")
+        self.bufs.append(buf)
+        return buf
+
+    def materialized(self, node: Node) -> Val:
+        buf = self.fresh_buf(node)
+        for o in self.outputs_of.get(node.name, []):
+            if self.out_bufs[o] is buf:
+                buf.first = len(self.body)
+        return Val(node.type.shape, node.type.dtype, buf, c_strides(node.type.shape), 0, root=node.name)
+
+    def bufof(self, v: Val) -> Buf | None:
+        """``v``'s buffer (a view made while its root was pending finds the root's buffer now)."""
+        if v.buf is None and v.literal is None and v.root is not None:
+            return self.vals[v.root].buf
+        return v.buf
+
+    def pending(self, v: Val) -> Group | None:
+        """The open group that will compute the buffer ``v`` views, if any."""
+        return self.vals[v.root].group if v.root is not None and v.root in self.vals else None
+
+    def read(self, v: Val, step: int) -> None:
+        buf = self.bufof(v)
+        if buf is not None:
+            buf.last = max(buf.last, step)
+
+    def write(self, buf: Buf, step: int) -> None:
+        if buf.first < 0:
+            buf.first = step
+
+    def at(self, v: Val, idx: Sequence[str]) -> str:
+        """The C expression of ``v``'s element at loop indices ``idx`` (one per axis of ``v``)."""
+        if v.literal is not None:
+            return v.literal
+        buf = self.bufof(v)
+        assert buf is not None
+        terms = [str(v.offset)] if v.offset else []
+        for i, s in zip(idx, v.strides):
+            if s and i != "0":
+                terms.append(i if s == 1 else f"{i} * {s}")
+        return f"{buf.var}[{' + '.join(terms) or '0'}]"
+
+    def loops(self, shape: Sequence[int], depth: int = 1, prefix: str = "i") -> tuple[list[str], list[str], list[str]]:
+        """(headers, closers, index variables) of a loop nest over ``shape`` (axes of length 1 get "0")."""
+        heads: list[str] = []
+        closes: list[str] = []
+        idx: list[str] = []
+        for k, d in enumerate(shape):
+            if d == 1:
+                idx.append("0")
+                continue
+            var = f"{prefix}{k}"
+            ind = "    " * (depth + len(heads))
+            heads.append(f"{ind}for (int64_t {var} = 0; {var} < {d}; {var}++) {{")
+            closes.append(f"{ind}}}")
+            idx.append(var)
+        closes.reverse()
+        return heads, closes, idx
+
+    def emit(self, comment: str, lines: Sequence[str]) -> None:
+        self.body.append("\n".join([f"    /* {comment} */", "    {", *lines, "    }"]))
+
+    def copy(self, dst: Val, src: Val, comment: str) -> None:
+        """A loop copying ``src``'s elements into ``dst`` (same shape)."""
+        step = len(self.body)
+        self.read(src, step)
+        assert dst.buf is not None
+        self.write(dst.buf, step)
+        if src.literal is None:
+            dims, (ds, ss) = _coalesce(dst.shape, [dst.strides, src.strides])
+        else:
+            dims, (ds,) = _coalesce(dst.shape, [dst.strides])
+            ss = [0] * len(dims)
+        d2 = Val(tuple(dims), dst.dtype, dst.buf, tuple(ds), dst.offset)
+        s2 = Val(tuple(dims), src.dtype, self.bufof(src), tuple(ss), src.offset, literal=src.literal)
+        heads, closes, idx = self.loops(dims, 2)
+        ind = "    " * (2 + len(heads))
+        self.emit(comment, [*heads, f"{ind}{self.at(d2, idx)} = {self.at(s2, idx)};", *closes])
+
+    def contiguous(self, v: Val, node: Node) -> Val:
+        """``v`` itself if it is a C-contiguous buffer view, else a contiguous copy of it."""
+        if v.literal is None and self.bufof(v) is not None and is_c_contiguous(v.shape, v.strides):
+            return v
+        buf = Buf(_cident("c_", node.name, self.taken), v.dtype, int(np.prod(v.shape, dtype=np.int64)), "arena")
+        self.bufs.append(buf)
+        dst = Val(v.shape, v.dtype, buf, c_strides(v.shape), 0, root=node.name)
+        self.copy(dst, v, f"a contiguous copy for %{node.name}")
+        return dst
+
+    # -- groups
+    def close(self, group: Group) -> None:
+        """Emit ``group``'s loop nest: each node's element a local, stored where it escapes."""
+        if self.open.get(group.shape) is group:
+            del self.open[group.shape]
+        step = len(self.body)
+        locs: dict[str, str] = {}
+        stores: list[tuple[str, Val]] = []
+        reads: list[Val] = []
+        for node in group.nodes:
+            v = self.vals[node.name]
+            v.group = None
+            escapes = bool(self.outputs_of.get(node.name)) or any(
+                u not in group.members for u in self.users.get(node.name, ()))
+            if escapes:
+                mv = self.materialized(node)
+                v.buf, v.strides, v.offset = mv.buf, mv.strides, mv.offset
+                assert v.buf is not None
+                self.write(v.buf, step)
+                stores.append((node.name, v))
+            for i in node.inputs:
+                if self.alias(i, group) is None:
+                    reads.append(self.vals[i])
+        for r in reads:
+            self.read(r, step)
+        accesses = [v for _, v in stores] + [r for r in reads if r.literal is None]
+        dims, strs = _coalesce(group.shape, [a.strides for a in accesses])
+        flat = {id(a): Val(tuple(dims), a.dtype, self.bufof(a), tuple(s), a.offset) for a, s in zip(accesses, strs)}
+        heads, closes, idx = self.loops(dims, 2)
+        ind = "    " * (2 + len(heads))
+        body = []
+        for node in group.nodes:
+            opdef = OPS[node.op]
+            assert opdef.c is not None and opdef.c.expr is not None
+            args = []
+            for i in node.inputs:
+                member = self.alias(i, group)
+                if member is not None:
+                    args.append(locs[member])
+                else:
+                    v = self.vals[i]
+                    args.append(v.literal if v.literal is not None else self.at(flat[id(v)], idx))
+            dt = self.nodes[node.inputs[-1]].type.dtype
+            loc = _cident("t_", node.name, self.taken)
+            locs[node.name] = loc
+            body.append(f"{ind}const {C_TYPES[node.type.dtype]} {loc} = {opdef.c.expr(args, dt, _safe_attrs(node))};")
+        for name, v in stores:
+            body.append(f"{ind}{self.at(flat[id(v)], idx)} = {locs[name]};")
+        names = " ".join(f"%{n.name}" for n in group.nodes)
+        self.emit(f"fused {'x'.join(map(str, group.shape)) or 'scalar'}: {names}", [*heads, *body, *closes])
+
+    def alias(self, name: str, group: Group) -> str | None:
+        """The member of ``group`` whose element value ``name`` is at every loop index (the member
+        itself, or a view with the member's very layout, such as stop_gradient), else None."""
+        if name in group.members:
+            return name
+        v = self.vals[name]
+        if v.root in group.members and v.buf is None and v.literal is None:
+            rv = self.vals[v.root]
+            if (v.shape, v.strides, v.offset) == (rv.shape, rv.strides, rv.offset):
+                return v.root
+        return None
+
+    def settle(self, node: Node, joining: Group | None = None) -> None:
+        """Close every open group ``node`` reads from, unless it joins that group reading members whole."""
+        for i in node.inputs:
+            g = self.pending(self.vals[i])
+            if g is None or (g is joining and self.alias(i, g) is not None):
+                continue
+            self.close(g)
+
+    # -- nodes
+    def source(self, node: Node) -> Val:
+        t = node.type
+        if node.op in INPUT_OPS:
+            buf = Buf(_cident("in_", node.name, self.taken), t.dtype, t.size, "input", slot=len(self.inputs))
+            self.inputs.append(node)
+            self.bufs.append(buf)
+            return Val(t.shape, t.dtype, buf, c_strides(t.shape), 0, root=node.name)
+        value = node.attrs.get("value")
+        if not isinstance(value, np.ndarray):
+            raise NativeError(f"%{node.name}: a const needs a tensor value")
+        return self.const_val(node, value)
+
+    def const_val(self, node: Node, value: np.ndarray) -> Val:
+        t = node.type
+        value = np.ascontiguousarray(value, dtype=t.np_dtype).reshape(t.shape)
+        if value.size == 1:
+            return Val(t.shape, t.dtype, literal=c_number(value.reshape(-1)[0], t.dtype), value=value,
+                       strides=(0,) * t.rank)
+        buf = Buf(_cident("k_", node.name, self.taken), t.dtype, t.size, "const")
+        items = ", ".join(c_number(x, t.dtype) for x in value.reshape(-1).tolist()) or "0"
+        self.consts.append(f"static const {C_TYPES[t.dtype]} {buf.var}[{max(t.size, 1)}] = {{{items}}};")
+        return Val(t.shape, t.dtype, buf, c_strides(t.shape), 0, value=value, root=None)
+
+    def node(self, node: Node) -> None:
+        opdef = OPS.get(node.op)
+        if opdef is None or opdef.c is None:
+            raise NativeError(f"%{node.name}: op '{node.op}' has no C lowering")
+        kind = opdef.c.kind
+        if kind == "source":
+            self.vals[node.name] = self.source(node)
+            return
+        ins = [self.vals[i] for i in node.inputs]
+        attrs = _safe_attrs(node)
+        if kind != "view" and all(v.value is not None for v in ins) and node.type.size <= FOLD_MAX_ELEMENTS \
+                and all(v.value is not None and v.value.size <= FOLD_MAX_ELEMENTS for v in ins):
+            value = evaluate_node(node, [v.value for v in ins if v.value is not None])
+            if value is not None:
+                self.vals[node.name] = self.const_val(node, value)
+                return
+        if kind == "view":
+            self.view(node, ins[0], attrs)
+            return
+        if kind == "expr":
+            g = self.open.get(node.type.shape)
+            self.settle(node, g)
+            g = self.open.get(node.type.shape)
+            if g is None:
+                g = self.open[node.type.shape] = Group(node.type.shape)
+            g.nodes.append(node)
+            g.members.add(node.name)
+            t = node.type
+            self.vals[node.name] = Val(t.shape, t.dtype, None, c_strides(t.shape), 0, root=node.name, group=g)
+            return
+        self.settle(node)
+        ins = [self.vals[i] for i in node.inputs]
+        getattr(self, f"k_{kind}")(node, ins, attrs)
+
+    def view(self, node: Node, v: Val, attrs: Mapping[str, Any]) -> None:
+        opdef = OPS[node.op]
+        assert opdef.c is not None and opdef.c.view is not None
+        value = None
+        if v.value is not None:
+            value = evaluate_node(node, [v.value])
+        if v.literal is not None:
+            self.vals[node.name] = Val(node.type.shape, node.type.dtype, literal=v.literal, value=value,
+                                       strides=(0,) * node.type.rank)
+            return
+        got = opdef.c.view((v.shape, v.strides, v.offset), attrs)
+        if got is None:
+            g = self.pending(v)
+            if g is not None:
+                self.close(g)
+            base = self.contiguous(v, node)
+            got = opdef.c.view((base.shape, base.strides, base.offset), attrs)
+            assert got is not None
+            v = base
+        shape, strides, off = got
+        self.vals[node.name] = Val(tuple(shape), node.type.dtype, v.buf, tuple(strides), off, value=value,
+                                   root=v.root)
+
+    # -- kernels: each writes one fresh buffer
+    def kernel_out(self, node: Node, reads: Sequence[Val]) -> tuple[Val, Buf]:
+        """The fresh buffer a kernel for ``node`` writes (the step's reads and write recorded)."""
+        out = self.materialized(node)
+        step = len(self.body)
+        for v in reads:
+            self.read(v, step)
+        assert out.buf is not None
+        self.write(out.buf, step)
+        return out, out.buf
+
+    def k_reduce(self, node: Node, ins: Sequence[Val], attrs: Mapping[str, Any]) -> None:
+        x, opdef = ins[0], OPS[node.op]
+        assert opdef.c is not None and opdef.c.expr is not None
+        out, obuf = self.kernel_out(node, [x])
+        axes = tuple(attrs["axes"])
+        kept = [a for a in range(len(x.shape)) if a not in axes]
+        red = [a for a in axes if x.shape[a] != 1]
+        ctype = C_TYPES[x.dtype]
+        heads, closes, kidx = self.loops([x.shape[a] for a in kept], 2, "i")
+        ind = "    " * (2 + len(heads))
+        okeys = dict(zip(kept, kidx))
+        ostr = c_strides(node.type.shape)
+        oterms = [f"{kidx[j]} * {ostr[j if not attrs['keepdims'] else kept[j]]}" for j in range(len(kept))
+                  if kidx[j] != "0" and ostr[j if not attrs['keepdims'] else kept[j]]]
+        oref = f"{obuf.var}[{' + '.join(oterms) or '0'}]"
+        lines = [*heads]
+        # numpy's order: pairwise over one contiguous run of reduced elements when that run is the
+        # operand's innermost (smallest-stride) axis; otherwise element by element in index order
+        rdims, (rstr,) = _coalesce([x.shape[a] for a in red], [[x.strides[a] for a in red]])
+        inner = min((abs(s) for d, s in zip(x.shape, x.strides) if d != 1), default=0)
+        if opdef.c.pairwise and x.dtype in ("f64", "f32") and len(rdims) == 1 and abs(rstr[0]) == inner and \
+                x.literal is None:
+            base = self.at(x, [okeys.get(a, "0") for a in range(len(x.shape))])
+            lines.append(f"{ind}{oref} = ({ctype})0 + gx_pairwise_{x.dtype}(&{base}, {rdims[0]}, {rstr[0]});")
+        else:
+            rheads, rcloses, ridx = self.loops([x.shape[a] for a in red], 3 + len(heads) - 1, "r")
+            full: list[str] = []
+            rk = dict(zip(red, ridx))
+            for a in range(len(x.shape)):
+                full.append(okeys.get(a) or rk.get(a) or "0")
+            first = [okeys.get(a, "0") for a in range(len(x.shape))]
+            init = opdef.c.init if opdef.c.init is not None else self.at(x, first)
+            if opdef.c.init is not None:
+                init = f"({ctype}){init}"
+            lines.append(f"{ind}{ctype} acc = {init};")
+            lines.extend(rheads)
+            rind = "    " * (2 + len(heads) + len(rheads))
+            lines.append(f"{rind}acc = {opdef.c.expr(['acc', self.at(x, full)], x.dtype, attrs)};")
+            lines.extend(rcloses)
+            lines.append(f"{ind}{oref} = acc;")
+        lines.extend(closes)
+        self.vals[node.name] = out
+        self.emit(f"{node.op} over axes {list(axes)}: %{node.name}", lines)
+
+    def k_argmax(self, node: Node, ins: Sequence[Val], attrs: Mapping[str, Any]) -> None:
+        x = ins[0]
+        axis = attrs["axis"]
+        out, obuf = self.kernel_out(node, [x])
+        kept = [a for a in range(len(x.shape)) if a != axis]
+        heads, closes, kidx = self.loops([x.shape[a] for a in kept], 2, "i")
+        ind = "    " * (2 + len(heads))
+        okeys = dict(zip(kept, kidx))
+        ostr = c_strides(node.type.shape)
+        oterms = [f"{kidx[j]} * {ostr[j]}" for j in range(len(kept)) if kidx[j] != "0"]
+        full = [okeys.get(a, "r") for a in range(len(x.shape))]
+        first = [okeys.get(a, "0") for a in range(len(x.shape))]
+        ctype = C_TYPES[x.dtype]
+        nan = " || v != v" if x.dtype in ("f64", "f32") else ""
+        stop = "if (best != best) break; " if x.dtype in ("f64", "f32") else ""
+        lines = [*heads, f"{ind}{ctype} best = {self.at(x, first)}; int64_t at = 0;",
+                 f"{ind}for (int64_t r = 1; r < {x.shape[axis]}; r++) {{",
+                 f"{ind}    {stop}{ctype} v = {self.at(x, full)};",
+                 f"{ind}    if (v > best{nan}) {{ best = v; at = r; }}",
+                 f"{ind}}}", f"{ind}{obuf.var}[{' + '.join(oterms) or '0'}] = at;", *closes]
+        self.vals[node.name] = out
+        self.emit(f"argmax over axis {axis}: %{node.name}", lines)
+
+    def k_matmul(self, node: Node, ins: Sequence[Val], attrs: Mapping[str, Any]) -> None:
+        a, b = (self.contiguous(v, node) if v.literal is not None else v for v in ins)
+        out, obuf = self.kernel_out(node, [a, b])
+        # as [batch..., m, k] @ [batch..., k, n] -> [batch..., m, n], with stride 0 for missing axes
+        a_sh, a_st = list(a.shape), list(a.strides)
+        b_sh, b_st = list(b.shape), list(b.strides)
+        if len(a_sh) == 1:
+            a_sh, a_st = [1, *a_sh], [0, *a_st]
+        if len(b_sh) == 1:
+            b_sh, b_st = [*b_sh, 1], [*b_st, 0]
+        batch = a_sh[:-2]
+        m, k, n = a_sh[-2], a_sh[-1], b_sh[-1]
+        bb_st = b_st[:-2] if len(b_sh) > 2 else [0] * len(batch)
+        o_shape = [*batch, m, n]
+        o_st = list(c_strides(o_shape))
+        heads, closes, bidx = self.loops(batch, 2, "q")
+        ind = "    " * (2 + len(heads))
+
+        def term(idx: Sequence[str], st: Sequence[int], off: int) -> str:
+            parts = [str(off)] if off else []
+            parts += [i if s == 1 else f"{i} * {s}" for i, s in zip(idx, st) if s and i != "0"]
+            return " + ".join(parts) or "0"
+
+        abuf, bbuf = self.bufof(a), self.bufof(b)
+        assert abuf is not None and bbuf is not None
+        ov, av, bv = obuf.var, abuf.var, bbuf.var
+        ob = term(bidx, o_st[:-2], 0)
+        ab = term(bidx, a_st[:-2], a.offset)
+        bbase = term(bidx, bb_st, b.offset)
+        am, ak = a_st[-2], a_st[-1]
+        bk, bn = b_st[-2], b_st[-1]
+        om, on = o_st[-2], o_st[-1]
+        lines = [*heads, f"{ind}const {C_TYPES[a.dtype]} *A = {av} + {ab}, *B = {bv} + {bbase};",
+                 f"{ind}{C_TYPES[node.type.dtype]} *O = {ov} + {ob};"]
+        T = C_TYPES[node.type.dtype]
+        if bn == 1 and n > 1:  # rows of B contiguous: i, k, j (each element still summed in k order)
+            lines += [f"{ind}for (int64_t i = 0; i < {m}; i++) {{",
+                      f"{ind}    {T} *o = O + i * {om};",
+                      f"{ind}    for (int64_t j = 0; j < {n}; j++) o[j * {on}] = 0;",
+                      f"{ind}    for (int64_t p = 0; p < {k}; p++) {{",
+                      f"{ind}        const {T} x = A[i * {am} + p * {ak}];",
+                      f"{ind}        const {T} *br = B + p * {bk};",
+                      f"{ind}        for (int64_t j = 0; j < {n}; j++) o[j * {on}] += x * br[j];",
+                      f"{ind}    }}", f"{ind}}}"]
+        else:
+            lines += [f"{ind}for (int64_t i = 0; i < {m}; i++)",
+                      f"{ind}    for (int64_t j = 0; j < {n}; j++) {{",
+                      f"{ind}        {T} acc = 0;",
+                      f"{ind}        for (int64_t p = 0; p < {k}; p++) acc += A[i * {am} + p * {ak}] * B[p * {bk} + j * {bn}];",
+                      f"{ind}        O[i * {om} + j * {on}] = acc;",
+                      f"{ind}    }}"]
+        lines += closes
+        self.vals[node.name] = out
+        self.emit(f"matmul {a.shape} @ {b.shape}: %{node.name}", lines)
+
+    def k_concat(self, node: Node, ins: Sequence[Val], attrs: Mapping[str, Any]) -> None:
+        out = self.materialized(node)
+        axis, off = attrs["axis"], 0
+        assert out.buf is not None
+        for i, v in zip(node.inputs, ins):
+            d = v.shape[axis]
+            if d:
+                dst = Val(v.shape, v.dtype, out.buf, out.strides, off * out.strides[axis])
+                self.copy(dst, v, f"concat: %{i} into %{node.name}")
+            off += d
+        if not any(v.shape[axis] for v in ins):
+            self.write(out.buf, len(self.body))
+        self.vals[node.name] = out
+
+    def indexed(self, node: Node, data: Val, idx: Val, rows: int, scatter: bool) -> None:
+        """gather (``out[i..., j...] = data[idx[i...], j...]``) or scatter_add (``out[idx[i...], j...] +=
+        data[i..., j...]`` over a zeroed ``out``), in index order, each index checked against ``rows``."""
+        out, buf = self.kernel_out(node, [data, idx])
+        heads, closes, iidx = self.loops(idx.shape, 2, "i")
+        ind = "    " * (2 + len(heads))
+        rest = node.type.shape[1:] if scatter else data.shape[1:]
+        rheads, rcloses, ridx = self.loops(rest, 2 + len(heads), "j")
+        rind = "    " * (2 + len(heads) + len(rheads))
+        dest = Val(node.type.shape, node.type.dtype, buf, c_strides(node.type.shape), 0)
+        if scatter:
+            move = f"{self.at(dest, ['ix', *ridx])} += {self.at(data, [*iidx, *ridx])};"
+            lines = [f"        memset({buf.var}, 0, sizeof({C_TYPES[node.type.dtype]}) * {node.type.size});"]
+        else:
+            move = f"{self.at(dest, [*iidx, *ridx])} = {self.at(data, ['ix', *ridx])};"
+            lines = []
+        err = self.position[node.name] + 1
+        lines += [*heads, f"{ind}const int64_t ix = {self.at(idx, iidx)};",
+                  f"{ind}if (ix < 0 || ix >= {rows}) return {err};  /* %{node.name}: index out of range */",
+                  *rheads, f"{rind}{move}", *rcloses, *closes]
+        self.vals[node.name] = out
+        self.emit(f"{node.op}: %{node.name}", lines)
+
+    def k_gather(self, node: Node, ins: Sequence[Val], attrs: Mapping[str, Any]) -> None:
+        self.indexed(node, ins[0], ins[1], ins[0].shape[0], scatter=False)
+
+    def k_scatter_add(self, node: Node, ins: Sequence[Val], attrs: Mapping[str, Any]) -> None:
+        self.indexed(node, ins[0], ins[1], attrs["size"], scatter=True)
+
+    # -- the whole program
+    def run(self) -> "CProgram":
+        graph = self.graph
+        for o, v in graph.outputs.items():
+            node = graph.nodes[v]
+            self.out_bufs[o] = Buf(_cident("out_", o, self.taken), node.type.dtype, node.type.size, "output",
+                                   slot=len(self.out_bufs))
+        for node in graph.nodes.values():
+            self.node(node)
+        for g in list(self.open.values()):
+            self.close(g)
+        # outputs not computed straight into their array: copied (views, inputs, constants, repeats)
+        for o, v in graph.outputs.items():
+            buf, val = self.out_bufs[o], self.vals[v]
+            if val.buf is buf:
+                continue
+            node = graph.nodes[v]
+            self.copy(Val(node.type.shape, node.type.dtype, buf, c_strides(node.type.shape), 0), val,
+                      f"output {o}: %{v}")
+        end = len(self.body)
+        return self.finish(end)
+
+    def finish(self, end: int) -> "CProgram":
+        arena = _plan_arena([b for b in self.bufs if b.kind == "arena"], end)
+        n_in = len(self.inputs)
+        decl = []
+        for b in self.bufs:
+            t = C_TYPES[b.dtype]
+            if b.kind == "input":
+                decl.append(f"    const {t} *const {b.var} = (const {t} *)io[{b.slot}];")
+            elif b.kind == "arena" and b.first >= 0:
+                decl.append(f"    {t} *const {b.var} = ({t} *)(arena + {b.offset});")
+        for b in self.out_bufs.values():
+            t = C_TYPES[b.dtype]
+            decl.append(f"    {t} *const {b.var} = ({t} *)io[{n_in + b.slot}];")
+        used = [n.name for n in self.inputs]
+        head = (f"/* gptir native program: {len(self.graph.nodes)} nodes, {len(self.body)} loop nests; "
+                f"inputs {', '.join(used) or 'none'} */")
+        src = "\n".join([head, PRELUDE, *self.consts, "",
+                         f"int {ENTRY}(void *const *io, char *arena) {{", "    (void)arena;", *decl,
+                         *self.body, "    return 0;", "}", ""])
+        outs = [(o, self.graph.nodes[v]) for o, v in self.graph.outputs.items()]
+        return CProgram(src, list(self.inputs), [(o, n.type.shape, n.type.np_dtype) for o, n in outs], arena,
+                        len(self.body))
+
+
+def _plan_arena(bufs: list[Buf], end: int) -> int:
+    """Give each arena buffer a byte offset so that buffers live at once never overlap; returns the
+    arena's size. A buffer lives from the step writing it to the last step reading it (both included)."""
+    placed: list[Buf] = []
+    total = 0
+    for b in sorted((b for b in bufs if b.first >= 0), key=lambda b: b.first):
+        if b.last < b.first:
+            b.last = b.first
+        need = max(ALIGN, -(-b.size * np.dtype(_NP[b.dtype]).itemsize // ALIGN) * ALIGN)
+        live = sorted((p for p in placed if p.last >= b.first), key=lambda p: p.offset)
+        at = 0
+        for p in live:
+            pend = p.offset + max(ALIGN, -(-p.size * np.dtype(_NP[p.dtype]).itemsize // ALIGN) * ALIGN)
+            if at + need <= p.offset:
+                break
+            at = max(at, pend)
+        b.offset = at
+        placed.append(b)
+        total = max(total, at + need)
+    return total
+
+
+_NP = {"f64": np.float64, "f32": np.float32, "i64": np.int64, "bool": np.bool_}
+
+
+def _safe_attrs(node: Node) -> dict[str, Any]:
+    """Attributes rebuilt from plain ints/bools/dtype names by their kind's ``emit`` (tensors never)."""
+    opdef = OPS[node.op]
+    out: dict[str, Any] = {}
+    for k, kind in opdef.attrs.items():
+        if k not in node.attrs:
+            continue
+        if kind == "tensor":
+            continue
+        try:
+            out[k] = ATTR_KINDS[kind].emit(node.attrs[k])
+        except (ValueError, TypeError) as e:
+            raise NativeError(f"%{node.name}: attribute {k} {e}") from None
+        if kind == "dtype" and out[k] not in C_TYPES:
+            raise NativeError(f"%{node.name}: attribute {k}: no C type for {out[k]!r}")
+    return out
+
+
+@dataclass
+class CProgram:
+    """A graph's C source and what calling it needs: input nodes in argument order, outputs (name,
+    shape, dtype) in output order after them, the arena's size in bytes."""
+
+    source: str
+    inputs: list[Node]
+    outputs: list[tuple[str, tuple[int, ...], np.dtype]]
+    arena_bytes: int
+    n_kernels: int
+
+
+def generate(graph: Graph) -> CProgram:
+    """The C program of ``graph`` (assumed verified; see the module docstring)."""
+    return _Writer(graph).run()
+
+
+def generate_source(graph: Graph) -> str:
+    """The C source of ``graph``'s program (what ``gptir compile --emit c`` prints)."""
+    return generate(graph).source
+
+
+# -- running -----------------------------------------------------------------------------------------
+
+
+class NativeProgram:
+    """A graph compiled to machine code; ``program(inputs) -> {output: array}``.
+
+    ``checked`` inputs are converted and checked like the interpreter's; unchecked ones must already
+    be arrays of the declared type (a training loop's own arrays), non-contiguous ones are copied.
+    Outputs are fresh arrays every call. One program instance owns one arena, so calls on one
+    instance must not run concurrently (instances are independent)."""
+
+    def __init__(self, graph: Graph, *, checked: bool = True, cache_dir: str | None = None) -> None:
+        self.graph, self.checked = graph, checked
+        t0 = time.perf_counter()
+        self.program = generate(graph)
+        self.generate_seconds = time.perf_counter() - t0
+        self.lib, self.build = build(self.program.source, cache_dir)
+        fn = getattr(self.lib, ENTRY)
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        fn.restype = ctypes.c_int
+        self._fn = fn
+        self._arena = np.zeros(self.program.arena_bytes + ALIGN, np.uint8)
+        base = self._arena.ctypes.data
+        self._arena_ptr = base + (-base) % ALIGN
+        n = len(self.program.inputs) + len(self.program.outputs)
+        self._io = np.zeros(max(n, 1), np.uintp)
+        self._io_ptr = self._io.ctypes.data
+        self._sig = [(node.name, node, node.type.shape, node.type.np_dtype, graph.params.get(node.name))
+                     for node in self.program.inputs]
+        self._known = {node.name for node in graph.inputs}
+        self.source = self.program.source
+
+    def __call__(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        get = inputs.get
+        keep = []
+        io = self._io
+        ndarray = np.ndarray
+        k = 0
+        for name, node, shape, dt, default in self._sig:
+            v = get(name, default)
+            if v is None:
+                missing = [f"{n}: {nd.type}" for n, nd, _, _, d in self._sig if n not in inputs and d is None]
+                raise ExecError(f"missing input(s): {', '.join(missing)}")
+            if type(v) is not ndarray or v.dtype is not dt or v.shape != shape or not v.flags.c_contiguous:
+                v = bind_input(node, v)
+            keep.append(v)
+            io[k] = v.__array_interface__["data"][0]
+            k += 1
+        if self.checked and not self._known.issuperset(inputs):
+            unknown = sorted(set(inputs) - self._known)
+            raise ExecError(f"unknown input(s): {', '.join(unknown)[:80]} (the graph takes: "
+                            f"{', '.join(sorted(self._known)) or 'nothing'})")
+        outs = []
+        for _, shape, dt in self.program.outputs:
+            a = np.empty(shape, dt)
+            outs.append(a)
+            io[k] = a.__array_interface__["data"][0]
+            k += 1
+        rc = self._fn(self._io_ptr, self._arena_ptr)
+        if rc:
+            interp_run(self.graph, inputs)  # raises the interpreter's ExecError naming the node
+            name = list(self.graph.nodes)[rc - 1] if 0 < rc <= len(self.graph.nodes) else "?"
+            raise ExecError(f"the native program failed at %{name}")
+        return {o: a for (o, _, _), a in zip(self.program.outputs, outs)}
+
+
+def compile_graph(graph: Graph, checked: bool = True, cache_dir: str | None = None) -> NativeProgram:
+    """Compile ``graph`` to machine code (see :class:`NativeProgram`)."""
+    return NativeProgram(graph, checked=checked, cache_dir=cache_dir)
+
+
+def uncovered_ops() -> list[str]:
+    """Ops of the table without a C lowering (the table-walking test wants none)."""
+    from gptir.ops import C_KINDS
+
+    return sorted(name for name, d in OPS.items() if d.c is None or d.c.kind not in C_KINDS
+                  or (d.c.kind in ("expr", "reduce") and d.c.expr is None)
+                  or (d.c.kind == "view" and d.c.view is None)
+                  or (d.c.kind not in ("expr", "reduce", "view", "source") and not hasattr(_Writer, f"k_{d.c.kind}")))
+
+
+Compiled = Callable[[Mapping[str, Any]], dict[str, np.ndarray]]

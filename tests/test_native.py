@@ -1,0 +1,342 @@
+"""The native backend (C through the system compiler): every op of the table lowers and matches the
+interpreter within 1e-12 (bit for bit where the arithmetic order is the same), random graphs, the
+training step and the reference runs, safety of the generated source, the build cache and the CLI.
+
+Tests that build C skip, saying so, where no C compiler is found (``.ci/run`` installs one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from gptir import native
+from gptir import train as T
+from gptir.interp import ExecError, run
+from gptir.ir import GptirError, Graph, Node, TensorType
+from gptir.ops import C_KINDS, OPS, CLower, OpDef, _unary
+from gptir.passes import optimize
+from gptir.tracing import Builder
+
+from test_codegen import random_graphs  # graphs over (almost) every op, with special values
+from backend_checks import DOCS, SMALL, TOL, check_cli_exec_train_sample, check_training_step, close, gptir
+from test_ops_eval import CASES  # every op's evaluation cases (that test checks they cover the table)
+
+ROOT = Path(__file__).resolve().parents[1]
+NAMES = ROOT.parent / "shared" / "data" / "names.txt"
+NO_CC = native.available()
+needs_cc = pytest.mark.skipif(NO_CC is not None, reason=NO_CC or "")
+# ops whose C arithmetic is numpy's own, operation for operation (the module docstring says why the others differ)
+BIT_IDENTICAL = {"add", "sub", "mul", "div", "neg", "maximum", "minimum", "relu", "abs", "sqrt", "gt", "ge", "lt",
+                 "le", "eq", "ne", "where", "cast", "stop_gradient", "sum", "max", "min", "argmax", "reshape",
+                 "transpose", "broadcast", "slice", "concat", "gather", "scatter_add"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _cache(tmp_path_factory):
+    """Every program of this module is built into one temporary cache (never the user's)."""
+    old = os.environ.get(native.CACHE_ENV)
+    os.environ[native.CACHE_ENV] = str(tmp_path_factory.mktemp("native-cache"))
+    yield
+    if old is None:
+        os.environ.pop(native.CACHE_ENV, None)
+    else:
+        os.environ[native.CACHE_ENV] = old
+
+
+def same_values(got: np.ndarray, want: np.ndarray) -> bool:
+    """Bit for bit (NaNs equal to NaNs; the sign of a zero may differ, as between numpy's own kernels)."""
+    got, want = np.asarray(got), np.asarray(want)
+    return got.dtype == want.dtype and got.shape == want.shape and bool(np.array_equal(got, want, equal_nan=True)
+                                                                       if want.dtype.kind == "f" else
+                                                                       np.array_equal(got, want))
+
+
+# -- the op table --------------------------------------------------------------------------------------
+
+
+def test_every_op_in_the_table_lowers_to_c() -> None:
+    assert native.uncovered_ops() == [], "ops without a C lowering (give them a c=CLower(...) entry in gptir/ops.py)"
+
+
+def test_an_op_without_a_lowering_is_caught(monkeypatch) -> None:
+    bare = OpDef("mystery", 1, _unary(("f64",)), lambda a, at: a[0], lambda a, at: a[0], kind="elementwise")
+    odd = OpDef("odd", 1, _unary(("f64",)), lambda a, at: a[0], lambda a, at: a[0], c=CLower("telepathy"))
+    monkeypatch.setitem(OPS, "mystery", bare)
+    monkeypatch.setitem(OPS, "odd", odd)
+    assert native.uncovered_ops() == ["mystery", "odd"]
+    assert "telepathy" not in C_KINDS
+
+
+def _one_op_graph(op: str, args: list, attrs: dict):
+    b = Builder(op)
+    ins = [b.input(f"a{i}", TensorType.of(np.asarray(a))) for i, a in enumerate(args)]
+    return b.finish({"out": b.emit(op, ins, attrs)}), {f"a{i}": np.asarray(a) for i, a in enumerate(args)}
+
+
+@pytest.fixture(scope="module")
+def all_cases(_cache):
+    """Every evaluation case of every op as one graph (one compiler call), f64 and f32 cases apart."""
+    progs = {}
+    for dtype in ("f64", "f32"):
+        b = Builder(f"cases_{dtype}")
+        outs, inputs = {}, {}
+        for op, cases in CASES.items():
+            for k, (args, attrs, _) in enumerate(cases):
+                args = [np.asarray(a) for a in args]
+                if dtype == "f32":
+                    if not any(a.dtype == np.float64 for a in args):
+                        continue
+                    args = [a.astype(np.float32) if a.dtype == np.float64 else a for a in args]
+                ins = []
+                for i, a in enumerate(args):
+                    name = f"{op}_{k}_a{i}"
+                    ins.append(b.input(name, TensorType.of(a)))
+                    inputs[name] = a
+                outs[f"{op}_{k}"] = b.emit(op, ins, attrs)
+        g = b.finish(outs)
+        progs[dtype] = (native.compile_graph(g), run(g, inputs), inputs)
+    return progs
+
+
+@needs_cc
+@pytest.mark.parametrize("op,case", [(op, i) for op, cases in CASES.items() for i in range(len(cases))])
+def test_op_matches_the_interpreter(all_cases, op: str, case: int) -> None:
+    prog, want, inputs = all_cases["f64"]
+    got = prog(inputs)[f"{op}_{case}"]
+    assert isinstance(got, np.ndarray)
+    assert close(got, want[f"{op}_{case}"]), (op, got, want[f"{op}_{case}"])
+    if op in BIT_IDENTICAL:
+        assert same_values(got, want[f"{op}_{case}"]), (op, got, want[f"{op}_{case}"])
+
+
+@needs_cc
+def test_every_float_op_runs_on_f32(all_cases) -> None:
+    prog, want, inputs = all_cases["f32"]
+    got = prog(inputs)
+    assert list(got) == list(want) and len(got) > 40
+    for k in want:
+        assert got[k].dtype == want[k].dtype, k
+        assert close(got[k], want[k], 1e-6), (k, got[k], want[k])
+
+
+@needs_cc
+def test_one_op_programs_and_edge_values() -> None:
+    b = Builder("c")
+    x = b.input("x", TensorType("f64", (4,)))
+    c = b.const(np.array([1.5, -0.0, np.inf, np.nan]))
+    g = b.finish({"sum": b.emit("add", [x, c], {}), "log": b.emit("log", [x], {}), "c": c, "x": x})
+    xv = np.array([0.0, -1.0, 1.0, np.inf])
+    got, want = native.compile_graph(g)({"x": xv}), run(g, {"x": xv})
+    for k in want:
+        assert same_values(got[k], want[k]), k
+    assert got["log"][0] == -np.inf and np.isnan(got["log"][1])
+    got["c"][0] = 99.0  # outputs are the caller's arrays: the program's constants stay as they were
+    assert native.compile_graph(g)({"x": xv})["c"][0] == 1.5
+
+
+SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@needs_cc
+@SETTINGS
+@given(random_graphs())
+def test_random_graphs_match_the_interpreter(case) -> None:
+    g, inputs = case
+    got, want = native.compile_graph(g)(inputs), run(g, inputs)
+    assert list(got) == list(want)
+    for k in want:
+        assert close(got[k], want[k]), (k, got[k], want[k])
+
+
+@needs_cc
+@SETTINGS
+@given(random_graphs())
+def test_optimised_random_graphs_match_the_interpreter(case) -> None:
+    g, inputs = case
+    got, want = native.compile_graph(optimize(g))(inputs), run(g, inputs)
+    for k in want:
+        assert close(got[k], want[k]), (k, got[k], want[k])
+
+
+# -- errors and safety ---------------------------------------------------------------------------------
+
+
+@needs_cc
+def test_an_out_of_range_index_is_the_interpreters_one_line_error() -> None:
+    b = Builder("g")
+    table = b.input("table", TensorType("f64", (3, 2)))
+    idx = b.input("idx", TensorType("i64", (2,)))
+    upd = b.input("upd", TensorType("f64", (2, 2)))
+    g = b.finish({"rows": b.emit("gather", [table, idx], {}), "acc": b.emit("scatter_add", [upd, idx], {"size": 3})})
+    prog = native.compile_graph(g)
+    ok = {"table": np.arange(6.0).reshape(3, 2), "idx": np.array([2, 0]), "upd": np.ones((2, 2))}
+    assert prog(ok)["rows"].tolist() == [[4.0, 5.0], [0.0, 1.0]]
+    assert prog(ok)["acc"].tolist() == [[1.0, 1.0], [0.0, 0.0], [1.0, 1.0]]
+    for bad in (3, -1):
+        with pytest.raises(ExecError, match="index out of range") as e:
+            prog({**ok, "idx": np.array([0, bad])})
+        assert "\n" not in str(e.value) and "%gather = gather" in str(e.value)
+
+
+@needs_cc
+def test_inputs_are_checked_like_the_interpreters() -> None:
+    b = Builder("m")
+    x = b.input("x", TensorType("f64", (2,)))
+    prog = native.compile_graph(b.finish({"y": x * x}))
+    assert prog({"x": [1, 2]})["y"].tolist() == [1.0, 4.0]
+    assert prog({"x": np.array([1.0, 5.0, 2.0])[::2]})["y"].tolist() == [1.0, 4.0]  # a strided view is copied
+    with pytest.raises(ExecError, match="missing input"):
+        prog({})
+    with pytest.raises(ExecError, match="must be f64"):
+        prog({"x": [1, 2, 3]})
+    with pytest.raises(ExecError, match="unknown input"):
+        prog({"x": [1, 2], "z": 1})
+
+
+def test_nothing_from_the_ir_file_reaches_the_source_but_names_and_numbers() -> None:
+    """Locations, scopes and the graph's name never appear; names must be identifiers; floats are exact."""
+    from gptir.text import parse
+
+    text = ('graph evil_name_xyz {\n  in %x : f64[2] loc("*/ system(\\"rm -rf\\"); /*")\n'
+            '  %c = const [0.1, -inf] : f64[2]\n  %y = add %x, %c : f64[2] @scope_qq\n  output y = %y\n}\n')
+    g = parse(text)
+    src = native.generate_source(g)
+    assert "rm -rf" not in src and "evil_name_xyz" not in src and "scope_qq" not in src
+    assert float.fromhex("0x1.999999999999ap-4") == 0.1 and "0x1.999999999999ap-4" in src and "(-INFINITY)" in src
+    bad = Node("x[0]; system(1)", "input", (), TensorType("f64", (2,)))
+    with pytest.raises(native.NativeError, match="unsafe value name"):
+        native.generate_source(Graph("g", {bad.name: bad}, {"out": bad.name}))
+    assert native.c_number(np.nan, "f64") == "NAN" and native.c_number(-2 ** 63, "i64").startswith("(-INT64_C")
+    assert native.c_number(1.5, "f32") == "((float)0x1.8000000000000p+0)"
+
+
+@needs_cc
+def test_gptir_compile_graph_backend_native() -> None:
+    import gptir
+
+    b = Builder("m")
+    x = b.input("x", TensorType("f64", (3,)))
+    g = b.finish({"y": b.emit("exp", [x], {}).sum()})
+    x0 = np.array([0.5, -1.0, 2.0])
+    assert close(gptir.compile_graph(g, backend="native")({"x": x0})["y"], gptir.compile_graph(g)({"x": x0})["y"])
+    with pytest.raises(GptirError, match="choose from compiled, jax, native"):
+        gptir.compile_graph(g, backend="tpu")
+
+
+# -- the build cache -------------------------------------------------------------------------------------
+
+
+@needs_cc
+def test_cache_builds_once_and_rebuilds_a_corrupt_entry(tmp_path) -> None:
+    b = Builder("m")
+    x = b.input("x", TensorType("f64", (2,)))
+    g = b.finish({"y": x + x})
+    cold = native.compile_graph(g, cache_dir=str(tmp_path))
+    warm = native.compile_graph(g, cache_dir=str(tmp_path))
+    assert (cold.build.cached, warm.build.cached) == (False, True) and cold.build.path == warm.build.path
+    assert os.listdir(tmp_path) == [os.path.basename(cold.build.path)]  # no temporaries left behind
+    # a corrupt entry in another folder (this process has the first one loaded: the loader would reuse it)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / os.path.basename(cold.build.path)).write_bytes(b"not a shared object")
+    again = native.compile_graph(g, cache_dir=str(other))
+    assert not again.build.cached and again({"x": [1.0, 2.0]})["y"].tolist() == [2.0, 4.0]
+    assert (other / os.path.basename(cold.build.path)).read_bytes() == Path(cold.build.path).read_bytes()
+
+
+def test_without_a_compiler_the_backend_is_a_one_line_error(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    assert native.available() == native.NO_COMPILER
+    b = Builder("m")
+    x = b.input("x", TensorType("f64", (2,)))
+    with pytest.raises(native.NativeError, match="needs a C compiler"):
+        native.compile_graph(b.finish({"y": x + x}))
+
+
+@needs_cc
+def test_a_compiler_failure_is_a_one_line_error(tmp_path, monkeypatch) -> None:
+    cc = tmp_path / "broken-cc"
+    cc.write_text("#!/bin/sh\necho 'broken-cc: error: out of luck' >&2\nexit 3\n")
+    cc.chmod(0o755)
+    monkeypatch.setenv("CC", str(cc))
+    b = Builder("m")
+    x = b.input("x", TensorType("f64", (2,)))
+    with pytest.raises(native.NativeError, match=r"the C compiler failed \(exit 3\): broken-cc: error: out of luck"):
+        native.compile_graph(b.finish({"y": x * x}), cache_dir=str(tmp_path / "c"))
+
+
+# -- training --------------------------------------------------------------------------------------------
+
+
+@needs_cc
+@pytest.mark.parametrize("batch", [0, 3])
+def test_training_step_matches_the_interpreter(batch) -> None:
+    state, _ = T.start(DOCS, n_embd=8, n_head=2, block_size=8, num_steps=20)
+    check_training_step(state, batch, "native")
+
+
+@needs_cc
+@pytest.mark.skipif(not NAMES.exists(), reason=f"the reference dataset {NAMES} is not present")
+@pytest.mark.parametrize("recipe", ["microgpt", "microgptex"])
+def test_reference_run_1000_steps_and_samples(recipe) -> None:
+    from gptir.data import load_docs
+    from gptir.sample import LogitsCache, sample
+
+    ref = json.loads((ROOT / "tests" / "data" / f"reference_{recipe}.json").read_text())
+    state, shuffled = T.start(load_docs(str(NAMES)), recipe=recipe, seed=42, num_steps=1000)
+    cache = T.ProgramCache(state.model, state.adam, state.num_steps, "native")
+    losses = []
+    for state, loss in T.train(state, shuffled, cache):
+        losses.append(loss)
+    assert len(losses) == 1000 and len(cache.programs) > 1  # one program per document length
+    worst = max(abs(a - b) for a, b in zip(losses, ref["losses"]))
+    assert worst <= 1e-9, f"largest per-step difference {worst:.3e}"
+    names, _ = sample(state.model, state.params, state.tokenizer, state.rng, num=20, recipe=recipe,
+                      cache=LogitsCache(state.model, "native"))
+    assert names == ref["samples"]
+
+
+# -- the command line ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "names.txt"
+    path.write_text("\n".join(DOCS) + "\n")
+    return path
+
+
+@needs_cc
+def test_cli_compile_exec_train_sample_on_native(data, tmp_path) -> None:
+    ir = tmp_path / "mlp.ir"
+    r = gptir("trace", "examples/mlp.py:mlp", "--arg", "x=f64[3]", "-o", str(ir), cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    r = gptir("compile", str(ir), "--emit", "c")
+    assert r.returncode == 0 and f"int {native.ENTRY}(void *const *io, char *arena)" in r.stdout, r.stderr
+    assert "/* fused" in r.stdout and "matmul" in r.stdout
+    out = tmp_path / "mlp.c"
+    assert gptir("compile", str(ir), "-o", str(out)).returncode == 0 and out.read_text() == r.stdout
+    r = gptir("compile", str(ir), "-o", str(ir))
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1
+    cache = tmp_path / "cache"
+    check_cli_exec_train_sample("native", data, tmp_path, "--cache-dir", str(cache))
+    assert any(f.endswith(".so") for f in os.listdir(cache))
+
+
+def test_cli_without_a_compiler_is_a_one_line_error(data, tmp_path) -> None:
+    ir = tmp_path / "n.ir"
+    ir.write_text("graph n {\n  in %x : f64[]\n  output y = %x\n}\n")
+    env = dict(os.environ, CC=str(tmp_path / "no-such-cc"))
+    for args in (["exec", str(ir), "--input", "x=1", "--backend", "native"],
+                 ["train", "--data", str(data), "--backend", "native", *SMALL]):
+        r = gptir(*args, env=env)
+        assert r.returncode == 1, r.stderr
+        assert r.stderr.count("\n") == 1 and "needs a C compiler" in r.stderr, r.stderr
