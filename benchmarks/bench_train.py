@@ -1,4 +1,4 @@
-"""Training benchmark: gptir (compiled, interp and jax backends) against a PyTorch eager twin.
+"""Training benchmark: gptir (compiled, interp, jax and native backends) against a PyTorch eager twin.
 
 Three runs, all the microgpt recipe from the same initial weights:
 
@@ -20,7 +20,12 @@ extrapolates (marked ``~`` in the table), ``--skip-interp`` not at all.
 
 Targets (PASS/FAIL): default compiled 1000 steps incl. build < 0.5 s; default build of all programs
 < 1 s; scaled compiled time per step <= 1.1x torch eager's; large config per step on jax at least 2x
-faster than compiled (numpy); default config's whole run on jax (compile included) < 5 s.
+faster than compiled (numpy); default config's whole run on jax (compile included) < 5 s; native
+(``--skip-native`` leaves it out; C built into a fresh temporary cache, so its first build is cold and
+the repeats' builds are warm): default <= 50 us per step and >= 4x faster than compiled, the whole
+1000-step ``gptir train --backend native`` process with a warm cache <= 0.25 s, scaled no slower per
+step than compiled. The FLOPs of a step are counted from the IR (matmul 2*M*N*K, one per element of
+an elementwise op or of a reduction's operand) and printed with the achieved GFLOP/s.
 """
 
 from __future__ import annotations
@@ -56,6 +61,9 @@ CONFIGS: dict[str, dict[str, int]] = {
 }
 JAX_SPEEDUP_TARGET = 2.0  # large config: compiled (numpy) time per step / jax's
 JAX_DEFAULT_TARGET_S = 5.0  # default config on jax: 1000 steps including compilation
+NATIVE_STEP_TARGET_S = 50e-6  # default config: native time per step
+NATIVE_SPEEDUP_TARGET = 4.0  # default config: compiled time per step / native's
+NATIVE_WHOLE_TARGET_S = 0.25  # default config: whole 1000-step process on native, warm build cache
 DEFAULT_TARGET_S = 0.5  # default config: 1000 steps including build
 DEFAULT_BUILD_TARGET_S = 1.0  # default config: building every program it needs
 SCALED_RATIO_TARGET = 1.1  # scaled config: gptir compiled time per step / torch eager's
@@ -111,7 +119,8 @@ def time_gptir(gtrain: Any, run: tm.Run, backend: str, shapes: list[tuple[int, i
 
     Returns (build seconds, train seconds, losses).
     """
-    cache = gtrain.ProgramCache(run.state.model, run.state.adam, run.state.num_steps, backend=backend)
+    cache = gtrain.ProgramCache(run.state.model, run.state.adam, run.state.num_steps, backend=backend,
+                                cache_dir=NATIVE_CACHE if backend == "native" else None)
     t0 = time.perf_counter()
     for n, b in shapes:
         cache.get(n, b)
@@ -154,6 +163,8 @@ def bench_config(name: str, run: tm.Run, steps: int, gtrain: Any, backends: list
                 continue
             builds[backend].append(build)
             trains[backend].append(train_s)
+    if "native" in builds and builds["native"]:
+        NATIVE_COLD[name] = builds["native"][0]
     rows = []
     if with_torch:
         rows.append(Row(name, "torch eager", steps, 0.0, min(torch_secs), steps, 0, losses["torch eager"]))
@@ -164,6 +175,61 @@ def bench_config(name: str, run: tm.Run, steps: int, gtrain: Any, backends: list
             rows.append(Row(name, backend, steps, min(builds[backend]), min(trains[backend]) * steps / measured,
                             measured, 1 if backend == "jax" else len(shapes), losses[backend]))
     return rows
+
+
+NATIVE_CACHE = os.path.join(__import__("tempfile").mkdtemp(prefix="gptir-bench-native-"), "cache")
+NATIVE_COLD: dict[str, float] = {}
+FLOPS: dict[str, float] = {}  # config -> FLOPs of an average step
+NATIVE_WHOLE: dict[str, float | None] = {}  # config -> the native backend's first (cold-cache) build seconds
+
+
+def native_available() -> bool:
+    try:
+        from gptir import native
+    except ImportError:
+        return False
+    return native.available() is None
+
+
+def step_flops(gtrain: Any, run: tm.Run, steps: int) -> float:
+    """FLOPs of an average training step of the run (counted on each program's IR, weighted by use)."""
+    from gptir.ops import OPS
+
+    per_shape: dict[tuple[int, int], int] = {}
+    bkey = 0 if run.batch == 1 else run.batch
+    total = 0
+    for s in range(steps):
+        key = (tm.encode(run, tm.step_docs(run, s))["tokens"].shape[-1], bkey)
+        if key not in per_shape:
+            g = gtrain.step_graph(run.state.model, run.state.adam, run.state.num_steps, *key)
+            count = 0
+            for node in g.nodes.values():
+                size = int(np.prod(node.type.shape, dtype=np.int64))
+                if node.op == "matmul":
+                    count += 2 * size * g.nodes[node.inputs[0]].type.shape[-1]
+                elif OPS[node.op].kind == "elementwise":
+                    count += size
+                elif OPS[node.op].kind == "reduce":
+                    count += int(np.prod(g.nodes[node.inputs[0]].type.shape, dtype=np.int64))
+            per_shape[key] = count
+        total += per_shape[key]
+    return total / steps
+
+
+def native_whole_run(steps: int) -> float | None:
+    """Seconds of a whole ``gptir train --backend native --steps N`` process with a warm build cache."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "gptir", "train", "--backend", "native", "--steps", str(steps), "-n", "0",
+           "--cache-dir", NATIVE_CACHE]
+    subprocess.run(cmd, capture_output=True, check=True)  # warms the cache
+    best = None
+    for _ in range(3):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, capture_output=True, check=True)
+        t = time.perf_counter() - t0
+        best = t if best is None else min(best, t)
+    return best
 
 
 def profile_compiled(gtrain: Any, run: tm.Run, steps: int, top: int = 15) -> str:
@@ -321,6 +387,26 @@ def targets(rows: list[Row]) -> list[str]:
         total = dj.build_s + dj.train_s * 1000 / dj.steps
         out.append(f"default: jax 1000 steps incl. compile < {JAX_DEFAULT_TARGET_S} s: {total:.3f} s "
                    f"(compile {dj.build_s:.3f} s) -> {'PASS' if total < JAX_DEFAULT_TARGET_S else 'FAIL'}")
+    n, c = get("default", "native"), get("default", "compiled")
+    if n is None or c is None:
+        out.append("default: native <= 50 us per step and >= 4x faster than compiled: n/a (needs both default runs)")
+    else:
+        ok = n.per_step <= NATIVE_STEP_TARGET_S and c.per_step / n.per_step >= NATIVE_SPEEDUP_TARGET
+        out.append(f"default: native <= {NATIVE_STEP_TARGET_S * 1e6:.0f} us per step and >= {NATIVE_SPEEDUP_TARGET}x "
+                   f"faster than compiled: {n.per_step * 1e6:.1f} us, {c.per_step / n.per_step:.2f}x -> "
+                   f"{'PASS' if ok else 'FAIL'}")
+    whole = NATIVE_WHOLE.get("default")
+    if whole is None:
+        out.append(f"default: native whole 1000-step process, warm cache <= {NATIVE_WHOLE_TARGET_S} s: n/a")
+    else:
+        out.append(f"default: native whole 1000-step process, warm cache <= {NATIVE_WHOLE_TARGET_S} s: {whole:.3f} s "
+                   f"-> {'PASS' if whole <= NATIVE_WHOLE_TARGET_S else 'FAIL'}")
+    n, c = get("scaled", "native"), get("scaled", "compiled")
+    if n is None or c is None:
+        out.append("scaled: native no slower per step than compiled: n/a (needs both scaled runs)")
+    else:
+        out.append(f"scaled: native no slower per step than compiled: {1e3 * n.per_step:.2f} ms vs "
+                   f"{1e3 * c.per_step:.2f} ms -> {'PASS' if n.per_step <= c.per_step else 'FAIL'}")
     s, t = get("scaled", "compiled"), get("scaled", "torch eager")
     if s is None or t is None:
         out.append(f"scaled: time per step <= {SCALED_RATIO_TARGET}x torch eager: n/a "
@@ -338,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scaled-steps", type=int, default=200, help="scaled-config run length (200)")
     ap.add_argument("--large-steps", type=int, default=30, help="large-config run length (30)")
     ap.add_argument("--skip-jax", action="store_true", help="do not run gptir's jax backend")
+    ap.add_argument("--skip-native", action="store_true", help="do not run gptir's native (C) backend")
     ap.add_argument("--data", default=None, help="documents, one a line (default: ../shared/data/names.txt "
                     "if present, else gptir's built-in corpus)")
     ap.add_argument("--skip-torch", action="store_true", help="do not run the torch eager twin")
@@ -399,6 +486,8 @@ def main(argv: list[str] | None = None) -> int:
             backends.append(("compiled", steps))
             if not args.skip_jax and jax_available():
                 backends.append(("jax", steps))
+            if not args.skip_native and native_available():
+                backends.append(("native", steps))
             if not args.skip_interp:
                 k = steps if not args.quick_interp else min(steps, args.interp_steps if name == "default"
                                                        else args.interp_scaled_steps)
@@ -408,6 +497,10 @@ def main(argv: list[str] | None = None) -> int:
                                  f"are extrapolated")
         new_rows = bench_config(name, run, steps, gtrain, backends, torch is not None, args.repeat)
         rows.extend(new_rows)
+        if gtrain is not None and run.state is not None:
+            FLOPS[name] = step_flops(gtrain, run, steps)
+        if name == "default" and any(r.backend == "native" and not r.error for r in new_rows):
+            NATIVE_WHOLE["default"] = native_whole_run(1000)
         compiled = next((r for r in new_rows if r.backend == "compiled"), None)
         if args.profile and compiled is not None and not compiled.error:
             profiles.append((f"cProfile, {name} config, {steps} compiled steps (programs prebuilt), top by "
@@ -429,6 +522,12 @@ def main(argv: list[str] | None = None) -> int:
           "passes/codegen); x torch: time per step / torch eager's; max|dloss|: largest loss difference vs "
           "torch over the steps both ran")
     print()
+    for r in rows:
+        if r.config in FLOPS and r.per_step:
+            print(f"{r.config}/{r.backend}: {FLOPS[r.config] / 1e3:.0f} kFLOP per step, "
+                  f"{FLOPS[r.config] / r.per_step / 1e9:.3f} GFLOP/s")
+    for name, secs in NATIVE_COLD.items():
+        print(f"{name}/native: cold-cache build {secs:.3f} s (the table's build is the best warm one)")
     for line in targets(rows):
         print(line)
     for title, text in profiles:
