@@ -2,6 +2,7 @@
 
     python benchmarks/bench_toolchain.py                 # all three sizes (several minutes)
     python benchmarks/bench_toolchain.py --layers 13,135 # a quicker look
+    python benchmarks/bench_toolchain.py --stages parse,parse_values,diff  # some stages only
 
 The graphs are gptir's own: ``gptir trace microgpt --n-layer N`` for N = 13, 135 and 1351 (about
 1,000, 10,000 and 100,000 forward nodes), written once with a ``.npz`` sidecar ("no values") and
@@ -166,19 +167,25 @@ def main() -> int:
     ap.add_argument("--layers", default="13,135,1351", help="n_layer values (default: 13,135,1351)")
     ap.add_argument("--repeat", type=int, default=3, help="runs per stage; the best counts (default: 3)")
     ap.add_argument("--folder", help="where the graphs are written (default: a temporary folder)")
+    ap.add_argument("--stages", default=",".join(STAGES),
+                    help="stages to run, comma-separated (default: all); start-up runs only with all of them")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(_child(args.child, int(args.layers), args.folder, args.repeat)))
         return 0
     layers = [int(x) for x in args.layers.split(",")]
+    stages = tuple(s for s in STAGES if s in args.stages.split(","))
+    unknown = set(args.stages.split(",")) - set(STAGES)
+    if unknown:
+        ap.error(f"unknown stage(s) {', '.join(sorted(unknown))} (stages: {', '.join(STAGES)})")
     folder = args.folder or tempfile.mkdtemp(prefix="gptir-bench-")
     os.makedirs(folder, exist_ok=True)
     results: dict[int, dict[str, dict[str, float]]] = {}
     for n in layers:
         nodes = _prepare(n, folder)
         results[n] = {}
-        for stage in STAGES:
+        for stage in stages:
             r = _run_stage(stage, n, folder, 1 if (stage == "trace" and n > 500) else args.repeat)
             results[n][stage] = r
             print(f"  n_layer={n} ({nodes} nodes) {stage}: {r['seconds']:.3f} s, peak {r['peak_mb']:.0f} MB",
@@ -187,7 +194,7 @@ def main() -> int:
     fails: list[str] = []
     print(f"\n{'stage':<14}" + "".join(f"{results[n]['nodes']['seconds']:>12,.0f} n" for n in layers) +
           "   peak RSS (MB)" + "   exponent")
-    for stage in STAGES:
+    for stage in stages:
         row = f"{stage:<14}"
         for n in layers:
             r = results[n][stage]
@@ -207,24 +214,26 @@ def main() -> int:
     if results[big]["nodes"]["seconds"] >= 50_000:
         r = results[big]
         checks = [
-            ("parse without values >= 5 MB/s", r["parse"]["bytes"] / r["parse"]["seconds"] / 1e6 >= 5),
-            ("parse of inline values >= 10 MB/s", r["parse_values"]["bytes"] / r["parse_values"]["seconds"] / 1e6 >= 10),
-            ("codegen <= 3 s", r["codegen"]["seconds"] <= 3),
-            ("gptir diff <= 10 s", r["diff"]["seconds"] <= 10),
-            ("grad <= 2 s", r["grad"]["seconds"] <= 2),
-            ("optimize <= 2 s", r["optimize"]["seconds"] <= 2),
+            ("parse", "parse without values >= 5 MB/s", lambda: r["parse"]["bytes"] / r["parse"]["seconds"] / 1e6 >= 5),
+            ("parse_values", "parse of inline values >= 10 MB/s",
+             lambda: r["parse_values"]["bytes"] / r["parse_values"]["seconds"] / 1e6 >= 10),
+            ("codegen", "codegen <= 3 s", lambda: r["codegen"]["seconds"] <= 3),
+            ("diff", "gptir diff <= 10 s", lambda: r["diff"]["seconds"] <= 10),
+            ("grad", "grad <= 2 s", lambda: r["grad"]["seconds"] <= 2),
+            ("optimize", "optimize <= 2 s", lambda: r["optimize"]["seconds"] <= 2),
         ]
-        for what, ok in checks:
+        for what, ok in ((w, check()) for stage, w, check in checks if stage in stages):
             print(f"{'PASS' if ok else 'FAIL'}  {what}")
             if not ok:
                 fails.append(what)
-    s = _startup(args.repeat)
-    for what, ok in ((f"gptir --help {s['help']:.3f} s < 0.15 s", s["help"] < 0.15),
-                     (f"gptir train before its first step {s['before_first_step']:.3f} s < 0.3 s "
-                      f"(--steps 1: {s['train_steps1']:.3f} s whole process)", s["before_first_step"] < 0.3)):
-        print(f"{'PASS' if ok else 'FAIL'}  {what}")
-        if not ok:
-            fails.append(what)
+    if stages == STAGES:  # start-up only with the whole table
+        s = _startup(args.repeat)
+        for what, ok in ((f"gptir --help {s['help']:.3f} s < 0.15 s", s["help"] < 0.15),
+                         (f"gptir train before its first step {s['before_first_step']:.3f} s < 0.3 s "
+                          f"(--steps 1: {s['train_steps1']:.3f} s whole process)", s["before_first_step"] < 0.3)):
+            print(f"{'PASS' if ok else 'FAIL'}  {what}")
+            if not ok:
+                fails.append(what)
     for f in fails:
         if "exponent" in f:
             print(f"FAIL  {f}")
