@@ -380,6 +380,20 @@ def _reduce(states: dict[int, dict[str, tuple[bool, Any]]], stack: list[int], va
         row = states[goto]
 
 
+def _steady(stack0: tuple[int, ...], values0: list[Any], stack: list[int], values: list[Any]) -> bool:
+    """Whether taking a statement (stack and values ``stack0``/``values0`` before, ``stack``/``values``
+    after) only appended the previous statement's record to the repetition list below it and
+    pushed the new record, leaving every state but the top as it was.
+
+    lark's table decides reductions by the stack's states and the lookahead alone, and the
+    repetition's action appends its new item to the list it is given, so the same statement kind
+    on the same stack does exactly the same again: the driver then takes that shortcut directly.
+    """
+    return (len(stack) == len(stack0) and tuple(stack[:-1]) == stack0[:-1] and len(values) == len(values0) >= 2
+            and all(x is y for x, y in zip(values[:-1], values0[:-1])) and isinstance(values[-2], _Star)
+            and len(values[-2]) > 0 and values[-2][-1] is values0[-1])
+
+
 def _drive(machine: _Machine, text: str) -> Any:
     """Run lark's LALR table over ``text``; the value of the start symbol."""
     states, lexers, end = machine.states, machine.lexers, machine.end
@@ -387,12 +401,25 @@ def _drive(machine: _Machine, text: str) -> Any:
     stack: list[int] = [machine.start]
     values: list[Any] = []
     pos, n = 0, len(text)
+    # (stack, kind of statement) -> the state on top after taking it, where lark's table was seen to
+    # reduce the previous statement into the repetition below it and nothing else (see _steady)
+    steady: dict[tuple[tuple[int, ...], str | None], int] = {}
     while True:
         s = stack[-1]
         if s in statement_states:  # a whole one-line statement, taken at once
             mm = statement(text, pos)
             if mm is not None:
-                first, rule, record = kinds[mm.lastgroup]
+                kind = mm.lastgroup
+                first, rule, record = kinds[kind]
+                key = (tuple(stack), kind)
+                top = steady.get(key)
+                if top is not None:
+                    values[-2].append(values[-1])
+                    values[-1] = record(mm)
+                    stack[-1] = top
+                    pos = mm.end()
+                    continue
+                before = list(values)
                 _reduce(states, stack, values, first, end)
                 goto = states[stack[-1]].get(rule)
                 if goto is None:
@@ -400,6 +427,8 @@ def _drive(machine: _Machine, text: str) -> Any:
                 values.append(record(mm))
                 stack.append(goto[1])
                 pos = mm.end()
+                if _steady(key[0], before, stack, values):
+                    steady[key] = stack[-1]
                 continue
         match, keywords, ignore = lexers[s]
         while True:  # the next token, as lark's lexer for this state reads it

@@ -27,6 +27,7 @@ from lark import Lark, Token, Tree
 from lark.exceptions import LarkError, UnexpectedInput
 
 from gptir.diagnostics import ParseError, Source, _describe_token, _join
+from gptir.gcpause import gc_paused
 from gptir.graphio import ParamTypeError, load_params
 from gptir.ir import (
     ATTR_KINDS, DTYPES, FLOATS, GptirError, Graph, Node, ShapeError, TensorType, VerifyError, check_node, short, verify,
@@ -375,6 +376,7 @@ def _parse_string(src: Source, tok: Token) -> str:
     return value
 
 
+@gc_paused  # a parse allocates objects that all stay alive: collecting while it runs finds nothing
 def parse(text: str, filename: str = "<string>", base_dir: str | None = None) -> Graph:
     """Parse IR text into a verified Graph; raises ParseError (with file:line:col) on any bad input.
 
@@ -475,10 +477,12 @@ def build(src: Source, graph_name: str, stmts: list[Record], end_tok: Any, base_
         nodes[node.name] = node
         where[node.name] = tok
 
+    checked: set[tuple[Any, ...]] | None = set() if fast else None
+    refs = functools.partial(_statement_refs, stmts)
     for stmt in stmts:
         kind = stmt[0]
         if kind == "op":
-            define(stmt[1], _op_node(src, stmt, nodes, lambda: _statement_refs(stmts)))
+            define(stmt[1], _op_node(src, stmt, nodes, refs, checked))
         elif kind == "input":
             _, name_tok, type_tok, meta = stmt
             ty = _type_of(src, type_tok)
@@ -607,7 +611,14 @@ def op_attrs(src: Source, opdef: Any, attr_items: list[tuple[Any, Any]] | None, 
 
 
 def _op_node(src: Source, stmt: Record, nodes: dict[str, Node],
-             statement_refs: Callable[[], dict[str, tuple[Token, list[str]]]]) -> Node:
+             statement_refs: Callable[[], dict[str, tuple[Token, list[str]]]],
+             checked: set[tuple[Any, ...]] | None = None) -> Node:
+    """The node of an op statement, checked against its op's signature and type rule.
+
+    With ``checked`` (the fast path: types and attribute values come interned, one object per
+    distinct text, all alive while the graph is built), a node whose op, attribute object, declared
+    type and operand types are those of a node already checked is not checked again: the check reads
+    nothing else, so it would pass again."""
     _, name_tok, op_tok, attr_items, operand_toks, type_tok, meta = stmt
     name, op = str(name_tok)[1:], str(op_tok)
     opdef = OPS.get(op)
@@ -625,14 +636,23 @@ def _op_node(src: Source, stmt: Record, nodes: dict[str, Node],
         if ref not in nodes:
             raise _forward_ref(src, name, ref, tok, name_tok, statement_refs())
         inputs.append(ref)
-    attrs = dict(attr_items) if isinstance(attr_items, ReadyAttrs) else op_attrs(src, opdef, attr_items, ty)
+    ready = attr_items is None or isinstance(attr_items, ReadyAttrs)
+    attrs = dict(attr_items or ()) if ready else op_attrs(src, opdef, attr_items, ty)
+    in_types = [nodes[i].type for i in inputs]
+    key: tuple[Any, ...] | None = None
+    if checked is not None and ready:
+        key = (op, id(attr_items), id(ty), *map(id, in_types))
+        if key in checked:
+            return Node(name, op, tuple(inputs), ty, attrs, *meta)
     # meta comes decoded from the fast path (build the node once); a tree is read after the check
     node = Node(name, op, tuple(inputs), ty, attrs, *meta) if not isinstance(meta, Tree) else None
     try:
-        check_node(opdef, node or Node(name, op, tuple(inputs), ty, attrs), [nodes[i].type for i in inputs])
+        check_node(opdef, node or Node(name, op, tuple(inputs), ty, attrs), in_types)
     except ShapeError as e:
         raise src.at(name_tok, f"%{name} = {op}: {e}") from None
     except (ValueError, TypeError, IndexError, OverflowError, KeyError) as e:  # a type rule choking on odd input
         raise src.at(name_tok, f"%{name} = {op}: invalid operands or attributes ({e})") from None
+    if key is not None:
+        checked.add(key)  # type: ignore[union-attr]
     return node or Node(name, op, tuple(inputs), ty, attrs, *_meta_fields(src, meta))
 

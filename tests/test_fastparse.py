@@ -176,6 +176,52 @@ def test_a_lone_surrogate_is_refused_by_both_paths_alike(text: str, line: int, c
     check_both(pair, must_be_fast=fast)  # a proper pair is a character: the fast path takes it
 
 
+def _many(body: list[str], outputs: str = "  output out = %y0\n") -> str:
+    return "graph g {\n  in %x : f64[3]\n  in %s : f64[]\n" + "".join(body) + outputs + "}\n"
+
+
+def test_a_long_run_of_statements_takes_the_shortcut_and_keeps_every_record() -> None:
+    from gptir import fastparse
+
+    kinds = [
+        "  %y{i} = add %x, %x : f64[3] @a loc(\"m.py:{i}\")\n",
+        "  %c{i} = const [1.0, 2.0, {i}.5] : f64[3]\n",
+        "  param %p{i} : f64[] = {i}.25 backward\n",
+        "  %z{i} = mul[] %s, %s : f64[]\n",
+        "  in %q{i} : f64[2]\n",
+        "  output o{i} = %x\n",
+    ]
+    order = [k for a in range(6) for b in range(6) for k in (a, b)] * 2  # every kind after every kind
+    assert {(a, b) for a, b in zip(order, order[1:])} == {(a, b) for a in range(6) for b in range(6)}
+    body = [kinds[k].format(i=i) for i, k in enumerate(order, 1)]
+    text = _many(["  %y0 = neg %x : f64[3]\n"] + body)
+    name, stmts = fastparse._drive(fastparse._machine(), text)
+    assert name == "g" and len(stmts) == 2 + 1 + len(order) + 1
+    assert [r[0] for r in stmts[3:-1]] == [("op", "const", "param", "op", "input", "output")[k] for k in order]
+    check_both(text, must_be_fast=True)
+    # an error deep in a run of shortcut statements: the exact path's message and position
+    for bad, line, column in (("  %bad = add %x %x : f64[3]\n", 65, 17), ("  %bad = add %x, %s : f64[2]\n", 65, 3),
+                              ("  %bad = add %nope, %x : f64[3]\n", 65, 14)):
+        broken = _many(["  %y0 = neg %x : f64[3]\n"] + body[:60] + [bad] + body[60:])
+        with pytest.raises(ParseError) as e:
+            parse(broken, "f.ir")
+        assert (e.value.line, e.value.column) == (line, column), str(e.value)
+        check_both(broken)
+
+
+def test_a_checked_node_does_not_vouch_for_one_with_other_operand_types() -> None:
+    # same op, same attribute text, same declared type: only the operand types differ
+    same = [f"  %y{i} = sum[axes=(0,), keepdims=false] %x : f64[]\n" for i in range(1, 5)]
+    text = _many(["  %y0 = neg %x : f64[3]\n", "  in %m : f64[2,3]\n"] + same +
+                 ["  %w = sum[axes=(0,), keepdims=false] %m : f64[]\n"])
+    with pytest.raises(ParseError) as e:
+        parse(text, "f.ir")
+    assert e.value.line == 10 and "type rule gives f64[3], but the declared type is f64[]" in e.value.reason
+    check_both(text)
+    check_both(text.replace("sum[axes=(0,), keepdims=false] %m : f64[]", "sum[axes=(0,), keepdims=false] %m : f64[3]"),
+               must_be_fast=True)
+
+
 # -- what each module loads ----------------------------------------------------------------------------
 
 def _loaded_after(code: str) -> set[str]:
