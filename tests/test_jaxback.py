@@ -300,3 +300,18 @@ def test_sharded_program_is_split_over_the_mesh(tiny) -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=TWO_DEVICES)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["('batch',)", "()", "2"]
+
+
+def test_compiler_options_by_program_size() -> None:
+    """Small programs compile at the quick level; big ones at XLA's default level (faster kernels)."""
+    def graph(n: int):  # noqa: ANN202
+        b = Builder("g")
+        x = b.input("x", TensorType("f64", (n,)))
+        return b.finish({"y": x * x})
+
+    small, big = graph(1000), graph(jaxback.FAST_MIN_ELEMENTS // 2)  # input and result: 2 values of n
+    assert jaxback.compiler_options(small) == jaxback.COMPILER_OPTIONS
+    assert jaxback.compiler_options(big) == jaxback.FAST_OPTIONS
+    assert jaxback.COMPILER_OPTIONS != jaxback.FAST_OPTIONS
+    x = np.arange(4.0)
+    assert np.array_equal(jaxback.compile_graph(graph(4))({"x": x})["y"], x * x)
