@@ -27,6 +27,7 @@ from gptir import diff as gdiff
 from gptir import text as gtext
 from gptir.cli.common import check_paths
 from gptir.fileio import read_bytes, read_text
+from gptir.gcpause import gc_paused
 from gptir.ir import GptirError, Graph, Node, TensorType, make_graph, short_words
 
 
@@ -62,6 +63,7 @@ def _fail(msg: str) -> int:
     return 2
 
 
+@gc_paused  # one short-lived process holding two big graphs: the collector would rescan them again and again
 def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
