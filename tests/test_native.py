@@ -340,3 +340,31 @@ def test_cli_without_a_compiler_is_a_one_line_error(data, tmp_path) -> None:
         r = gptir(*args, env=env)
         assert r.returncode == 1, r.stderr
         assert r.stderr.count("\n") == 1 and "needs a C compiler" in r.stderr, r.stderr
+
+
+def test_cli_compile_bad_input_and_outputs_follow_every_verbs_rules(tmp_path) -> None:
+    """``gptir compile`` generates source only (no compiler needed): its paths and inputs are checked
+    like every verb's — one line, exit 1, nothing written over an input."""
+    ir = tmp_path / "n.ir"
+    ir.write_text("graph n {\n  in %x : f64[3]\n  %y = exp %x : f64[3]\n  output y = %y\n}\n")
+    link = tmp_path / "link.c"
+    link.symlink_to(tmp_path / "target.c")  # a dangling link: written through, the link stays a link
+    r = gptir("compile", str(ir), "-o", str(link))
+    assert r.returncode == 0, r.stderr
+    assert link.is_symlink() and "exp(" in (tmp_path / "target.c").read_text()
+    assert gptir("compile", str(ir), "-o", os.devnull).returncode == 0  # a device is written in place
+    assert os.path.exists(os.devnull) and not os.path.isfile(os.devnull)
+    to_input = tmp_path / "to-input.ir"
+    to_input.symlink_to(ir)
+    before = ir.read_text()
+    bad = tmp_path / "bad.ir"
+    bad.write_text("graph n {\n  in %x : f64[3]\n  %y = nosuchop %x : f64[3]\n  output y = %y\n}\n")
+    huge = dict(os.environ, GPTIR_MAX_TEXT_BYTES="10")
+    for args, env, words in ((["compile", str(ir), "-o", str(to_input)], None, "refusing to overwrite an input"),
+                             (["compile", str(bad)], None, "nosuchop"),
+                             (["compile", str(ir)], huge, "GPTIR_MAX_TEXT_BYTES"),
+                             (["compile", str(tmp_path / "absent.ir")], None, "absent.ir")):
+        r = gptir(*args, env=env)
+        assert r.returncode == 1, (args, r.stderr)  # a syntax error adds its source line and a caret
+        assert words in r.stderr.splitlines()[0] and "Traceback" not in r.stderr, (args, r.stderr)
+    assert ir.read_text() == before
