@@ -217,7 +217,7 @@ def _macros(terms: dict[str, Any]) -> tuple[Callable[..., Any], dict[str, tuple[
         return f"(?>{pat[name]})"
 
     ws = f"(?:{pat['WS']})?"
-    ign = f"(?:{pat['WS']}|{pat['COMMENT']})*"
+    ign = f"(?:{t('WS')}|{t('COMMENT')})*"  # atomic: a comment never gives back the end of its line
     order = [x.name for x in _lark_order([terms["NUMBER"], terms["NAME"], terms["SPECIAL"]])]
     simple = "(?>" + "|".join(pat[n] for n in order) + ")"
     name_end = r"(?![A-Za-z0-9_]|\.[A-Za-z0-9_])"  # NAME's match ends here: a keyword, not a prefix
