@@ -23,7 +23,7 @@ import stat
 import sys
 import zipfile
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import IO, BinaryIO, cast
 
 import numpy as np
 
@@ -348,7 +348,7 @@ _PLAIN_HEADER = re.compile(r"\{'descr': '([<>|=](?:f4|f8|[iu][1248]|b1))', 'fort
 _NPY_MAGIC = b"\x93NUMPY"
 
 
-def _plain_header(f: BinaryIO) -> tuple[np.dtype, tuple[int, ...]] | None:
+def _plain_header(f: IO[bytes]) -> tuple[np.dtype, tuple[int, ...]] | None:
     """The dtype and shape of a ``.npy`` stream positioned at its start, if its header is numpy's plain
     form for a C-order array (the stream is left at the data); None for anything else."""
     lead = f.read(8)
@@ -402,7 +402,7 @@ def npz_read(zf: zipfile.ZipFile, name: str, what: str) -> np.ndarray:
                 size = int(np.prod(shape, dtype=object)) * dtype.itemsize
                 if size <= zf.getinfo(name + ".npy").file_size:
                     out = np.empty(shape, dtype)
-                    if f.readinto(memoryview(out.reshape(-1).view(np.uint8))) == size:
+                    if cast(io.BufferedIOBase, f).readinto(out.reshape(-1).view(np.uint8).data) == size:
                         return out
     except Exception:  # noqa: BLE001 - whatever went wrong, numpy's reader below says it as before
         pass
