@@ -124,6 +124,7 @@ class Program:
     """What the generator produced: the source, the constants it reads (its globals), the signature."""
 
     source: str
+    functions: list[str] = field(default_factory=list)  # the source as its top-level functions, compiled one by one
     consts: dict[str, np.ndarray] = field(default_factory=dict)
     args: list[tuple[str, str]] = field(default_factory=list)   # (IR input name, variable)
     outputs: list[tuple[str, str]] = field(default_factory=list)  # (output name, variable)
@@ -252,18 +253,20 @@ def plan(graph: Graph, reuse_min: int | None = REUSE_MIN_ELEMENTS, free_dead: bo
         prog.outputs.append((out, names.var[vname]))
         if vname in consts:
             prog.hoisted_outputs.add(out)
-    lines = []
+    lines = [f"def _program({', '.join(v for _, v in prog.args)}):"]
     if len(stmts) <= chunk:
-        lines.append(f"def _program({', '.join(v for _, v in prog.args)}):")
         lines.extend(_body(stmts, 0, len(stmts), _deaths(stmts, out_vars, free_dead)))
     else:
-        lines.extend(_chunked(stmts, [v for _, v in prog.args], out_vars, set(prog.consts), free_dead, chunk))
+        parts, calls = _chunked(stmts, out_vars, set(prog.consts), free_dead, chunk)
+        prog.functions.extend(parts)
+        lines.extend(calls)
     rets = []
     for out, var in prog.outputs:
         rank0 = nodes[graph.outputs[out]].type.rank == 0
         rets.append(f"_asarray({var})" if rank0 else var)
     lines.append(f"    return ({', '.join(rets)},)")
-    prog.source = "\n".join(lines) + "\n"
+    prog.functions.append("\n".join(lines) + "\n")
+    prog.source = "".join(prog.functions)
     prog.n_statements = len(stmts)
     return prog
 
@@ -394,16 +397,18 @@ def _body(stmts: list[_Stmt], start: int, end: int, dead: Mapping[int, list[str]
     return out
 
 
-# Programs of more statements than this are split into functions of at most this many: CPython
-# compiles one huge function in time that grows faster than its length (a 100k-statement program
-# took 2.1 s to compile as one function, 0.8 s as 25), and the calls between parts cost well under
-# a microsecond each. Every microgpt training program is shorter, so it stays one function.
+# Programs of more statements than this are split into functions of at most this many, compiled one
+# by one: CPython compiles one huge function in time that grows faster than its length (the 100k-node
+# loss graph's 100k statements: 1.45 s as one function, about 1.0 s as 25 parts; with its 17k
+# constants as closure cells, 1.9-2.2 s), and the calls between parts cost well under a microsecond
+# each. Every microgpt training program is shorter, so it stays one function.
 CHUNK_STATEMENTS = 4000
 
 
-def _chunked(stmts: list[_Stmt], arg_vars: list[str], out_vars: set[str], consts: set[str], free_dead: bool,
-             chunk: int) -> list[str]:
-    """``_program`` as a sequence of calls to part functions ``_part<k>``, each running ``chunk``
+def _chunked(stmts: list[_Stmt], out_vars: set[str], consts: set[str], free_dead: bool,
+             chunk: int) -> tuple[list[str], list[str]]:
+    """The part functions' sources and ``_program``'s body, which calls them in turn. Each part
+    ``_part<k>`` runs ``chunk``
     statements: a part takes the values it reads that earlier parts (or the caller) made and returns
     the values it makes that later parts or the outputs read. The statements, their order and their
     operands are exactly the unsplit program's, so the results are the same bits. ``_program`` drops
@@ -422,9 +427,8 @@ def _chunked(stmts: list[_Stmt], arg_vars: list[str], out_vars: set[str], consts
         takes = list(dict.fromkeys(a for i in range(start, end) for a in stmts[i].args
                                    if a not in made and a not in consts))
         gives = [stmts[i].var for i in range(start, end) if last.get(stmts[i].var, -1) >= end]
-        parts.append(f"def _part{k}({', '.join(takes)}):")
-        parts.extend(_body(stmts, start, end, dead))
-        parts.append(f"    return ({', '.join(gives)},)" if gives else "    return ()")
+        ret = f"    return ({', '.join(gives)},)" if gives else "    return ()"
+        parts.append("\n".join([f"def _part{k}({', '.join(takes)}):", *_body(stmts, start, end, dead), ret]) + "\n")
         call = f"_part{k}({', '.join(takes)})"
         calls.append(f"    ({', '.join(gives)},) = {call}" if gives else f"    {call}")
         held.extend(gives)
@@ -433,7 +437,7 @@ def _chunked(stmts: list[_Stmt], arg_vars: list[str], out_vars: set[str], consts
             if gone:
                 calls.append(f"    del {', '.join(gone)}")
                 held = [v for v in held if last[v] >= end]
-    return parts + [f"def _program({', '.join(arg_vars)}):"] + calls
+    return parts, calls
 
 
 def generate_source(graph: Graph, reuse_min: int | None = REUSE_MIN_ELEMENTS, free_dead: bool = FREE_DEAD,
@@ -465,17 +469,18 @@ def compile_graph(graph: Graph, checked: bool = True, reuse_min: int | None = RE
     """
     prog = plan(graph, reuse_min, free_dead, chunk)
     ns = _namespace_base()
-    code = _CODE_CACHE.get(prog.source)
-    if code is None:
-        code = compile(prog.source, "<gptir program>", "exec")
+    codes = _CODE_CACHE.get(prog.source)
+    if codes is None:
+        codes = [compile(f, "<gptir program>", "exec") for f in prog.functions]
         if len(_CODE_CACHE) >= _CODE_CACHE_SIZE:
             _CODE_CACHE.pop(next(iter(_CODE_CACHE)))
-        _CODE_CACHE[prog.source] = code
+        _CODE_CACHE[prog.source] = codes
     clash = ns.keys() & prog.consts.keys()
     if clash:  # pragma: no cover - constants are v_..., _k<i> and _s_v_...; test_optable checks emit_names
         raise CodegenError(f"the constant name {min(clash)} is a name generated code uses")
     ns.update(prog.consts)  # the program's constants are its globals (see the module docstring)
-    exec(code, ns)  # noqa: S102 - the source is generated from validated identifiers and numbers only
+    for code in codes:
+        exec(code, ns)  # noqa: S102 - the source is generated from validated identifiers and numbers only
     fn = ns["_program"]
     out_names = [o for o, _ in prog.outputs]
     copy_outs = [o for o in out_names if o in prog.hoisted_outputs]
