@@ -254,10 +254,11 @@ def plan(graph: Graph, reuse_min: int | None = REUSE_MIN_ELEMENTS, free_dead: bo
         if vname in consts:
             prog.hoisted_outputs.add(out)
     lines = [f"def _program({', '.join(v for _, v in prog.args)}):"]
+    last = last_reads([st.args for st in stmts])  # (after buffer reuse, which adds the donors it reads)
     if len(stmts) <= chunk:
-        lines.extend(_body(stmts, 0, len(stmts), _deaths(stmts, out_vars, free_dead)))
+        lines.extend(_body(stmts, 0, len(stmts), _deaths(stmts, last, out_vars, free_dead)))
     else:
-        parts, calls = _chunked(stmts, out_vars, set(prog.consts), free_dead, chunk)
+        parts, calls = _chunked(stmts, last, out_vars, set(prog.consts), free_dead, chunk)
         prog.functions.extend(parts)
         lines.extend(calls)
     rets = []
@@ -375,15 +376,15 @@ def _reuse_buffers(graph: Graph, stmts: list[_Stmt], out_vars: set[str], reuse_m
     return reused
 
 
-def _deaths(stmts: list[_Stmt], out_vars: set[str], free_dead: bool) -> dict[int, list[str]]:
-    """Statement index -> the statement variables read there for the last time (outputs stay; none
-    without ``free_dead``). Only variables the body assigns are dropped: inputs stay referenced by
-    the caller anyway, and constants are not the function's to delete."""
+def _deaths(stmts: list[_Stmt], last: Mapping[str, int], out_vars: set[str], free_dead: bool) -> dict[int, list[str]]:
+    """Statement index -> the statement variables read there for the last time (``last``: each
+    variable's last reading statement; outputs stay; none without ``free_dead``). Only variables the
+    body assigns are dropped: inputs stay referenced by the caller anyway, and constants are not the
+    function's to delete."""
     if not free_dead:
         return {}
     assigned = {st.var for st in stmts}
-    last = {v: i for v, i in last_reads([st.args for st in stmts]).items() if v in assigned}
-    return dead_after(last, out_vars)
+    return dead_after({v: i for v, i in last.items() if v in assigned}, out_vars)
 
 
 def _body(stmts: list[_Stmt], start: int, end: int, dead: Mapping[int, list[str]]) -> list[str]:
@@ -405,19 +406,19 @@ def _body(stmts: list[_Stmt], start: int, end: int, dead: Mapping[int, list[str]
 CHUNK_STATEMENTS = 4000
 
 
-def _chunked(stmts: list[_Stmt], out_vars: set[str], consts: set[str], free_dead: bool,
-             chunk: int) -> tuple[list[str], list[str]]:
+def _chunked(stmts: list[_Stmt], last_read: Mapping[str, int], out_vars: set[str], consts: set[str],
+             free_dead: bool, chunk: int) -> tuple[list[str], list[str]]:
     """The part functions' sources and ``_program``'s body, which calls them in turn. Each part
     ``_part<k>`` runs ``chunk``
     statements: a part takes the values it reads that earlier parts (or the caller) made and returns
     the values it makes that later parts or the outputs read. The statements, their order and their
     operands are exactly the unsplit program's, so the results are the same bits. ``_program`` drops
     each value it holds after the last part that reads it (with ``free_dead``), as the parts do."""
-    last = last_reads([st.args for st in stmts])
+    dead = _deaths(stmts, last_read, out_vars, free_dead)
     n = len(stmts)
+    last = dict(last_read)
     for v in out_vars:
         last[v] = n
-    dead = _deaths(stmts, out_vars, free_dead)
     parts: list[str] = []
     calls: list[str] = []
     held: list[str] = []  # values _program holds, made by earlier parts
