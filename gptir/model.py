@@ -12,6 +12,7 @@ from typing import Mapping
 import numpy as np
 
 from gptir import rng as R
+from gptir.gcpause import gc_paused
 from gptir.ir import FLOATS, NUMPY_DTYPES, GptirError, Graph, TensorType
 from gptir.nn import causal_attention, linear, mlp, rmsnorm, softmax
 from gptir.tracing import Builder, Tracer, gather, reshape, scope, where
@@ -127,6 +128,7 @@ def _param_inputs(b: Builder, cfg: GPTConfig) -> dict[str, Tracer]:
     return {name: b.param(name, TensorType(cfg.dtype, shape)) for name, shape in param_shapes(cfg).items()}
 
 
+@gc_paused  # (as gptir.trace: the nodes all stay alive, so collecting while it runs finds nothing)
 def loss_graph(cfg: GPTConfig, n: int, batch: int = 0) -> Graph:
     """The loss of one document with ``n`` positions (or a padded batch of ``batch`` documents).
 

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from gptir.gcpause import gc_paused
 from gptir.ir import (NUMPY_DTYPES, Graph, Node, ShapeError, TensorType, in_topological_order, is_identifier,
                       make_graph)
 from gptir.ops import OPS, broadcast_shapes, infer_type, slice_length
@@ -919,6 +920,7 @@ def _make_input(b: Builder, name: str, spec: Any) -> Any:
     return b.input(name, ty)
 
 
+@gc_paused  # a trace allocates nodes that all stay alive: collecting while it runs finds nothing
 def trace(fn: Callable[..., Any], *example_args: Any, name: str | None = None) -> Graph:
     """Trace ``fn`` into a Graph.
 
