@@ -31,7 +31,8 @@ _SCOPE: ContextVar[tuple[str, ...]] = ContextVar("gptir_scope", default=())
 
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 # Frames in these files are gptir machinery, not model code: a node's location skips them.
-_INTERNAL_FILES = {os.path.join(_PKG_DIR, f) for f in ("tracing.py", "ops.py", "ir.py", "autodiff.py", "passes.py")}
+_INTERNAL_FILES = {os.path.join(_PKG_DIR, f)
+                   for f in ("tracing.py", "ops.py", "ir.py", "autodiff.py", "passes.py", "gcpause.py")}
 
 
 @contextlib.contextmanager
