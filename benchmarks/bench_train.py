@@ -20,7 +20,7 @@ through ``ProgramCache.get``) is timed apart from step time. Every backend runs 
 extrapolates (marked ``~`` in the table), ``--skip-interp`` not at all.
 
     python benchmarks/bench_train.py [--steps 1000] [--scaled-steps 200] [--data PATH]
-        [--skip-torch] [--skip-interp] [--quick-interp] [--repeat N] [--profile] [--only default|scaled]
+        [--skip-torch] [--skip-interp] [--quick-interp] [--repeat N] [--profile] [--only default|scaled|large]
 
 Targets (PASS/FAIL): default compiled 1000 steps incl. build < 0.5 s; default build of all programs
 < 1 s; scaled compiled time per step <= 1.1x torch eager's; large config per step on jax at least 2x
