@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -253,12 +253,18 @@ def truncated_docs(state: TrainState, docs: Sequence[str]) -> int:
 
 def train_step(state: TrainState, cache: ProgramCache, docs: Sequence[str]) -> tuple[TrainState, float]:
     """Run one step; returns the new state and the step's loss."""
+    new, loss = _dispatch_step(state, cache, docs)
+    return new, float(loss)
+
+
+def _dispatch_step(state: TrainState, cache: ProgramCache, docs: Sequence[str]) -> tuple[TrainState, Any]:
+    """Start one step: the new state and the step's loss as the program returned it (on the jax backend an
+    array still being computed: reading it waits for the step, so :func:`train` reads it one step later)."""
     data = encode_batch(state, step_docs(state, docs), pad=bool(cache.pad))
     program = cache.get(data["tokens"].shape[-1], data["tokens"].shape[0] if data["tokens"].ndim == 2 else 0)
     out = program(step_inputs(state, data))
     params = {k: out[k] for k in state.params}
-    new = replace(state, params=params, m=out["adam.m"], v=out["adam.v"], step=state.step + 1)
-    return new, float(out["loss"])
+    return replace(state, params=params, m=out["adam.m"], v=out["adam.v"], step=state.step + 1), out["loss"]
 
 
 def step_inputs(state: TrainState, data: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -290,8 +296,21 @@ def snapshot_graph(state: TrainState, doc: str) -> Graph:
 
 
 def train(state: TrainState, docs: Sequence[str], cache: ProgramCache, until: int | None = None) -> Iterator[tuple[TrainState, float]]:
-    """Yield (state, loss) after each step until step ``until`` (default: the run's num_steps)."""
+    """Yield (state, loss) after each step until step ``until`` (default: the run's num_steps).
+
+    Where the backend runs asynchronously (jax: a call returns while XLA computes), step k + 1 is started
+    before step k's loss is read and yielded, so the Python around a step (batch encoding, argument
+    checks, the caller's logging) overlaps XLA's work instead of waiting for it; the losses and states
+    are the same. Elsewhere each step is yielded as soon as it is done."""
     stop = state.num_steps if until is None else min(until, state.num_steps)
+    pending: tuple[TrainState, Any] | None = None
     while state.step < stop:
-        state, loss = train_step(state, cache, docs)
-        yield state, loss
+        state, loss = _dispatch_step(state, cache, docs)
+        if isinstance(loss, (float, np.ndarray, np.generic)):  # a finished step (numpy backends)
+            yield state, float(loss)
+            continue
+        if pending is not None:
+            yield pending[0], float(pending[1])
+        pending = (state, loss)
+    if pending is not None:
+        yield pending[0], float(pending[1])

@@ -116,6 +116,24 @@ def test_traced_loss_matches_the_training_loss(data, tmp_path):
     assert "backward" in (tmp_path / "step.ir").read_text()
 
 
+def test_traced_f32_loss_matches_the_f32_training_loss(data, tmp_path):
+    log, ir, ckpt = tmp_path / "log.jsonl", tmp_path / "loss32.ir", tmp_path / "c.ckpt"
+    assert gptir("train", "--data", str(data), "--steps", "1", "--samples", "0", "--log", str(log), "--dtype",
+                 "f32", "--out", str(ckpt), *SMALL).returncode == 0
+    first_loss = read_log(log)[0]["loss"]
+    r = gptir("trace", "microgpt", "--data", str(data), *SMALL, "--dtype", "f32", "-o", str(ir))
+    assert r.returncode == 0, r.stderr
+    assert "f32[" in ir.read_text() and "f64[" not in ir.read_text()
+    out = json.loads(gptir("exec", str(ir), "--format", "json").stdout)["outputs"]["loss"]
+    assert out["value"] == first_loss
+    r64 = gptir("trace", "microgpt", "--data", str(data), *SMALL, "-o", str(tmp_path / "loss64.ir"))
+    assert r64.returncode == 0, r64.stderr
+    out64 = json.loads(gptir("exec", str(tmp_path / "loss64.ir"), "--format", "json").stdout)["outputs"]["loss"]
+    assert out64["value"] != first_loss and abs(out64["value"] - first_loss) < 1e-5
+    r = gptir("trace", "microgpt", "--checkpoint", str(ckpt), "--doc", "emma", "--dtype", "f64")
+    assert r.returncode == 1 and "--dtype cannot be combined with --checkpoint" in r.stderr
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--out", "/nonexistent-gptir/run.ckpt"], "its folder does not exist"),
     (["--log", "/nonexistent-gptir/log.jsonl"], "its folder does not exist"),

@@ -151,6 +151,26 @@ def test_one_padded_program_for_every_length(tiny) -> None:
         assert max(abs(a - b) for a, b in zip(runs["padded"][0], runs[name][0])) <= TOL
 
 
+def test_pipelined_training_yields_each_step_with_its_own_loss(tiny) -> None:
+    """train() starts step k + 1 before reading step k's loss on the jax backend; what it yields is the
+    same as one train_step at a time (state k with loss k), and stopping early leaves no step unyielded."""
+    state, shuffled = tiny
+    cache = T.ProgramCache(state.model, state.adam, state.num_steps, "jax")
+    yielded = list(T.train(state, shuffled, cache, until=6))
+    st, one_by_one = state, []
+    for _ in range(6):
+        st, loss = T.train_step(st, cache, shuffled)
+        one_by_one.append((st, loss))
+    assert [s.step for s, _ in yielded] == [1, 2, 3, 4, 5, 6]
+    assert [loss for _, loss in yielded] == [loss for _, loss in one_by_one]
+    assert len({loss for _, loss in yielded}) == 6
+    for (a, _), (b, _) in zip(yielded, one_by_one):
+        assert all(np.array_equal(np.asarray(a.params[k]), np.asarray(b.params[k])) for k in a.params)
+        assert np.array_equal(np.asarray(a.m), np.asarray(b.m))
+    first = next(iter(T.train(state, shuffled, cache)))  # a caller that stops after one step
+    assert first[0].step == 1 and first[1] == yielded[0][1]
+
+
 def test_f32_training_matches_the_numpy_backend(tiny) -> None:
     state, shuffled = tiny
     f32, _ = T.start(["emma", "olivia", "ava", "isabella", "sophia", "mia", "amelia", "harper"], n_embd=8, n_head=2,

@@ -29,7 +29,7 @@ from gptir.ir import GptirError, Graph, TensorType
 from gptir.tracing import Param, trace
 
 MICROGPT_OPTIONS = ("n_embd", "n_head", "n_layer", "block_size", "doc", "train_step", "data", "seed",
-                    "checkpoint", "batch")
+                    "checkpoint", "batch", "dtype")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,6 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--seed", type=int, default=None, metavar="S", help="the run's random seed (default 42)")
     g.add_argument("--checkpoint", metavar="CKPT", help="take the model and parameters from this checkpoint")
     g.add_argument("--batch", type=positive_int, default=None, metavar="B", help="documents per step (default 1)")
+    g.add_argument("--dtype", choices=("f64", "f32"), default=None,
+                   help="the model's float type, as gptir train --dtype (default f64)")
     p.set_defaults(func=run)
 
 

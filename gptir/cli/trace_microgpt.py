@@ -24,18 +24,18 @@ from gptir.optim import AdamConfig
 
 
 # what a checkpoint fixes (and --checkpoint therefore refuses)
-CHECKPOINT_FIXED = ("n_embd", "n_head", "n_layer", "block_size", "seed", "data")
+CHECKPOINT_FIXED = ("n_embd", "n_head", "n_layer", "block_size", "seed", "data", "dtype")
 
 
 def _state(args: argparse.Namespace) -> tuple[T.TrainState, list[str] | None]:
     if getattr(args, "checkpoint", None):
         given = [f"--{k.replace('_', '-')}" for k in CHECKPOINT_FIXED if getattr(args, k, None) is not None]
         if given:  # the checkpoint decides these: an option that would be ignored is refused
-            raise GptirError(f"{', '.join(given)} cannot be combined with --checkpoint: the model, seed and data "
-                             "come from the checkpoint")
+            raise GptirError(f"{', '.join(given)} cannot be combined with --checkpoint: the model, seed, data and "
+                             "dtype come from the checkpoint")
         return checkpoint.load(args.checkpoint), None
     docs = load_docs(getattr(args, "data", None))
-    opts = {k: getattr(args, k) for k in ("n_embd", "n_head", "n_layer", "block_size") if getattr(args, k, None)}
+    opts = {k: getattr(args, k) for k in ("n_embd", "n_head", "n_layer", "block_size", "dtype") if getattr(args, k, None)}
     state, shuffled = T.start(docs, seed=args.seed if getattr(args, "seed", None) is not None else 42,
                               adam=AdamConfig(), batch=max(getattr(args, "batch", None) or 1, 1),
                               max_memory=memory_limit(), **opts)
