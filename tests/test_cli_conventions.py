@@ -372,3 +372,15 @@ def test_the_readmes_error_example_is_what_gptir_prints() -> None:
     want = block.split("\n", 1)[1]
     r = run("exec", "examples/broken.ir")
     assert (r.returncode, r.stdout, r.stderr) == (1, "", want)
+
+
+def test_the_command_runs_blas_on_one_thread_unless_a_count_is_chosen() -> None:
+    from gptir.cli import BLAS_THREAD_VARIABLES, blas_threads_default
+
+    env: dict[str, str] = {"PATH": "/bin"}
+    blas_threads_default(env)
+    assert env == {"PATH": "/bin", "OPENBLAS_NUM_THREADS": "1"}
+    for var in BLAS_THREAD_VARIABLES:
+        env = {var: "4"}
+        blas_threads_default(env)
+        assert env == {var: "4"}, var
