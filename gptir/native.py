@@ -46,6 +46,7 @@ import ctypes
 import hashlib
 import math
 import os
+import platform
 import re
 import shlex
 import shutil
@@ -64,10 +65,14 @@ from gptir.ir import ATTR_KINDS, INPUT_OPS, GptirError, Graph, Node
 from gptir.ops import C_TYPES, OPS, c_strides, is_c_contiguous
 from gptir.passes import evaluate_node
 
-FLAGS = ("-O2", "-fPIC", "-shared", "-std=c99", "-ffp-contract=off", "-fwrapv", "-fno-math-errno")
+FLAGS = ("-O3", "-fPIC", "-shared", "-std=c99", "-ffp-contract=off", "-fwrapv", "-fno-math-errno")
+# x86-64: the build machine's vector instructions (AVX2, AVX-512); IEEE results are the same, the cache key
+# then carries the CPU's identity (see cpu_identity)
+NATIVE_ARCH = ("-march=native",)
 ENTRY = "gptir_main"
 CACHE_ENV = "GPTIR_NATIVE_CACHE"
 FOLD_MAX_ELEMENTS = 4096  # constant subgraphs up to this size are evaluated at generation time
+MATMUL_TILE = 32  # matmul: output columns summed at once (in registers: 4 AVX-512 or 8 AVX2 vectors of f64)
 ALIGN = 64  # bytes: every arena buffer starts on a cache line
 _SAFE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*\Z")
 NO_COMPILER = "the native backend needs a C compiler and none was found (set $CC, or install cc, gcc or clang)"
@@ -112,6 +117,30 @@ def compiler_identity(cmd: Sequence[str]) -> str:
     return _VERSIONS[key]
 
 
+def compile_flags() -> tuple[str, ...]:
+    """The compiler's flags: :data:`FLAGS`, and on x86-64 :data:`NATIVE_ARCH` (the build machine's vector
+    instructions; no fast-math and no contraction, so every result is the same as without it)."""
+    return FLAGS + NATIVE_ARCH if platform.machine().lower() in ("x86_64", "amd64") else FLAGS
+
+
+_CPU: list[str] = []
+
+
+def cpu_identity() -> str:
+    """The CPU the code is built for (part of the cache key with ``-march=native``): the machine name
+    and, on Linux, the first processor's model name and flags from /proc/cpuinfo."""
+    if not _CPU:
+        text = platform.machine()
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                lines = f.read(1 << 16).split("\n\n", 1)[0].splitlines()
+            text += "".join("\n" + ln for ln in lines if ln.startswith(("model name", "flags", "vendor_id")))
+        except OSError:
+            text += "\n" + platform.processor()
+        _CPU.append(text)
+    return _CPU[0]
+
+
 def available() -> str | None:
     """None when the native backend can build, else the reason it cannot (one line)."""
     return None if find_compiler() is not None else NO_COMPILER
@@ -143,7 +172,11 @@ def build(source: str, cache_dir: str | None = None) -> tuple[ctypes.CDLL, Build
     cmd = find_compiler()
     if cmd is None:
         raise NativeError(NO_COMPILER)
-    key = hashlib.sha256("\0".join([source, compiler_identity(cmd), " ".join(FLAGS)]).encode()).hexdigest()
+    flags = compile_flags()
+    ident = [source, compiler_identity(cmd), " ".join(flags)]
+    if flags != FLAGS:
+        ident.append(cpu_identity())
+    key = hashlib.sha256("\0".join(ident).encode()).hexdigest()
     folder = cache_folder(cache_dir)
     path = os.path.join(folder, f"gptir-{key[:40]}.so")
     if os.path.exists(path):
@@ -159,7 +192,7 @@ def build(source: str, cache_dir: str | None = None) -> tuple[ctypes.CDLL, Build
         with open(src, "w", encoding="utf-8") as f:
             f.write(source)
         try:
-            r = subprocess.run([*cmd, *FLAGS, f'-DGPTIR_KEY="{key}"', "-o", obj, src, "-lm"],
+            r = subprocess.run([*cmd, *flags, f'-DGPTIR_KEY="{key}"', "-o", obj, src, "-lm"],
                                capture_output=True, text=True, timeout=600)
         except (OSError, subprocess.SubprocessError) as e:
             raise NativeError(f"the C compiler {cmd[0]} failed to run: {e}") from None
@@ -221,6 +254,15 @@ PRELUDE = r"""#include <math.h>
 #include <string.h>
 
 const char gptir_key[] = GPTIR_KEY;
+
+/* a fused loop has no loop-carried dependence: within one step no buffer written overlaps one read */
+#if defined(__clang__)
+#define GX_IVDEP _Pragma("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__)
+#define GX_IVDEP _Pragma("GCC ivdep")
+#else
+#define GX_IVDEP
+#endif
 
 /* numpy's (x86's) float -> i64 conversion: NaN and out-of-range values give INT64_MIN */
 static inline int64_t gx_ftoi(double x) {
@@ -472,7 +514,18 @@ class _Writer:
         dims, strs = _coalesce(group.shape, [a.strides for a in accesses])
         flat = {id(a): Val(tuple(dims), a.dtype, self.bufof(a), tuple(s), a.offset) for a, s in zip(accesses, strs)}
         heads, closes, idx = self.loops(dims, 2)
-        ind = "    " * (2 + len(heads))
+        if heads:
+            last = heads[-1]
+            heads.insert(len(heads) - 1, last[:len(last) - len(last.lstrip())] + "GX_IVDEP")
+        ind = "    " * (2 + len(heads) - bool(heads))
+        # operands that are one element for the whole loop (scalars, broadcasts) are read once, before it
+        hoisted: dict[int, str] = {}
+        pre = []
+        for r in reads:
+            fv = flat.get(id(r))
+            if fv is not None and id(r) not in hoisted and not any(fv.strides):
+                hoisted[id(r)] = _cident("s_", r.root or "x", self.taken)
+                pre.append(f"        const {C_TYPES[r.dtype]} {hoisted[id(r)]} = {self.at(fv, ['0'] * len(dims))};")
         body = []
         for node in group.nodes:
             opdef = OPS[node.op]
@@ -484,7 +537,7 @@ class _Writer:
                     args.append(locs[member])
                 else:
                     v = self.vals[i]
-                    args.append(v.literal if v.literal is not None else self.at(flat[id(v)], idx))
+                    args.append(v.literal if v.literal is not None else hoisted.get(id(v)) or self.at(flat[id(v)], idx))
             dt = self.nodes[node.inputs[-1]].type.dtype
             loc = _cident("t_", node.name, self.taken)
             locs[node.name] = loc
@@ -492,7 +545,7 @@ class _Writer:
         for name, v in stores:
             body.append(f"{ind}{self.at(flat[id(v)], idx)} = {locs[name]};")
         names = " ".join(f"%{n.name}" for n in group.nodes)
-        self.emit(f"fused {'x'.join(map(str, group.shape)) or 'scalar'}: {names}", [*heads, *body, *closes])
+        self.emit(f"fused {'x'.join(map(str, group.shape)) or 'scalar'}: {names}", [*pre, *heads, *body, *closes])
 
     def alias(self, name: str, group: Group) -> str | None:
         """The member of ``group`` whose element value ``name`` is at every loop index (the member
@@ -675,6 +728,8 @@ class _Writer:
 
     def k_matmul(self, node: Node, ins: Sequence[Val], attrs: Mapping[str, Any]) -> None:
         a, b = (self.contiguous(v, node) if v.literal is not None else v for v in ins)
+        if len(b.shape) > 1 and b.shape[-1] > 1 and b.strides[-1] != 1:
+            b = self.contiguous(b, node)  # rows of B contiguous, so the inner loop below is over them
         out, obuf = self.kernel_out(node, [a, b])
         # as [batch..., m, k] @ [batch..., k, n] -> [batch..., m, n], with stride 0 for missing axes
         a_sh, a_st = list(a.shape), list(a.strides)
@@ -705,18 +760,32 @@ class _Writer:
         am, ak = a_st[-2], a_st[-1]
         bk, bn = b_st[-2], b_st[-1]
         om, on = o_st[-2], o_st[-1]
-        lines = [*heads, f"{ind}const {C_TYPES[a.dtype]} *A = {av} + {ab}, *B = {bv} + {bbase};",
-                 f"{ind}{C_TYPES[node.type.dtype]} *O = {ov} + {ob};"]
+        # restrict: within one step no buffer written overlaps one read (the arena's plan; caller arrays)
+        lines = [*heads, f"{ind}const {C_TYPES[a.dtype]} *restrict A = {av} + {ab}, *restrict B = {bv} + {bbase};",
+                 f"{ind}{C_TYPES[node.type.dtype]} *restrict O = {ov} + {ob};"]
         T = C_TYPES[node.type.dtype]
         if bn == 1 and n > 1:  # rows of B contiguous: i, k, j (each element still summed in k order)
-            lines += [f"{ind}for (int64_t i = 0; i < {m}; i++) {{",
-                      f"{ind}    {T} *o = O + i * {om};",
-                      f"{ind}    for (int64_t j = 0; j < {n}; j++) o[j * {on}] = 0;",
-                      f"{ind}    for (int64_t p = 0; p < {k}; p++) {{",
-                      f"{ind}        const {T} x = A[i * {am} + p * {ak}];",
-                      f"{ind}        const {T} *br = B + p * {bk};",
-                      f"{ind}        for (int64_t j = 0; j < {n}; j++) o[j * {on}] += x * br[j];",
-                      f"{ind}    }}", f"{ind}}}"]
+            # j in blocks of up to MATMUL_TILE columns and rows in blocks of r, so that r * w sums are
+            # kept in registers over k (independent chains of additions)
+            for j0 in range(0, n, MATMUL_TILE):
+                w = min(MATMUL_TILE, n - j0)
+                rows = max(1, min(m, MATMUL_TILE // w, 4))
+                for i0, i1, r in ((0, m - m % rows, rows), (m - m % rows, m, 1)):
+                    if i1 <= i0:
+                        continue
+                    lines += [f"{ind}for (int64_t i = {i0}; i < {i1}; i += {r}) {{",
+                              f"{ind}    {T} acc[{r}][{w}];",
+                              f"{ind}    for (int64_t q = 0; q < {r}; q++) for (int64_t j = 0; j < {w}; j++) acc[q][j] = 0;",
+                              f"{ind}    for (int64_t p = 0; p < {k}; p++) {{",
+                              f"{ind}        const {T} *restrict br = B + p * {bk} + {j0};",
+                              f"{ind}        for (int64_t q = 0; q < {r}; q++) {{",
+                              f"{ind}            const {T} x = A[(i + q) * {am} + p * {ak}];",
+                              f"{ind}            for (int64_t j = 0; j < {w}; j++) acc[q][j] += x * br[j];",
+                              f"{ind}        }}",
+                              f"{ind}    }}",
+                              f"{ind}    for (int64_t q = 0; q < {r}; q++) for (int64_t j = 0; j < {w}; j++) "
+                              f"O[(i + q) * {om} + ({j0} + j) * {on}] = acc[q][j];",
+                              f"{ind}}}"]
         else:
             lines += [f"{ind}for (int64_t i = 0; i < {m}; i++)",
                       f"{ind}    for (int64_t j = 0; j < {n}; j++) {{",

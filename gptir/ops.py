@@ -223,6 +223,16 @@ def _cf(fn: str) -> CExprFn:
     return lambda a, d, at: f"{fn}{'f' if d == 'f32' else ''}({', '.join(a)})"
 
 
+def _cpow(a: Sequence[str], d: str, at: Attrs) -> str:
+    """pow; a scalar exponent of 2 or 0.5 (a C literal: numpy's stride-0 operand) is ``x*x`` or ``sqrt(x)``,
+    numpy's own fast paths for those exponents, so the result is numpy's bit for bit."""
+    for value, form in ((2.0, "({0} * {0})"), (0.5, _cf("sqrt")(["{0}"], d, at))):
+        lit = value.hex() if d == "f64" else f"((float){value.hex()})"
+        if a[1] == lit:
+            return form.format(a[0])
+    return _cf("pow")(a, d, at)
+
+
 def _cbin(op: str) -> CExprFn:
     return lambda a, d, at: f"({a[0]} {op} {a[1]})"
 
@@ -850,7 +860,7 @@ _table: list[OpDef] = [
           **_UFUNC, ufunc="divide", infix="/", c=CLower("expr", _cbin("/"))),
     # never ``**`` in generated code: numpy turns x ** 0.5 into sqrt
     OpDef("pow", 2, _binary(FLOAT), None, None, kind="elementwise", grad=_g_pow, **_UFUNC, ufunc="power",
-          c=CLower("expr", _cf("pow"))),
+          c=CLower("expr", _cpow)),
     OpDef("maximum", 2, _binary(NUMERIC), None, None, kind="elementwise", commutative=True, grad=_g_maximum,
           **_UFUNC, ufunc="maximum", c=CLower("expr", _cmax(">="))),
     OpDef("neg", 1, _unary(NUMERIC), None, None, kind="elementwise", grad=_g_neg,
