@@ -65,7 +65,10 @@ from gptir.ir import ATTR_KINDS, INPUT_OPS, GptirError, Graph, Node
 from gptir.ops import C_TYPES, OPS, c_strides, is_c_contiguous
 from gptir.passes import evaluate_node
 
-FLAGS = ("-O3", "-fPIC", "-shared", "-std=c99", "-ffp-contract=off", "-fwrapv", "-fno-math-errno")
+FLAGS = ("-O2", "-fPIC", "-shared", "-std=c99", "-ffp-contract=off", "-fwrapv", "-fno-math-errno")
+# gcc: its vectoriser with the cost model of -O3, at -O2's compile time (-O3 takes 4-5x as long to build a
+# training step, for slower code here); clang vectorises at -O2 by itself
+GCC_VECTORIZE = ("-ftree-vectorize", "-fvect-cost-model=dynamic")
 # x86-64: the build machine's vector instructions (AVX2, AVX-512); IEEE results are the same, the cache key
 # then carries the CPU's identity (see cpu_identity)
 NATIVE_ARCH = ("-march=native",)
@@ -117,10 +120,12 @@ def compiler_identity(cmd: Sequence[str]) -> str:
     return _VERSIONS[key]
 
 
-def compile_flags() -> tuple[str, ...]:
-    """The compiler's flags: :data:`FLAGS`, and on x86-64 :data:`NATIVE_ARCH` (the build machine's vector
-    instructions; no fast-math and no contraction, so every result is the same as without it)."""
-    return FLAGS + NATIVE_ARCH if platform.machine().lower() in ("x86_64", "amd64") else FLAGS
+def compile_flags(identity: str = "") -> tuple[str, ...]:
+    """The flags for the compiler of ``identity`` (:func:`compiler_identity`): :data:`FLAGS`, gcc's
+    :data:`GCC_VECTORIZE`, and on x86-64 :data:`NATIVE_ARCH` (the build machine's vector instructions; no
+    fast-math and no contraction, so every result is the same as without it)."""
+    flags = FLAGS if "clang" in identity.lower() else FLAGS + GCC_VECTORIZE
+    return flags + NATIVE_ARCH if platform.machine().lower() in ("x86_64", "amd64") else flags
 
 
 _CPU: list[str] = []
@@ -172,9 +177,9 @@ def build(source: str, cache_dir: str | None = None) -> tuple[ctypes.CDLL, Build
     cmd = find_compiler()
     if cmd is None:
         raise NativeError(NO_COMPILER)
-    flags = compile_flags()
+    flags = compile_flags(compiler_identity(cmd))
     ident = [source, compiler_identity(cmd), " ".join(flags)]
-    if flags != FLAGS:
+    if NATIVE_ARCH[0] in flags:
         ident.append(cpu_identity())
     key = hashlib.sha256("\0".join(ident).encode()).hexdigest()
     folder = cache_folder(cache_dir)
@@ -1015,6 +1020,73 @@ class NativeProgram:
             name = list(self.graph.nodes)[rc - 1] if 0 < rc <= len(self.graph.nodes) else "?"
             raise ExecError(f"the native program failed at %{name}")
         return {o: a for (o, _, _), a in zip(self.program.outputs, outs)}
+
+
+    def bind(self, inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> "Bound":
+        """The program's call with every input and output array fixed now (checked once: ndarray of the
+        declared dtype and shape, C-contiguous; outputs writeable and not overlapping any other array
+        given), so that a call converts nothing (see :class:`Bound`)."""
+        arrays: list[np.ndarray] = []
+        slots: dict[str, int] = {}
+        wanted = [(n.name, n.type.shape, n.type.np_dtype, False) for n in self.program.inputs]
+        wanted += [(o, shape, dt, True) for o, shape, dt in self.program.outputs]
+        for k, (name, shape, dt, out) in enumerate(wanted):
+            a = (outputs if out else inputs).get(name)
+            if a is None and not out and name in self.graph.params:
+                a = np.ascontiguousarray(self.graph.params[name], dt)
+            if not isinstance(a, np.ndarray) or a.dtype != dt or a.shape != shape or not a.flags.c_contiguous \
+                    or (out and not a.flags.writeable):
+                what = "output" if out else "input"
+                raise ExecError(f"bind: {what} {name} must be a C-contiguous {np.dtype(dt).name} array of shape "
+                                f"{shape}{' (writeable)' if out else ''}")
+            arrays.append(a)
+            if not out:
+                slots[name] = k
+        # contiguous arrays are byte ranges: sorted by start, an output overlaps another iff a neighbour does
+        # contiguous arrays are byte ranges: by start, one overlaps an earlier one iff it starts before the
+        # largest end so far (of outputs, for an input; of any array, for an output)
+        spans = sorted((a.ctypes.data, a.ctypes.data + a.nbytes, w[3], w[0]) for a, w in zip(arrays, wanted) if a.nbytes)
+        end = out_end = 0
+        for start, stop, out, name in spans:
+            if start < out_end or (out and start < end):
+                raise ExecError(f"bind: {name} overlaps {'another array' if out else 'an output'} of the call")
+            end = max(end, stop)
+            if out:
+                out_end = max(out_end, stop)
+        return Bound(self, arrays, slots)
+
+
+class Bound:
+    """A :class:`NativeProgram` call with its arrays fixed (:meth:`NativeProgram.bind`): ``bound()`` runs the
+    program on them, writing the outputs in place. ``point(name, array)`` makes an input read another
+    array of the same type (checked), so a training loop can hand each step's tokens without a copy."""
+
+    def __init__(self, program: NativeProgram, arrays: list[np.ndarray], slots: dict[str, int]) -> None:
+        self.program, self.arrays, self.slots = program, arrays, slots
+        self.io = np.array([a.ctypes.data for a in arrays] or [0], np.uintp)
+        self._args = (ctypes.c_void_p(self.io.ctypes.data), ctypes.c_void_p(program._arena_ptr))
+        self._fn = program._fn
+        self._known: dict[int, tuple[np.ndarray, int]] = {}
+
+    def point(self, name: str, array: np.ndarray) -> None:
+        k = self.slots[name]
+        known = self._known.get(id(array))
+        if known is None or known[0] is not array:
+            old = self.arrays[k]
+            if not isinstance(array, np.ndarray) or array.dtype != old.dtype or array.shape != old.shape \
+                    or not array.flags.c_contiguous:
+                raise ExecError(f"point: input {name} must be a C-contiguous {old.dtype.name} array of shape "
+                                f"{old.shape}")
+            # checked once: kept (so its id names it) with its address
+            known = self._known[id(array)] = (array, array.ctypes.data)
+        self.io[k] = known[1]
+
+    def __call__(self) -> None:
+        rc = self._fn(*self._args)
+        if rc:
+            names = list(self.program.graph.nodes)
+            name = names[rc - 1] if 0 < rc <= len(names) else "?"
+            raise ExecError(f"the native program failed at %{name} (an index out of range)")
 
 
 def compile_graph(graph: Graph, checked: bool = True, cache_dir: str | None = None) -> NativeProgram:

@@ -8,8 +8,9 @@ and cached, then run by the interpreter or the compiled backend.
 from __future__ import annotations
 
 import hashlib
+import sys
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -290,8 +291,117 @@ def snapshot_graph(state: TrainState, doc: str) -> Graph:
 
 
 def train(state: TrainState, docs: Sequence[str], cache: ProgramCache, until: int | None = None) -> Iterator[tuple[TrainState, float]]:
-    """Yield (state, loss) after each step until step ``until`` (default: the run's num_steps)."""
+    """Yield (state, loss) after each step until step ``until`` (default: the run's num_steps).
+
+    On the native backend the steps run on resident state (:class:`ResidentSteps`): the same
+    arithmetic, without the Python of a program call per step."""
     stop = state.num_steps if until is None else min(until, state.num_steps)
+    if cache.backend == "native" and state.step < stop:
+        yield from ResidentSteps(state, docs, cache).run(stop)
+        return
     while state.step < stop:
         state, loss = train_step(state, cache, docs)
         yield state, loss
+
+
+class ResidentSteps:
+    """Native training steps with the parameters and Adam moments in flat buffers the programs read and
+    write directly (the parameters in :func:`param_shapes` order, then ``m``, then ``v``): per step
+    Python only writes the step's tokens into the program's input, calls it once and reads the loss.
+
+    Each step reads one buffer and writes another. A yielded state's arrays are views of the buffer
+    its step wrote, and a buffer is written again only when nothing outside this object refers to it
+    (its reference count: every array viewing it holds one), else a new buffer is taken. So states stay
+    values, as on every other backend: an old state kept by the caller never changes."""
+
+    def __init__(self, state: TrainState, docs: Sequence[str], cache: ProgramCache) -> None:
+        self.state, self.docs, self.cache = state, docs, cache
+        self.shapes = param_shapes(state.model)
+        self.size = num_params(state.model)
+        self.layout: list[tuple[str, int, int, tuple[int, ...]]] = []
+        for name, shape in self.shapes.items():
+            at = self.layout[-1][2] if self.layout else 0
+            self.layout.append((name, at, at + int(np.prod(shape)), shape))
+        self.dt = NUMPY_DTYPES[state.model.dtype]
+        self.pool: list[np.ndarray] = []
+        self.held: list[int] = []  # per buffer: the references bound programs hold to it
+        self.bound: dict[tuple[tuple[int, int], int, int], Any] = {}
+        self.step_in = np.zeros((), self.dt)
+        self.loss = np.zeros((), self.dt)
+        self.both: dict[int, np.ndarray] = {}  # per length: one document's tokens and targets
+
+    def views(self, buf: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+        """A buffer's parameters (each its own view), ``m`` and ``v``."""
+        params = {name: buf[a:b].reshape(shape) for name, a, b, shape in self.layout}
+        return params, buf[self.size:2 * self.size], buf[2 * self.size:]
+
+    def fresh(self, busy: int = -1) -> int:
+        """A buffer of the pool, not ``busy``, that nothing else refers to: its reference count is the
+        pool's, the call argument's and the bound programs' (``held``)."""
+        for i in range(len(self.pool)):
+            if i != busy and sys.getrefcount(self.pool[i]) <= 2 + self.held[i]:
+                return i
+        self.pool.append(np.empty(3 * self.size, self.dt))
+        self.held.append(0)
+        return len(self.pool) - 1
+
+    def program(self, key: tuple[int, int], src: int, dst: int, data: Mapping[str, np.ndarray]) -> Any:
+        """The program for ``key`` bound to read buffer ``src`` and ``data`` and write buffer ``dst``."""
+        bound = self.bound.get((key, src, dst))
+        if bound is None:
+            prog = self.cache.get(*key)
+            before = [sys.getrefcount(self.pool[i]) for i in (src, dst)]
+            ins, outs = dict(data), {}
+            params, ins["adam.m"], ins["adam.v"] = self.views(self.pool[src])
+            ins.update(params)
+            params, outs["adam.m"], outs["adam.v"] = self.views(self.pool[dst])
+            outs.update(params)
+            ins["step"], outs["loss"] = self.step_in, self.loss
+            bound = self.bound[(key, src, dst)] = prog.bind(ins, outs)  # type: ignore[attr-defined]
+            del ins, outs, params
+            for i, b in zip((src, dst), before):  # the views the bound program keeps
+                self.held[i] += sys.getrefcount(self.pool[i]) - b
+        return bound
+
+    def run(self, stop: int) -> Iterator[tuple[TrainState, float]]:
+        state = self.state
+        del self.state  # held here, it would keep the first buffer from being reused
+        src = self.fresh()
+        buf = self.pool[src]
+        params, m, v = self.views(buf)
+        for name in self.shapes:
+            params[name][...] = state.params[name]
+        m[...], v[...] = state.m, state.v
+        del buf, params, m, v
+        pad, docs, n_docs, batch = bool(self.cache.pad), self.docs, len(self.docs), state.batch
+        tokenizer, block = state.tokenizer, state.model.block_size
+        while state.step < stop:
+            if batch == 1 and not pad:  # encode_batch's unpadded arrays, written into the program's own
+                ids = tokenizer.encode(docs[state.step % n_docs])
+                n = min(block, len(ids) - 1)
+                key = (n, 0)
+                both = self.both.get(n)
+                if both is None:
+                    both = self.both[n] = np.empty(n + 1, np.int64)
+                both[:] = ids[:n + 1]
+                dst = self.fresh(src)
+                bound = self.program(key, src, dst, {"tokens": both[:n], "targets": both[1:]})
+            else:
+                data = encode_batch(state, step_docs(state, docs), pad=pad)
+                tokens = data["tokens"]
+                key = (tokens.shape[-1], tokens.shape[0] if tokens.ndim == 2 else 0)
+                dst = self.fresh(src)
+                bound = self.program(key, src, dst, data)
+                for name, a in data.items():
+                    bound.point(name, a)
+            self.step_in[()] = state.step
+            bound()
+            loss = float(self.loss)
+            params, m, v = self.views(self.pool[dst])
+            # the next state: replace()'s fields, set without its per-field checks (a frozen dataclass)
+            new = object.__new__(TrainState)
+            new.__dict__.update(state.__dict__, params=params, m=m, v=v, step=state.step + 1)
+            state = new
+            del params, m, v
+            src = dst
+            yield state, loss

@@ -284,6 +284,59 @@ def test_training_step_matches_the_interpreter(batch) -> None:
 
 
 @needs_cc
+@pytest.mark.parametrize("batch", [1, 3])
+def test_resident_steps_are_the_program_calls_and_states_stay_values(batch) -> None:
+    """train() on native (ResidentSteps: state in flat buffers, one bound call per step) gives the very
+    states of calling the step program per step; kept states (and views of them) never change."""
+    state, docs = T.start(DOCS, n_embd=8, n_head=2, block_size=8, num_steps=12, batch=batch)
+    cache = T.ProgramCache(state.model, state.adam, state.num_steps, "native")
+    want, s = [], state
+    for _ in range(12):
+        s, loss = T.train_step(s, cache, docs)
+        want.append((s, loss))
+    kept = list(T.train(state, docs, cache))  # every state kept: each step must write a new buffer
+    assert [k.step for k, _ in kept] == list(range(1, 13))
+    for (got, gl), (ref, rl) in zip(kept, want):
+        assert gl == rl
+        assert all(np.array_equal(got.params[k], ref.params[k]) for k in ref.params)
+        assert np.array_equal(got.m, ref.m) and np.array_equal(got.v, ref.v)
+    del kept
+    steps = T.ResidentSteps(state, docs, cache)
+    run = steps.run(12)
+    s1, l1 = next(run)
+    view = s1.params["wte"][1]  # a view of a view: it holds the buffer, not the state's arrays
+    first = view.copy()
+    del s1
+    losses = [l1] + [loss for _, loss in run]  # the other states dropped as they come
+    assert losses == [loss for _, loss in want]
+    assert np.array_equal(view, first)
+    assert len(steps.pool) == 3  # two buffers in turn, and the one the view holds
+
+
+@needs_cc
+def test_bind_checks_arrays_once() -> None:
+    b = Builder("m")
+    x = b.input("x", TensorType("f64", (3,)))
+    prog = native.compile_graph(b.finish({"y": x * 2.0}))
+    xs, ys = np.arange(3.0), np.zeros(3)
+    bound = prog.bind({"x": xs}, {"y": ys})
+    bound()
+    assert ys.tolist() == [0.0, 2.0, 4.0]
+    other = np.array([5.0, 6.0, 7.0])
+    bound.point("x", other)
+    bound()
+    assert ys.tolist() == [10.0, 12.0, 14.0]
+    with pytest.raises(ExecError, match=r"bind: input x must be a C-contiguous float64 array of shape \(3,\)"):
+        prog.bind({"x": np.arange(3)}, {"y": ys})
+    with pytest.raises(ExecError, match="bind: output y must be .* \\(writeable\\)"):
+        prog.bind({"x": xs}, {"y": np.zeros(6)[::2]})
+    with pytest.raises(ExecError, match="bind: y overlaps another array of the call"):
+        prog.bind({"x": xs}, {"y": xs})
+    with pytest.raises(ExecError, match=r"point: input x must be a C-contiguous float64 array"):
+        bound.point("x", np.zeros(4))
+
+
+@needs_cc
 @pytest.mark.skipif(not NAMES.exists(), reason=f"the reference dataset {NAMES} is not present")
 @pytest.mark.parametrize("recipe", ["microgpt", "microgptex"])
 def test_reference_run_1000_steps_and_samples(recipe) -> None:
