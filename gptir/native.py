@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import json
 import math
 import os
 import platform
@@ -215,6 +216,95 @@ def build(source: str, cache_dir: str | None = None) -> tuple[ctypes.CDLL, Build
         except OSError:
             pass  # an unwritable cache: this run still works, the next one builds again
     return lib, BuildInfo(path, key, False, time.perf_counter() - t0)
+
+
+_DIGEST: list[str] = []
+
+
+def gptir_digest() -> str:
+    """The sha256 of gptir's own source (every module of the package), once per process: what a program
+    generated from a recipe (not from a graph's text) depends on."""
+    if not _DIGEST:
+        h = hashlib.sha256()
+        pkg = os.path.dirname(os.path.abspath(__file__))
+        for root, dirs, files in os.walk(pkg):
+            dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+            for name in sorted(files):
+                if name.endswith(".py"):
+                    path = os.path.join(root, name)
+                    with open(path, "rb") as f:
+                        h.update(os.path.relpath(path, pkg).encode() + b"\0" + f.read() + b"\0")
+        _DIGEST.append(h.hexdigest())
+    return _DIGEST[0]
+
+
+def index_key(index: str) -> str:
+    """The build cache's index key for programs named ``index``: that text, gptir's source, the compiler
+    (its command and the file it runs: real path, size and modification time, which stand for its
+    ``--version`` without running it), the flag sets and the CPU."""
+    cmd = find_compiler()
+    if cmd is None:
+        raise NativeError(NO_COMPILER)
+    real = os.path.realpath(cmd[0])
+    try:
+        st = os.stat(real)
+    except OSError as e:
+        raise NativeError(f"the C compiler {cmd[0]} cannot be read: {e.strerror or e}") from None
+    parts = ["gptir-native-index/1", index, gptir_digest(), " ".join(cmd), f"{real} {st.st_size} {st.st_mtime_ns}",
+             " ".join(FLAGS + GCC_VECTORIZE + NATIVE_ARCH), cpu_identity()]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+_DTYPES: dict[str, np.dtype] = {"float64": np.dtype(np.float64), "float32": np.dtype(np.float32), "int64": np.dtype(np.int64),
+           "bool": np.dtype(np.bool_)}
+
+
+def _sig_of(items: Any) -> Sig | None:
+    """A checked (name, shape, dtype) list from an index entry's JSON (None: malformed)."""
+    if not isinstance(items, list):
+        return None
+    out: Sig = []
+    for it in items:
+        if not (isinstance(it, list) and len(it) == 3 and isinstance(it[0], str) and isinstance(it[1], list)
+                and all(type(d) is int and d >= 0 for d in it[1]) and it[2] in _DTYPES):
+            return None
+        out.append((it[0], tuple(it[1]), _DTYPES[it[2]]))
+    return out
+
+
+def _index_path(cache_dir: str | None, ikey: str) -> str:
+    return os.path.join(cache_folder(cache_dir), f"gptir-index-{ikey[:40]}.json")
+
+
+def _read_index(cache_dir: str | None, ikey: str) -> tuple[Any, ...] | None:
+    """(library, path, key, inputs, outputs, arena bytes, node names) of a valid index entry, else None
+    (missing, malformed, or its shared object missing or not carrying the recorded key)."""
+    try:
+        with open(_index_path(cache_dir, ikey), encoding="utf-8") as f:
+            e = json.loads(f.read(1 << 24))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(e, dict) or e.get("index") != ikey:
+        return None
+    key, arena, nodes = e.get("key"), e.get("arena"), e.get("nodes")
+    ins, outs = _sig_of(e.get("inputs")), _sig_of(e.get("outputs"))
+    if not (isinstance(key, str) and re.fullmatch(r"[0-9a-f]{64}", key) and type(arena) is int and arena >= 0
+            and isinstance(nodes, list) and all(isinstance(n, str) for n in nodes) and ins is not None
+            and outs is not None):
+        return None
+    path = os.path.join(cache_folder(cache_dir), f"gptir-{key[:40]}.so")
+    lib = _load(path, key) if os.path.exists(path) else None
+    return None if lib is None else (lib, path, key, ins, outs, arena, nodes)
+
+
+def _write_index(cache_dir: str | None, ikey: str, prog: "NativeProgram") -> None:
+    entry = {"index": ikey, "key": prog.build.key, "arena": prog.arena_bytes, "nodes": prog.node_names,
+             "inputs": [[n, list(sh), np.dtype(dt).name] for n, sh, dt in prog.inputs],
+             "outputs": [[n, list(sh), np.dtype(dt).name] for n, sh, dt in prog.outputs]}
+    try:
+        atomic_write_bytes(_index_path(cache_dir, ikey), json.dumps(entry).encode())
+    except OSError:
+        pass  # an unwritable cache: the next run generates again
 
 
 def _load(path: str, key: str) -> ctypes.CDLL | None:
@@ -959,36 +1049,81 @@ def generate_source(graph: Graph) -> str:
 # -- running -----------------------------------------------------------------------------------------
 
 
+Sig = list[tuple[str, tuple[int, ...], np.dtype]]  # (name, shape, dtype) of a program's inputs or outputs
+
+
 class NativeProgram:
     """A graph compiled to machine code; ``program(inputs) -> {output: array}``.
 
     ``checked`` inputs are converted and checked like the interpreter's; unchecked ones must already
     be arrays of the declared type (a training loop's own arrays), non-contiguous ones are copied.
     Outputs are fresh arrays every call. One program instance owns one arena, so calls on one
-    instance must not run concurrently (instances are independent)."""
+    instance must not run concurrently (instances are independent).
 
-    def __init__(self, graph: Graph, *, checked: bool = True, cache_dir: str | None = None) -> None:
-        self.graph, self.checked = graph, checked
-        t0 = time.perf_counter()
-        self.program = generate(graph)
-        self.generate_seconds = time.perf_counter() - t0
-        self.lib, self.build = build(self.program.source, cache_dir)
+    ``graph`` may be a function making the graph, with ``index``: a text that names what it makes (the
+    training step's settings, say). The build cache then keeps an index entry under a key of that text,
+    gptir's own source and the compiler (see :func:`index_key`), recording the program's key and calling
+    convention, so that a warm start loads the shared object without building the graph or generating C
+    (the graph is made only if needed later: a failing call, :attr:`source`)."""
+
+    def __init__(self, graph: Graph | Callable[[], Graph], *, checked: bool = True, cache_dir: str | None = None,
+                 index: str | None = None) -> None:
+        self.checked = checked
+        self._graph = graph if isinstance(graph, Graph) else None
+        self._make = graph if not isinstance(graph, Graph) else None
+        self._source: str | None = None
+        self.generate_seconds = 0.0
+        entry = None
+        if index is not None:
+            t0 = time.perf_counter()
+            ikey = index_key(index)
+            entry = _read_index(cache_dir, ikey)
+            if entry is not None:
+                self.lib, self.build = entry[0], BuildInfo(entry[1], entry[2], True, time.perf_counter() - t0)
+                self.inputs, self.outputs, self.arena_bytes, self.node_names = entry[3:]
+        if entry is None:
+            graph = self.graph
+            t0 = time.perf_counter()
+            program = generate(graph)
+            self.generate_seconds = time.perf_counter() - t0
+            self._source = program.source
+            self.lib, self.build = build(program.source, cache_dir)
+            self.inputs = [(n.name, n.type.shape, n.type.np_dtype) for n in program.inputs]
+            self.outputs = list(program.outputs)
+            self.arena_bytes, self.node_names = program.arena_bytes, list(graph.nodes)
+            if index is not None:
+                _write_index(cache_dir, ikey, self)
         fn = getattr(self.lib, ENTRY)
         fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
         fn.restype = ctypes.c_int
         self._fn = fn
-        self._arena = np.zeros(self.program.arena_bytes + ALIGN, np.uint8)
+        self._arena = np.zeros(self.arena_bytes + ALIGN, np.uint8)
         base = self._arena.ctypes.data
         self._arena_ptr = base + (-base) % ALIGN
-        n = len(self.program.inputs) + len(self.program.outputs)
-        self._io = np.zeros(max(n, 1), np.uintp)
+        self._io = np.zeros(max(len(self.inputs) + len(self.outputs), 1), np.uintp)
         self._io_ptr = self._io.ctypes.data
-        self._sig = [(node.name, node, node.type.shape, node.type.np_dtype, graph.params.get(node.name))
-                     for node in self.program.inputs]
-        self._known = {node.name for node in graph.inputs}
-        self.source = self.program.source
+        self._sig: list[tuple[str, Node, tuple[int, ...], np.dtype, Any]] | None = None
+
+    @property
+    def graph(self) -> Graph:
+        """The program's graph (made now if the program came from the cache's index)."""
+        if self._graph is None:
+            assert self._make is not None
+            self._graph = self._make()
+        return self._graph
+
+    @property
+    def source(self) -> str:
+        """The program's C source."""
+        if self._source is None:
+            self._source = generate(self.graph).source
+        return self._source
 
     def __call__(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        if self._sig is None:
+            graph = self.graph
+            self._sig = [(name, graph.nodes[name], shape, dt, graph.params.get(name)) for name, shape, dt in self.inputs]
+            self._known = {node.name for node in graph.inputs}
         get = inputs.get
         keep = []
         io = self._io
@@ -1009,7 +1144,7 @@ class NativeProgram:
             raise ExecError(f"unknown input(s): {', '.join(unknown)[:80]} (the graph takes: "
                             f"{', '.join(sorted(self._known)) or 'nothing'})")
         outs = []
-        for _, shape, dt in self.program.outputs:
+        for _, shape, dt in self.outputs:
             a = np.empty(shape, dt)
             outs.append(a)
             io[k] = a.__array_interface__["data"][0]
@@ -1017,10 +1152,12 @@ class NativeProgram:
         rc = self._fn(self._io_ptr, self._arena_ptr)
         if rc:
             interp_run(self.graph, inputs)  # raises the interpreter's ExecError naming the node
-            name = list(self.graph.nodes)[rc - 1] if 0 < rc <= len(self.graph.nodes) else "?"
-            raise ExecError(f"the native program failed at %{name}")
-        return {o: a for (o, _, _), a in zip(self.program.outputs, outs)}
+            raise ExecError(f"the native program failed at %{self.failed_node(rc)}")
+        return {o: a for (o, _, _), a in zip(self.outputs, outs)}
 
+    def failed_node(self, rc: int) -> str:
+        """The node a program's nonzero return value names."""
+        return self.node_names[rc - 1] if 0 < rc <= len(self.node_names) else "?"
 
     def bind(self, inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> "Bound":
         """The program's call with every input and output array fixed now (checked once: ndarray of the
@@ -1028,11 +1165,11 @@ class NativeProgram:
         given), so that a call converts nothing (see :class:`Bound`)."""
         arrays: list[np.ndarray] = []
         slots: dict[str, int] = {}
-        wanted = [(n.name, n.type.shape, n.type.np_dtype, False) for n in self.program.inputs]
-        wanted += [(o, shape, dt, True) for o, shape, dt in self.program.outputs]
+        wanted = [(name, shape, dt, False) for name, shape, dt in self.inputs]
+        wanted += [(o, shape, dt, True) for o, shape, dt in self.outputs]
         for k, (name, shape, dt, out) in enumerate(wanted):
             a = (outputs if out else inputs).get(name)
-            if a is None and not out and name in self.graph.params:
+            if a is None and not out and name in self.graph.params:  # (makes the graph: defaults are in it)
                 a = np.ascontiguousarray(self.graph.params[name], dt)
             if not isinstance(a, np.ndarray) or a.dtype != dt or a.shape != shape or not a.flags.c_contiguous \
                     or (out and not a.flags.writeable):
@@ -1084,14 +1221,13 @@ class Bound:
     def __call__(self) -> None:
         rc = self._fn(*self._args)
         if rc:
-            names = list(self.program.graph.nodes)
-            name = names[rc - 1] if 0 < rc <= len(names) else "?"
-            raise ExecError(f"the native program failed at %{name} (an index out of range)")
+            raise ExecError(f"the native program failed at %{self.program.failed_node(rc)} (an index out of range)")
 
 
-def compile_graph(graph: Graph, checked: bool = True, cache_dir: str | None = None) -> NativeProgram:
+def compile_graph(graph: Graph | Callable[[], Graph], checked: bool = True, cache_dir: str | None = None,
+                  index: str | None = None) -> NativeProgram:
     """Compile ``graph`` to machine code (see :class:`NativeProgram`)."""
-    return NativeProgram(graph, checked=checked, cache_dir=cache_dir)
+    return NativeProgram(graph, checked=checked, cache_dir=cache_dir, index=index)
 
 
 def uncovered_ops() -> list[str]:

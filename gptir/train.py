@@ -191,7 +191,16 @@ class ProgramCache:
     def get(self, n: int, batch: int = 0) -> Runner:
         key = (n, batch)
         prog = self.programs.get(key)
-        if prog is None:
+        if prog is None and self.backend == "native":
+            from gptir.native import compile_graph as native_compile
+            from gptir.passes import optimize
+
+            # named by its recipe in the build cache's index: a warm start neither traces nor generates C
+            recipe = f"training step {self.model!r} {self.adam!r} num_steps={self.num_steps} n={n} batch={batch}"
+            prog = native_compile(lambda: optimize(step_graph(self.model, self.adam, self.num_steps, n, batch)),
+                                  checked=False, cache_dir=self.cache_dir, index=recipe)
+            self.programs[key] = prog
+        elif prog is None:
             graph = step_graph(self.model, self.adam, self.num_steps, n, batch)
             prog = compile_program(graph, self.backend, self.devices, self.cache_dir)
             self.programs[key] = prog

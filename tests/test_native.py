@@ -252,6 +252,36 @@ def test_cache_builds_once_and_rebuilds_a_corrupt_entry(tmp_path) -> None:
     assert (other / os.path.basename(cold.build.path)).read_bytes() == Path(cold.build.path).read_bytes()
 
 
+@needs_cc
+def test_index_entry_loads_without_making_the_graph(tmp_path) -> None:
+    """A program named by ``index`` is found again by that name: no graph made, no C generated; a
+    malformed entry, or one whose shared object is gone, is made and built again."""
+    made = []
+
+    def make() -> Graph:
+        made.append(1)
+        b = Builder("m")
+        x = b.input("x", TensorType("f64", (2,)))
+        return b.finish({"y": x * 3.0})
+
+    cold = native.compile_graph(make, cache_dir=str(tmp_path), index="times three")
+    assert made == [1] and not cold.build.cached
+    warm = native.compile_graph(make, cache_dir=str(tmp_path), index="times three")
+    assert made == [1] and warm.build.cached and warm.build.key == cold.build.key
+    assert warm({"x": [1.0, 2.0]})["y"].tolist() == [3.0, 6.0] and len(made) == 2  # the checked call made it
+    other = native.compile_graph(make, cache_dir=str(tmp_path), index="times three, another recipe")
+    assert len(made) == 3 and other.build.cached  # a new index entry; the same program text
+    entry = tmp_path / f"gptir-index-{native.index_key('times three')[:40]}.json"
+    body = json.loads(entry.read_text())
+    assert body["inputs"] == [["x", [2], "float64"]] and body["outputs"] == [["y", [2], "float64"]]
+    for bad in ({**body, "inputs": [["x", [-2], "float64"]]}, {**body, "key": "0" * 64}, "[]"):
+        entry.write_text(json.dumps(bad) if not isinstance(bad, str) else bad)
+        n = len(made)
+        again = native.compile_graph(make, cache_dir=str(tmp_path), index="times three")
+        assert len(made) == n + 1 and again.source.startswith("/* gptir native program")
+    assert json.loads(entry.read_text()) == body  # rewritten whole
+
+
 def test_without_a_compiler_the_backend_is_a_one_line_error(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
     assert native.available() == native.NO_COMPILER
