@@ -24,8 +24,8 @@ faster than compiled (numpy); default config's whole run on jax (compile include
 (``--skip-native`` leaves it out; C built into a fresh temporary cache, so its first build is cold and
 the repeats' builds are warm): default <= 50 us per step and >= 4x faster than compiled, the whole
 1000-step ``gptir train --backend native`` process with a warm cache <= 0.25 s, scaled no slower per
-step than compiled. The FLOPs of a step are counted from the IR (matmul 2*M*N*K, one per element of
-an elementwise op or of a reduction's operand) and printed with the achieved GFLOP/s.
+step than compiled. The FLOPs of a step are counted from the IR (each op's ``count_flops`` in the op table:
+matmul 2*M*N*K, one per element of an elementwise op or of a reduction's operand) and printed with the achieved GFLOP/s.
 """
 
 from __future__ import annotations
@@ -202,16 +202,8 @@ def step_flops(gtrain: Any, run: tm.Run, steps: int) -> float:
         key = (tm.encode(run, tm.step_docs(run, s))["tokens"].shape[-1], bkey)
         if key not in per_shape:
             g = gtrain.step_graph(run.state.model, run.state.adam, run.state.num_steps, *key)
-            count = 0
-            for node in g.nodes.values():
-                size = int(np.prod(node.type.shape, dtype=np.int64))
-                if node.op == "matmul":
-                    count += 2 * size * g.nodes[node.inputs[0]].type.shape[-1]
-                elif OPS[node.op].kind == "elementwise":
-                    count += size
-                elif OPS[node.op].kind == "reduce":
-                    count += int(np.prod(g.nodes[node.inputs[0]].type.shape, dtype=np.int64))
-            per_shape[key] = count
+            per_shape[key] = sum(OPS[node.op].count_flops([g.nodes[i].type.shape for i in node.inputs],
+                                                          node.type.shape) for node in g.nodes.values())
         total += per_shape[key]
     return total / steps
 
