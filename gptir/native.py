@@ -10,9 +10,11 @@ Lowering (everything op-specific comes from each op's ``c`` trait in the op tabl
 :class:`gptir.ops.CLower`): shapes are static per program. Views (reshape, transpose, broadcast,
 slice, stop_gradient) are strided views and cost no code. Elementwise ops of one shape are fused into
 one loop nest per group; inside the loop each node's element is a local variable, and a node's values
-are stored only when something outside its group (or the caller) reads them. Reductions, argmax and
-matmuls are loop nests (matmul: ``i, k, j`` order when the right operand's rows are contiguous, dot
-products otherwise); gather and scatter_add are loops that check every index (an out-of-range index
+are stored only when something outside its group (or the caller) reads them; scalar operands are read
+once before the loop. Reductions, argmax and matmuls are loop nests (matmul: ``i, k, j`` order over
+contiguous rows of the right operand, copied contiguous first when they are not, in register tiles of
+up to :data:`MATMUL_TILE` sums; from :data:`GEMM_MIN` multiply-adds numpy's own BLAS gemm, handed to the
+program when it is loaded, where numpy has one); gather and scatter_add are loops that check every index (an out-of-range index
 makes the function return the node's number, which becomes the interpreter's one-line ExecError).
 Constant subgraphs are evaluated once, at generation time, by the op table's own numpy ``evaluate``.
 Buffers are planned once per program: every intermediate lives at a fixed offset of one arena,
@@ -20,14 +22,17 @@ allocated when the program is loaded and reused by every call (offsets are share
 lifetimes do not overlap); outputs are written straight into the arrays handed back to the caller.
 
 Exactness: IEEE arithmetic, no fast-math; the compiler is told not to contract ``a*b+c`` into FMAs
-(``-ffp-contract=off``) and integers wrap (``-fwrapv``), as numpy's do. add, sub, mul, div, neg,
+(``-ffp-contract=off``) and integers wrap (``-fwrapv``), as numpy's do; vector instructions
+(``-march=native`` on x86-64) compute the same IEEE results. add, sub, mul, div, neg,
 maximum, minimum, relu, abs, sqrt, the comparisons, where, cast, max, min, argmax, gather,
 scatter_add and the views are bit-identical to the interpreter; sum is too where numpy sums in the
 same order (one reduced axis, or reduced axes contiguous in memory: numpy's pairwise summation is
-reproduced; otherwise in index order). exp, log, tanh, sin, cos, pow and sigmoid call the C library
-(glibc's are correctly rounded in nearly all cases) while numpy uses its own SIMD kernels, so they may
-differ in the last bit; matmul sums in index order where numpy calls OpenBLAS (FMA, blocked), so it
-agrees to rounding. Everything agrees with the interpreter within 1e-12 (``tests/test_native.py``).
+reproduced; otherwise in index order); so is pow by a scalar 2 or 0.5 (``x*x`` and ``sqrt``, numpy's own
+fast paths). exp, log, tanh, sin, cos, other pows and sigmoid call the C library (glibc's are correctly
+rounded in nearly all cases) while numpy uses its own SIMD kernels, so they may differ in the last bit;
+small matmuls sum in index order where numpy calls OpenBLAS (FMA, blocked), large ones call that
+OpenBLAS, so matmul agrees to rounding. Everything agrees with the interpreter within 1e-12
+(``tests/test_native.py``).
 
 Safety: the C source holds only identifiers made from validated IR names (``[A-Za-z_][A-Za-z0-9_.]*``,
 dots as underscores, with a prefix), integers from verified attributes and shapes, numbers printed
@@ -36,8 +41,11 @@ graph names never reach it. A compiler failure is a one-line NativeError.
 
 Build cache: shared objects are kept in a folder (``cache_dir``, else ``$GPTIR_NATIVE_CACHE``, else
 ``$XDG_CACHE_HOME/gptir/native`` or ``~/.cache/gptir/native``) under the sha256 of the source, the
-compiler's path and ``--version`` and the flags, written by temporary file and rename (so concurrent
-runs are safe); an entry that does not load, or carries another key, is rebuilt.
+compiler's path and ``--version``, the flags (and the CPU, with ``-march=native``), written by temporary
+file and rename (so concurrent runs are safe); an entry that does not load, or carries another key, is
+rebuilt. A program made from a recipe rather than a graph (the training step: ``index=``) is also found
+through an index entry keyed by that recipe, gptir's source, the compiler file and the CPU, so a warm
+start neither traces the graph nor generates C (:class:`NativeProgram`).
 """
 
 from __future__ import annotations
@@ -76,6 +84,7 @@ NATIVE_ARCH = ("-march=native",)
 ENTRY = "gptir_main"
 CACHE_ENV = "GPTIR_NATIVE_CACHE"
 FOLD_MAX_ELEMENTS = 4096  # constant subgraphs up to this size are evaluated at generation time
+GEMM_MIN = 32768  # matmul: multiply-adds from which BLAS's gemm is called (when numpy's BLAS is found)
 MATMUL_TILE = 32  # matmul: output columns summed at once (in registers: 4 AVX-512 or 8 AVX2 vectors of f64)
 ALIGN = 64  # bytes: every arena buffer starts on a cache line
 _SAFE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*\Z")
@@ -307,15 +316,51 @@ def _write_index(cache_dir: str | None, ikey: str, prog: "NativeProgram") -> Non
         pass  # an unwritable cache: the next run generates again
 
 
+_BLAS: list[tuple[int, int]] = []
+BLAS_SYMBOLS = (("scipy_cblas_dgemm64_", "scipy_cblas_sgemm64_"), ("cblas_dgemm64_", "cblas_sgemm64_"))
+
+
+def blas() -> tuple[int, int] | None:
+    """The addresses of numpy's own BLAS gemm functions (the OpenBLAS its wheels bundle, with 64-bit
+    integers: :data:`BLAS_SYMBOLS`), looked up once per process; None where numpy has none of them."""
+    if not _BLAS:
+        import glob
+
+        root = os.path.dirname(os.path.abspath(np.__file__))
+        found = (0, 0)
+        for path in sorted(glob.glob(os.path.join(root, os.pardir, "numpy.libs", "*openblas*"))
+                           + glob.glob(os.path.join(root, ".dylibs", "*openblas*"))):
+            try:
+                lib = ctypes.CDLL(path)  # already loaded by numpy: the same library
+            except OSError:
+                continue
+            for d, f in BLAS_SYMBOLS:
+                if hasattr(lib, d) and hasattr(lib, f):
+                    found = (ctypes.cast(getattr(lib, d), ctypes.c_void_p).value or 0,
+                             ctypes.cast(getattr(lib, f), ctypes.c_void_p).value or 0)
+                    break
+            if found[0] and found[1]:
+                break
+        _BLAS.append(found if found[0] and found[1] else (0, 0))
+    return _BLAS[0] if _BLAS[0][0] else None
+
+
 def _load(path: str, key: str) -> ctypes.CDLL | None:
     """The shared object at ``path`` if it loads and carries ``key`` (a corrupt or foreign entry: None)."""
     try:
         lib = ctypes.CDLL(os.path.abspath(path))
         got = (ctypes.c_char * (len(key) + 1)).in_dll(lib, "gptir_key").value
         getattr(lib, ENTRY)
+        set_blas = lib.gptir_set_blas
     except (OSError, AttributeError, ValueError):
         return None
-    return lib if got == key.encode() else None
+    if got != key.encode():
+        return None
+    gemm = blas()
+    set_blas.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    set_blas.restype = None
+    set_blas(*(gemm or (None, None)))
+    return lib
 
 
 # -- C text ------------------------------------------------------------------------------------------
@@ -349,6 +394,16 @@ PRELUDE = r"""#include <math.h>
 #include <string.h>
 
 const char gptir_key[] = GPTIR_KEY;
+
+/* BLAS (numpy's OpenBLAS, ILP64 cblas_?gemm), given by gptir_set_blas when the program is loaded; large
+   matmuls call it when set and are loops otherwise */
+typedef void (*gx_dgemm_t)(int, int, int, int64_t, int64_t, int64_t, double, const double *, int64_t,
+                           const double *, int64_t, double, double *, int64_t);
+typedef void (*gx_sgemm_t)(int, int, int, int64_t, int64_t, int64_t, float, const float *, int64_t,
+                           const float *, int64_t, float, float *, int64_t);
+static gx_dgemm_t gx_dgemm;
+static gx_sgemm_t gx_sgemm;
+void gptir_set_blas(void *d, void *s) { gx_dgemm = (gx_dgemm_t)d; gx_sgemm = (gx_sgemm_t)s; }
 
 /* a fused loop has no loop-carried dependence: within one step no buffer written overlaps one read */
 #if defined(__clang__)
@@ -823,7 +878,8 @@ class _Writer:
 
     def k_matmul(self, node: Node, ins: Sequence[Val], attrs: Mapping[str, Any]) -> None:
         a, b = (self.contiguous(v, node) if v.literal is not None else v for v in ins)
-        if len(b.shape) > 1 and b.shape[-1] > 1 and b.strides[-1] != 1:
+        gemm = _gemm_layout(a, b, node.type.dtype)
+        if gemm is None and len(b.shape) > 1 and b.shape[-1] > 1 and b.strides[-1] != 1:
             b = self.contiguous(b, node)  # rows of B contiguous, so the inner loop below is over them
         out, obuf = self.kernel_out(node, [a, b])
         # as [batch..., m, k] @ [batch..., k, n] -> [batch..., m, n], with stride 0 for missing axes
@@ -859,7 +915,12 @@ class _Writer:
         lines = [*heads, f"{ind}const {C_TYPES[a.dtype]} *restrict A = {av} + {ab}, *restrict B = {bv} + {bbase};",
                  f"{ind}{C_TYPES[node.type.dtype]} *restrict O = {ov} + {ob};"]
         T = C_TYPES[node.type.dtype]
-        if bn == 1 and n > 1:  # rows of B contiguous: i, k, j (each element still summed in k order)
+        if gemm is not None:  # large: BLAS's gemm when the program was given one (numpy's), else dot products
+            fn = "gx_dgemm" if node.type.dtype == "f64" else "gx_sgemm"
+            ta, lda, tb, ldb = gemm
+            lines += [f"{ind}if ({fn}) {fn}(101, {ta}, {tb}, {m}, {n}, {k}, 1, A, {lda}, B, {ldb}, 0, O, {n});",
+                      f"{ind}else"]
+        if bn == 1 and n > 1 and gemm is None:  # rows of B contiguous: i, k, j (each element summed in k order)
             # j in blocks of up to MATMUL_TILE columns and rows in blocks of r, so that r * w sums are
             # kept in registers over k (independent chains of additions)
             for j0 in range(0, n, MATMUL_TILE):
@@ -882,12 +943,12 @@ class _Writer:
                               f"O[(i + q) * {om} + ({j0} + j) * {on}] = acc[q][j];",
                               f"{ind}}}"]
         else:
-            lines += [f"{ind}for (int64_t i = 0; i < {m}; i++)",
+            lines += [f"{ind}for (int64_t i = 0; i < {m}; i++)" + (" {" if gemm else ""),
                       f"{ind}    for (int64_t j = 0; j < {n}; j++) {{",
                       f"{ind}        {T} acc = 0;",
                       f"{ind}        for (int64_t p = 0; p < {k}; p++) acc += A[i * {am} + p * {ak}] * B[p * {bk} + j * {bn}];",
                       f"{ind}        O[i * {om} + j * {on}] = acc;",
-                      f"{ind}    }}"]
+                      f"{ind}    }}"] + ([f"{ind}}}"] if gemm else [])
         lines += closes
         self.vals[node.name] = out
         self.emit(f"matmul {a.shape} @ {b.shape}: %{node.name}", lines)
@@ -979,6 +1040,26 @@ class _Writer:
         outs = [(o, self.graph.nodes[v]) for o, v in self.graph.outputs.items()]
         return CProgram(src, list(self.inputs), [(o, n.type.shape, n.type.np_dtype) for o, n in outs], arena,
                         len(self.body))
+
+
+def _gemm_layout(a: Val, b: Val, dtype: str) -> tuple[int, int, int, int] | None:
+    """For a matmul of at least :data:`GEMM_MIN` multiply-adds of matrices each with one unit stride:
+    (transA, lda, transB, ldb) of a row-major cblas gemm call (CblasNoTrans 111, CblasTrans 112), else None."""
+    if dtype not in ("f64", "f32") or len(a.shape) < 2 or len(b.shape) < 2 or a.literal or b.literal:
+        return None
+    m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+    if m * n * k < GEMM_MIN or min(m, n, k) < 2:
+        return None
+
+    def one(rows: int, cols: int, st: tuple[int, ...]) -> tuple[int, int] | None:
+        if st[-1] == 1 and st[-2] >= cols:
+            return 111, st[-2]
+        if st[-2] == 1 and st[-1] >= rows:
+            return 112, st[-1]
+        return None
+
+    la, lb = one(m, k, a.strides), one(k, n, b.strides)
+    return None if la is None or lb is None else (*la, *lb)
 
 
 def _plan_arena(bufs: list[Buf], end: int) -> int:

@@ -344,6 +344,60 @@ def test_resident_steps_are_the_program_calls_and_states_stay_values(batch) -> N
 
 
 @needs_cc
+@pytest.mark.parametrize("dtype", ["f64", "f32"])
+def test_large_matmuls_call_numpy_blas_or_loops(dtype) -> None:
+    """From GEMM_MIN multiply-adds a matmul calls numpy's BLAS gemm (transposed operands passed as
+    such); without it (gptir_set_blas(NULL, NULL)) the same program sums in loops. Both agree with the
+    interpreter (numpy's own BLAS call) to rounding."""
+    b = Builder("m")
+    x = b.input("x", TensorType(dtype, (2, 48, 40)))
+    w = b.input("w", TensorType(dtype, (56, 40)))
+    v = b.input("v", TensorType(dtype, (48, 24)))
+    y = b.emit("matmul", [x, b.emit("transpose", [w], {"perm": (1, 0)})], {})  # B transposed
+    z = b.emit("matmul", [b.emit("transpose", [v], {"perm": (1, 0)}), b.emit("reshape", [x], {"shape": (96, 40)})[:48]], {})
+    g = b.finish({"y": y, "z": z})
+    assert min(48 * 40 * 56, 24 * 48 * 40) >= native.GEMM_MIN
+    rng = np.random.default_rng(3)
+    np_dt = np.float64 if dtype == "f64" else np.float32
+    ins = {"x": rng.standard_normal((2, 48, 40)).astype(np_dt), "w": rng.standard_normal((56, 40)).astype(np_dt),
+           "v": rng.standard_normal((48, 24)).astype(np_dt)}
+    want = run(g, ins)
+    prog = native.compile_graph(g)
+    fn = "gx_dgemm" if dtype == "f64" else "gx_sgemm"
+    assert f"{fn}(101, 111, 112, 48, 56, 40, 1, A, 40, B, 40" in prog.source  # B: w's rows, transposed
+    assert f"{fn}(101, 112, 111, 24, 40, 48, 1, A, 24, B, 40" in prog.source  # A: v's rows, transposed
+    tol = 1e-12 if dtype == "f64" else 1e-5
+    for gemm in ([native.blas()] if native.blas() else []) + [(None, None)]:
+        prog.lib.gptir_set_blas(*gemm)
+        got = prog(ins)
+        for k in want:
+            assert close(got[k], want[k], tol), (k, gemm)
+
+
+@needs_cc
+@pytest.mark.parametrize("dtype", ["f64", "f32"])
+def test_pow_by_a_scalar_two_or_half_is_bit_identical(dtype) -> None:
+    """pow by a scalar 2 or 0.5 is x*x or sqrt in C, numpy's own fast paths: the same bits, special
+    values too (another exponent calls the C library's pow)."""
+    np_dt = np.float64 if dtype == "f64" else np.float32
+    xs = np.concatenate([np.random.default_rng(5).standard_normal(997) * 1e3,
+                         np.exp(np.random.default_rng(6).uniform(-80, 80, 997)),
+                         [0.0, -0.0, np.inf, -np.inf, np.nan, -1.0, 5e-324]]).astype(np_dt)
+    b = Builder("m")
+    x = b.input("x", TensorType(dtype, xs.shape))
+    g = b.finish({"sq": x ** 2.0, "rt": x ** 0.5, "other": x ** 1.5})
+    prog = native.compile_graph(g)
+    assert "sqrt" in prog.source and "pow" in prog.source
+    with np.errstate(all="ignore"):
+        want = run(g, {"x": xs})
+        got = prog({"x": xs})
+    for k in ("sq", "rt"):
+        assert np.array_equal(got[k], want[k], equal_nan=True) and \
+            np.array_equal(np.signbit(got[k]), np.signbit(want[k])), k
+    assert close(got["other"], want["other"], 1e-12 if dtype == "f64" else 1e-6)
+
+
+@needs_cc
 def test_bind_checks_arrays_once() -> None:
     b = Builder("m")
     x = b.input("x", TensorType("f64", (3,)))
