@@ -59,8 +59,6 @@ import platform
 import re
 import shlex
 import shutil
-import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -72,7 +70,6 @@ from gptir.interp import ExecError, bind_input
 from gptir.interp import run as interp_run
 from gptir.ir import ATTR_KINDS, INPUT_OPS, GptirError, Graph, Node
 from gptir.ops import C_TYPES, OPS, c_strides, is_c_contiguous
-from gptir.passes import evaluate_node
 
 FLAGS = ("-O2", "-fPIC", "-shared", "-std=c99", "-ffp-contract=off", "-fwrapv", "-fno-math-errno")
 # gcc: its vectoriser with the cost model of -O3, at -O2's compile time (-O3 takes 4-5x as long to build a
@@ -122,6 +119,8 @@ def compiler_identity(cmd: Sequence[str]) -> str:
     """The compiler's path and ``--version`` output (part of every cache key); cached per process."""
     key = tuple(cmd)
     if key not in _VERSIONS:
+        import subprocess  # here: a warm start (the cache's index) runs no compiler
+
         try:
             r = subprocess.run([*cmd, "--version"], capture_output=True, text=True, timeout=60)
         except (OSError, subprocess.SubprocessError) as e:
@@ -202,6 +201,9 @@ def build(source: str, cache_dir: str | None = None) -> tuple[ctypes.CDLL, Build
         os.makedirs(folder, exist_ok=True)
     except OSError as e:
         raise NativeError(f"cannot create the native build cache {folder}: {e.strerror or e}") from None
+    import subprocess
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="gptir-cc-") as tmp:
         src, obj = os.path.join(tmp, "program.c"), os.path.join(tmp, "program.so")
         with open(src, "w", encoding="utf-8") as f:
@@ -522,6 +524,9 @@ class _Writer:
     """Generates the C function for one graph (see :func:`generate`)."""
 
     def __init__(self, graph: Graph) -> None:
+        from gptir.passes import evaluate_node  # here: a warm start (the cache's index) generates nothing
+
+        self.evaluate = evaluate_node
         self.graph = graph
         self.nodes = graph.nodes
         self.users = graph.users()
@@ -753,7 +758,7 @@ class _Writer:
         attrs = _safe_attrs(node)
         if kind != "view" and all(v.value is not None for v in ins) and node.type.size <= FOLD_MAX_ELEMENTS \
                 and all(v.value is not None and v.value.size <= FOLD_MAX_ELEMENTS for v in ins):
-            value = evaluate_node(node, [v.value for v in ins if v.value is not None])
+            value = self.evaluate(node, [v.value for v in ins if v.value is not None])
             if value is not None:
                 self.vals[node.name] = self.const_val(node, value)
                 return
@@ -780,7 +785,7 @@ class _Writer:
         assert opdef.c is not None and opdef.c.view is not None
         value = None
         if v.value is not None:
-            value = evaluate_node(node, [v.value])
+            value = self.evaluate(node, [v.value])
         if v.literal is not None:
             self.vals[node.name] = Val(node.type.shape, node.type.dtype, literal=v.literal, value=value,
                                        strides=(0,) * node.type.rank)

@@ -15,7 +15,6 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from gptir import rng as R
-from gptir.autodiff import grad, gradient_outputs_of
 from gptir.budget import human
 from gptir.data import Tokenizer
 from gptir.interp import run as interp_run
@@ -114,6 +113,8 @@ def step_graph(cfg: GPTConfig, adam: AdamConfig, num_steps: int, n: int, batch: 
     element sees exactly the same arithmetic (elementwise ops do not mix elements), so the run is
     unchanged, but the program has ~14 elementwise statements instead of ~14 per parameter.
     """
+    from gptir.autodiff import grad, gradient_outputs_of  # here: a warm native start builds no graph
+
     shapes = param_shapes(cfg)
     names = list(shapes)
     g = grad(loss_graph(cfg, n, batch), wrt=names, of="loss")
