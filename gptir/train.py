@@ -192,7 +192,7 @@ class ProgramCache:
     def get(self, n: int, batch: int = 0) -> Runner:
         key = (n, batch)
         prog = self.programs.get(key)
-        if prog is None and self.backend == "native":
+        if prog is None and self.backend == "native" and self.devices == 1:
             from gptir.native import compile_graph as native_compile
             from gptir.passes import optimize
 
@@ -395,7 +395,8 @@ class ResidentSteps:
                     both = self.both[n] = np.empty(n + 1, np.int64)
                 both[:] = ids[:n + 1]
                 dst = self.fresh(src)
-                bound = self.program(key, src, dst, {"tokens": both[:n], "targets": both[1:]})
+                bound = self.bound.get((key, src, dst)) or self.program(key, src, dst, {"tokens": both[:n],
+                                                                                          "targets": both[1:]})
             else:
                 data = encode_batch(state, step_docs(state, docs), pad=pad)
                 tokens = data["tokens"]
