@@ -194,12 +194,15 @@ class ProgramCache:
         prog = self.programs.get(key)
         if prog is None and self.backend == "native" and self.devices == 1:
             from gptir.native import compile_graph as native_compile
-            from gptir.passes import optimize
 
-            # named by its recipe in the build cache's index: a warm start neither traces nor generates C
+            def make() -> Graph:
+                from gptir.passes import optimize  # here: a warm start neither traces nor generates C
+
+                return optimize(step_graph(self.model, self.adam, self.num_steps, n, batch))
+
+            # named by its recipe in the build cache's index
             recipe = f"training step {self.model!r} {self.adam!r} num_steps={self.num_steps} n={n} batch={batch}"
-            prog = native_compile(lambda: optimize(step_graph(self.model, self.adam, self.num_steps, n, batch)),
-                                  checked=False, cache_dir=self.cache_dir, index=recipe)
+            prog = native_compile(make, checked=False, cache_dir=self.cache_dir, index=recipe)
             self.programs[key] = prog
         elif prog is None:
             graph = step_graph(self.model, self.adam, self.num_steps, n, batch)
