@@ -82,6 +82,7 @@ ENTRY = "gptir_main"
 CACHE_ENV = "GPTIR_NATIVE_CACHE"
 FOLD_MAX_ELEMENTS = 4096  # constant subgraphs up to this size are evaluated at generation time
 GEMM_MIN = 32768  # matmul: multiply-adds from which BLAS's gemm is called (when numpy's BLAS is found)
+VECTOR_BYTES = 64  # matmul tiles: the vector type's size (gx_vd, gx_vf in the prelude)
 MATMUL_TILE = 32  # matmul: output columns summed at once (in registers: 4 AVX-512 or 8 AVX2 vectors of f64)
 ALIGN = 64  # bytes: every arena buffer starts on a cache line
 _SAFE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*\Z")
@@ -406,6 +407,15 @@ typedef void (*gx_sgemm_t)(int, int, int, int64_t, int64_t, int64_t, float, cons
 static gx_dgemm_t gx_dgemm;
 static gx_sgemm_t gx_sgemm;
 void gptir_set_blas(void *d, void *s) { gx_dgemm = (gx_dgemm_t)d; gx_sgemm = (gx_sgemm_t)s; }
+
+/* matmul tiles: vectors of 64 bytes (GCC/clang vector types; split into what the machine has), loaded
+   and stored unaligned */
+typedef double gx_vd __attribute__((vector_size(64)));
+typedef float gx_vf __attribute__((vector_size(64)));
+static inline gx_vd gx_vd_ld(const double *p) { gx_vd v; memcpy(&v, p, sizeof v); return v; }
+static inline void gx_vd_st(double *p, gx_vd v) { memcpy(p, &v, sizeof v); }
+static inline gx_vf gx_vf_ld(const float *p) { gx_vf v; memcpy(&v, p, sizeof v); return v; }
+static inline void gx_vf_st(float *p, gx_vf v) { memcpy(p, &v, sizeof v); }
 
 /* a fused loop has no loop-carried dependence: within one step no buffer written overlaps one read */
 #if defined(__clang__)
@@ -927,26 +937,15 @@ class _Writer:
                       f"{ind}else"]
         if bn == 1 and n > 1 and gemm is None:  # rows of B contiguous: i, k, j (each element summed in k order)
             # j in blocks of up to MATMUL_TILE columns and rows in blocks of r, so that r * w sums are
-            # kept in registers over k (independent chains of additions)
-            for j0 in range(0, n, MATMUL_TILE):
-                w = min(MATMUL_TILE, n - j0)
-                rows = max(1, min(m, MATMUL_TILE // w, 4))
-                for i0, i1, r in ((0, m - m % rows, rows), (m - m % rows, m, 1)):
-                    if i1 <= i0:
-                        continue
-                    lines += [f"{ind}for (int64_t i = {i0}; i < {i1}; i += {r}) {{",
-                              f"{ind}    {T} acc[{r}][{w}];",
-                              f"{ind}    for (int64_t q = 0; q < {r}; q++) for (int64_t j = 0; j < {w}; j++) acc[q][j] = 0;",
-                              f"{ind}    for (int64_t p = 0; p < {k}; p++) {{",
-                              f"{ind}        const {T} *restrict br = B + p * {bk} + {j0};",
-                              f"{ind}        for (int64_t q = 0; q < {r}; q++) {{",
-                              f"{ind}            const {T} x = A[(i + q) * {am} + p * {ak}];",
-                              f"{ind}            for (int64_t j = 0; j < {w}; j++) acc[q][j] += x * br[j];",
-                              f"{ind}        }}",
-                              f"{ind}    }}",
-                              f"{ind}    for (int64_t q = 0; q < {r}; q++) for (int64_t j = 0; j < {w}; j++) "
-                              f"O[(i + q) * {om} + ({j0} + j) * {on}] = acc[q][j];",
-                              f"{ind}}}"]
+            # kept in registers over k (independent chains of additions): whole vectors of VECTOR_BYTES
+            # (GCC/clang vector types: a multiply and an add per element, as the scalar code), then the
+            # columns left over as scalars
+            vw = VECTOR_BYTES // np.dtype(_NP[node.type.dtype]).itemsize
+            full = n - n % vw if on == 1 else 0
+            for j0, j1, vec in ((0, full, True), (full, n, False)):
+                for jb in range(j0, j1, MATMUL_TILE):
+                    w = min(MATMUL_TILE, j1 - jb)
+                    lines += self.matmul_tile(T, m, k, jb, w, vw if vec else 0, am, ak, bk, om, on, ind)
         else:
             lines += [f"{ind}for (int64_t i = 0; i < {m}; i++)" + (" {" if gemm else ""),
                       f"{ind}    for (int64_t j = 0; j < {n}; j++) {{",
@@ -957,6 +956,42 @@ class _Writer:
         lines += closes
         self.vals[node.name] = out
         self.emit(f"matmul {a.shape} @ {b.shape}: %{node.name}", lines)
+
+    @staticmethod
+    def matmul_tile(T: str, m: int, k: int, j0: int, w: int, vw: int, am: int, ak: int, bk: int, om: int, on: int,
+                    ind: str) -> list[str]:
+        """Columns ``j0 .. j0+w`` of ``O = A @ B`` (B's rows contiguous), ``r`` rows at a time with their
+        ``r * w`` sums in registers; in vectors of ``vw`` elements (``w`` a multiple of it), or scalars (0)."""
+        rows = max(1, min(m, MATMUL_TILE // w, 4))
+        V = f"gx_v{'d' if T == 'double' else 'f'}"
+        out = []
+        for i0, i1, r in ((0, m - m % rows, rows), (m - m % rows, m, 1)):
+            if i1 <= i0:
+                continue
+            if vw:
+                nv = w // vw
+                acc = [f"{ind}    {V} acc[{r}][{nv}];",
+                       f"{ind}    for (int64_t q = 0; q < {r}; q++) for (int64_t t = 0; t < {nv}; t++) acc[q][t] = ({V}){{0}};"]
+                step = f"for (int64_t t = 0; t < {nv}; t++) acc[q][t] += x * {V}_ld(br + {vw} * t);"
+                store = (f"for (int64_t q = 0; q < {r}; q++) for (int64_t t = 0; t < {nv}; t++) "
+                         f"{V}_st(O + (i + q) * {om} + {j0} + {vw} * t, acc[q][t]);")
+            else:
+                acc = [f"{ind}    {T} acc[{r}][{w}];",
+                       f"{ind}    for (int64_t q = 0; q < {r}; q++) for (int64_t j = 0; j < {w}; j++) acc[q][j] = 0;"]
+                step = f"for (int64_t j = 0; j < {w}; j++) acc[q][j] += x * br[j];"
+                store = (f"for (int64_t q = 0; q < {r}; q++) for (int64_t j = 0; j < {w}; j++) "
+                         f"O[(i + q) * {om} + ({j0} + j) * {on}] = acc[q][j];")
+            out += [f"{ind}for (int64_t i = {i0}; i < {i1}; i += {r}) {{", *acc,
+                    f"{ind}    for (int64_t p = 0; p < {k}; p++) {{",
+                    f"{ind}        const {T} *restrict br = B + p * {bk} + {j0};",
+                    f"{ind}        for (int64_t q = 0; q < {r}; q++) {{",
+                    f"{ind}            const {T} x = A[(i + q) * {am} + p * {ak}];",
+                    f"{ind}            {step}",
+                    f"{ind}        }}",
+                    f"{ind}    }}",
+                    f"{ind}    {store}",
+                    f"{ind}}}"]
+        return out
 
     def k_concat(self, node: Node, ins: Sequence[Val], attrs: Mapping[str, Any]) -> None:
         out = self.materialized(node)

@@ -345,6 +345,29 @@ def test_resident_steps_are_the_program_calls_and_states_stay_values(batch) -> N
 
 @needs_cc
 @pytest.mark.parametrize("dtype", ["f64", "f32"])
+@pytest.mark.parametrize("shapes", [((5, 7), (7, 37)), ((3, 5, 7), (7, 40)), ((9, 3), (3, 16)), ((2, 6, 4), (2, 4, 70))])
+def test_small_matmuls_in_vector_tiles_and_scalars(dtype, shapes) -> None:
+    """Below GEMM_MIN: register tiles of whole vectors, then the columns left over as scalars, rows in
+    blocks and the rows left over; each element summed in k order, as the dot-product loop does."""
+    sa, sb = shapes
+    b = Builder("m")
+    x = b.input("x", TensorType(dtype, sa))
+    w = b.input("w", TensorType(dtype, sb))
+    g = b.finish({"y": b.emit("matmul", [x, w], {})})
+    np_dt = np.float64 if dtype == "f64" else np.float32
+    rng = np.random.default_rng(7)
+    ins = {"x": rng.standard_normal(sa).astype(np_dt), "w": rng.standard_normal(sb).astype(np_dt)}
+    prog = native.compile_graph(g)
+    body = prog.source.split("int gptir_main")[1]
+    assert ("gx_vd_ld(" if dtype == "f64" else "gx_vf_ld(") in body and "gemm(" not in body
+    got, want = prog(ins)["y"], run(g, ins)["y"]
+    a64, b64 = ins["x"].astype(np.float64), ins["w"].astype(np.float64)
+    exact = np.einsum("...ik,...kj->...ij", a64, b64)  # in float64: the arithmetic's own error only
+    assert close(got, want, 1e-12 if dtype == "f64" else 1e-5) and np.allclose(got, exact, rtol=1e-5, atol=1e-5)
+
+
+@needs_cc
+@pytest.mark.parametrize("dtype", ["f64", "f32"])
 def test_large_matmuls_call_numpy_blas_or_loops(dtype) -> None:
     """From GEMM_MIN multiply-adds a matmul calls numpy's BLAS gemm (transposed operands passed as
     such); without it (gptir_set_blas(NULL, NULL)) the same program sums in loops. Both agree with the
