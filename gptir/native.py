@@ -1300,10 +1300,10 @@ class NativeProgram:
             arrays.append(a)
             if not out:
                 slots[name] = k
-        # contiguous arrays are byte ranges: sorted by start, an output overlaps another iff a neighbour does
         # contiguous arrays are byte ranges: by start, one overlaps an earlier one iff it starts before the
         # largest end so far (of outputs, for an input; of any array, for an output)
-        spans = sorted((a.ctypes.data, a.ctypes.data + a.nbytes, w[3], w[0]) for a, w in zip(arrays, wanted) if a.nbytes)
+        ptrs = [a.ctypes.data for a in arrays]
+        spans = sorted((p, p + a.nbytes, w[3], w[0]) for p, a, w in zip(ptrs, arrays, wanted) if a.nbytes)
         end = out_end = 0
         for start, stop, out, name in spans:
             if start < out_end or (out and start < end):
@@ -1311,7 +1311,7 @@ class NativeProgram:
             end = max(end, stop)
             if out:
                 out_end = max(out_end, stop)
-        return Bound(self, arrays, slots)
+        return Bound(self, arrays, ptrs, slots)
 
 
 class Bound:
@@ -1319,9 +1319,9 @@ class Bound:
     program on them, writing the outputs in place. ``point(name, array)`` makes an input read another
     array of the same type (checked), so a training loop can hand each step's tokens without a copy."""
 
-    def __init__(self, program: NativeProgram, arrays: list[np.ndarray], slots: dict[str, int]) -> None:
+    def __init__(self, program: NativeProgram, arrays: list[np.ndarray], ptrs: list[int], slots: dict[str, int]) -> None:
         self.program, self.arrays, self.slots = program, arrays, slots
-        self.io = np.array([a.ctypes.data for a in arrays] or [0], np.uintp)
+        self.io = np.array(ptrs or [0], np.uintp)
         self._args = (ctypes.c_void_p(self.io.ctypes.data), ctypes.c_void_p(program._arena_ptr))
         self._fn = program._fn
         self._known: dict[int, tuple[np.ndarray, int]] = {}
