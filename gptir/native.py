@@ -254,17 +254,23 @@ def index_key(index: str) -> str:
     """The build cache's index key for programs named ``index``: that text, gptir's source, the compiler
     (its command and the file it runs: real path, size and modification time, which stand for its
     ``--version`` without running it), the flag sets and the CPU."""
-    cmd = find_compiler()
-    if cmd is None:
-        raise NativeError(NO_COMPILER)
-    real = os.path.realpath(cmd[0])
-    try:
-        st = os.stat(real)
-    except OSError as e:
-        raise NativeError(f"the C compiler {cmd[0]} cannot be read: {e.strerror or e}") from None
-    parts = ["gptir-native-index/1", index, gptir_digest(), " ".join(cmd), f"{real} {st.st_size} {st.st_mtime_ns}",
-             " ".join(FLAGS + GCC_VECTORIZE + NATIVE_ARCH), cpu_identity()]
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+    env = os.environ.get("CC", "")
+    stamp = _STAMPS.get(env)
+    if stamp is None:  # once per process and $CC
+        cmd = find_compiler()
+        if cmd is None:
+            raise NativeError(NO_COMPILER)
+        real = os.path.realpath(cmd[0])
+        try:
+            st = os.stat(real)
+        except OSError as e:
+            raise NativeError(f"the C compiler {cmd[0]} cannot be read: {e.strerror or e}") from None
+        stamp = _STAMPS[env] = "\0".join([gptir_digest(), " ".join(cmd), f"{real} {st.st_size} {st.st_mtime_ns}",
+                                          " ".join(FLAGS + GCC_VECTORIZE + NATIVE_ARCH), cpu_identity()])
+    return hashlib.sha256(f"gptir-native-index/1\0{index}\0{stamp}".encode()).hexdigest()
+
+
+_STAMPS: dict[str, str] = {}  # $CC -> the compiler's, gptir's and the CPU's part of index keys
 
 
 _DTYPES: dict[str, np.dtype] = {"float64": np.dtype(np.float64), "float32": np.dtype(np.float32), "int64": np.dtype(np.int64),
@@ -346,6 +352,22 @@ def blas() -> tuple[int, int] | None:
                 break
         _BLAS.append(found if found[0] and found[1] else (0, 0))
     return _BLAS[0] if _BLAS[0][0] else None
+
+
+def build_all(sources: Sequence[str], cache_dir: str | None = None, jobs: int | None = None) -> list[BuildInfo]:
+    """:func:`build` for several programs at once: the compiler runs in up to ``jobs`` processes (default:
+    one per CPU), each entry written to the cache as ``build`` writes it."""
+    if not sources:
+        return []
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(sources), jobs or os.cpu_count() or 1))) as pool:
+        return [info for _, info in pool.map(lambda src: build(src, cache_dir), sources)]
+
+
+def has_index(index: str, cache_dir: str | None = None) -> bool:
+    """Whether the build cache has an index entry for ``index`` (checked when a program loads it)."""
+    return os.path.exists(_index_path(cache_dir, index_key(index)))
 
 
 def _load(path: str, key: str) -> ctypes.CDLL | None:

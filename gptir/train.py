@@ -189,26 +189,58 @@ class ProgramCache:
         if self.pad is None:
             self.pad = self.backend == "jax"
 
-    def get(self, n: int, batch: int = 0) -> Runner:
+    def recipe(self, n: int, batch: int) -> str:
+        """The native build cache's index name of the program for ``(n, batch)``."""
+        return f"training step {self.model!r} {self.adam!r} num_steps={self.num_steps} n={n} batch={batch}"
+
+    def graph(self, n: int, batch: int) -> Graph:
+        """The optimised training-step graph for ``(n, batch)``."""
+        from gptir.passes import optimize  # here: a warm native start neither traces nor generates C
+
+        return optimize(step_graph(self.model, self.adam, self.num_steps, n, batch))
+
+    def get(self, n: int, batch: int = 0, graph: Graph | None = None) -> Runner:
+        """The program for ``(n, batch)``, made now if need be (``graph``: its optimised graph, if made)."""
         key = (n, batch)
         prog = self.programs.get(key)
         if prog is None and self.backend == "native" and self.devices == 1:
             from gptir.native import compile_graph as native_compile
 
-            def make() -> Graph:
-                from gptir.passes import optimize  # here: a warm start neither traces nor generates C
-
-                return optimize(step_graph(self.model, self.adam, self.num_steps, n, batch))
-
-            # named by its recipe in the build cache's index
-            recipe = f"training step {self.model!r} {self.adam!r} num_steps={self.num_steps} n={n} batch={batch}"
-            prog = native_compile(make, checked=False, cache_dir=self.cache_dir, index=recipe)
+            prog = native_compile(graph if graph is not None else (lambda: self.graph(n, batch)), checked=False,
+                                  cache_dir=self.cache_dir, index=self.recipe(n, batch))
             self.programs[key] = prog
         elif prog is None:
             graph = step_graph(self.model, self.adam, self.num_steps, n, batch)
             prog = compile_program(graph, self.backend, self.devices, self.cache_dir)
             self.programs[key] = prog
         return prog
+
+    def prebuild(self, keys: Sequence[tuple[int, int]]) -> None:
+        """Make the programs for ``keys`` now. On the native backend the ones not in the build cache are
+        generated one by one and then compiled at once, one compiler per CPU (:func:`gptir.native.build_all`)."""
+        graphs: dict[tuple[int, int], Graph] = {}
+        if self.backend == "native" and self.devices == 1:
+            from gptir import native
+
+            for key in dict.fromkeys(keys):
+                if key not in self.programs and not native.has_index(self.recipe(*key), self.cache_dir):
+                    graphs[key] = self.graph(*key)
+            native.build_all([native.generate_source(g) for g in graphs.values()], self.cache_dir)
+        for key in keys:
+            self.get(*key, graph=graphs.get(key))
+
+
+def step_keys(state: TrainState, docs: Sequence[str], until: int, pad: bool = False) -> list[tuple[int, int]]:
+    """The program keys ``(n, batch)`` of the steps from the state's to ``until``, each once, in first use."""
+    keys: dict[tuple[int, int], None] = {}
+    for step in range(state.step, until):
+        if state.batch == 1 and not pad:
+            ids = state.tokenizer.encode(docs[step % len(docs)])
+            keys.setdefault((min(state.model.block_size, len(ids) - 1), 0), None)
+        else:
+            tokens = encode_batch(replace(state, step=step), step_docs(replace(state, step=step), docs), pad)["tokens"]
+            keys.setdefault((tokens.shape[-1], tokens.shape[0] if tokens.ndim == 2 else 0), None)
+    return list(keys)
 
 
 def step_memory(cfg: GPTConfig, n: int, batch: int) -> int:

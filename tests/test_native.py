@@ -421,6 +421,28 @@ def test_pow_by_a_scalar_two_or_half_is_bit_identical(dtype) -> None:
 
 
 @needs_cc
+def test_prebuild_compiles_every_length_at_once(tmp_path) -> None:
+    """ProgramCache.prebuild: the programs of every step's length built together (a compiler per CPU),
+    each then found in the cache's index; the run is the run of programs made one by one."""
+    state, docs = T.start(DOCS, n_embd=8, n_head=2, block_size=8, num_steps=6)
+    keys = T.step_keys(state, docs, 6)
+    assert keys == list(dict.fromkeys((min(8, len(d) + 1), 0) for d in docs[:6]))
+    cache = T.ProgramCache(state.model, state.adam, state.num_steps, "native", cache_dir=str(tmp_path))
+    cache.prebuild(keys)
+    assert sorted(cache.programs) == sorted(keys)  # each built by build_all, then loaded from the cache
+    assert len([f for f in os.listdir(tmp_path) if f.endswith(".so")]) == len(keys)
+    assert len([f for f in os.listdir(tmp_path) if f.startswith("gptir-index-")]) == len(keys)
+    again = T.ProgramCache(state.model, state.adam, state.num_steps, "native", cache_dir=str(tmp_path))
+    again.prebuild(keys)
+    assert all(p.build.cached and p._graph is None for p in again.programs.values())  # from the index
+    one_by_one = T.ProgramCache(state.model, state.adam, state.num_steps, "native", cache_dir=str(tmp_path / "o"))
+    want = [loss for _, loss in T.train(state, docs, one_by_one)]
+    assert [loss for _, loss in T.train(state, docs, again)] == want
+    infos = native.build_all([again.programs[keys[0]].source] * 2, str(tmp_path))
+    assert [i.cached for i in infos] == [True, True]
+
+
+@needs_cc
 def test_bind_checks_arrays_once() -> None:
     b = Builder("m")
     x = b.input("x", TensorType("f64", (3,)))
