@@ -21,7 +21,6 @@ from gptir.interp import run as interp_run
 from gptir.ir import NUMPY_DTYPES, GptirError, Graph, TensorType
 from gptir.model import GPTConfig, init_params, loss_graph, num_params, param_shapes
 from gptir.optim import AdamConfig, adam_scalars, adam_update
-from gptir.tracing import Builder, concat, reshape, scope
 
 RECIPES = ("microgpt", "microgptex")
 MAX_PARAMS = 20_000_000  # ~0.5 GB of float64 state (parameters and two moments) and a minute of weight draws
@@ -114,6 +113,7 @@ def step_graph(cfg: GPTConfig, adam: AdamConfig, num_steps: int, n: int, batch: 
     unchanged, but the program has ~14 elementwise statements instead of ~14 per parameter.
     """
     from gptir.autodiff import grad, gradient_outputs_of  # here: a warm native start builds no graph
+    from gptir.tracing import Builder, concat, reshape, scope
 
     shapes = param_shapes(cfg)
     names = list(shapes)
