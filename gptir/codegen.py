@@ -20,8 +20,13 @@ constants are never written, and nothing is kept between calls. Both save alloca
 
 Security: the source contains only identifiers made from validated IR names (``v_`` + the name with
 dots as underscores), integers and booleans from verified attributes, and fixed text. Constants and
-anything else from the IR reach the function through its closure, never as source text; locations,
-scopes and graph names never appear in the source.
+anything else from the IR reach the function as its globals (one namespace per compiled program),
+never as source text; locations, scopes and graph names never appear in the source.
+
+Size: a program of more than :data:`CHUNK_STATEMENTS` statements is split into part functions
+(see :func:`_chunked`), and constants are globals rather than closure cells: CPython compiles one
+huge function, or one with tens of thousands of free variables, in time that grows faster than
+its length.
 """
 
 from __future__ import annotations
@@ -116,9 +121,10 @@ def _namespace_base() -> dict[str, Any]:
 
 @dataclass
 class Program:
-    """What the generator produced: the source, the constants its closure needs, the signature."""
+    """What the generator produced: the source, the constants it reads (its globals), the signature."""
 
     source: str
+    functions: list[str] = field(default_factory=list)  # the source as its top-level functions, compiled one by one
     consts: dict[str, np.ndarray] = field(default_factory=dict)
     args: list[tuple[str, str]] = field(default_factory=list)   # (IR input name, variable)
     outputs: list[tuple[str, str]] = field(default_factory=list)  # (output name, variable)
@@ -161,19 +167,23 @@ class _Names:
 
 
 @gc_paused
-def plan(graph: Graph, reuse_min: int | None = REUSE_MIN_ELEMENTS, free_dead: bool = FREE_DEAD) -> Program:
+def plan(graph: Graph, reuse_min: int | None = REUSE_MIN_ELEMENTS, free_dead: bool = FREE_DEAD,
+         chunk: int | None = None) -> Program:
     """Generate the program for ``graph`` (the graph is assumed verified).
 
     ``reuse_min``: elementwise results of at least this many elements write into a dead buffer of
     the same shape and dtype where that is provably safe (see :func:`_reuse_buffers`); None: never.
     ``free_dead``: drop each value's variable after its last use (``del``), as the interpreter
     does, so the allocator can hand its memory to later values.
+    ``chunk``: a body of more statements than this (default :data:`CHUNK_STATEMENTS`) is split into
+    functions of at most this many (see :func:`_chunked`).
     """
+    chunk = CHUNK_STATEMENTS if chunk is None else max(int(chunk), 1)
     names = _Names()
     prog = Program(source="")
     consts: dict[str, np.ndarray] = {}  # IR name -> compile-time value
     body: list[_Stmt] = []
-    attr_consts: dict[str, Any] = {}  # closure constants made from attributes (_k<i>) and scalars (_s_<var>)
+    attr_consts: dict[str, Any] = {}  # constants made from attributes (_k<i>) and scalars (_s_<var>)
     n_lifted = 0
     nodes = graph.nodes
     is_const = consts.__contains__
@@ -211,7 +221,7 @@ def plan(graph: Graph, reuse_min: int | None = REUSE_MIN_ELEMENTS, free_dead: bo
                     attr_consts[sname] = consts[i][()]
                     args[k] = sname
         if opdef.lift is not None:
-            # shape-like attributes (the ones that change with the sequence length) become closure
+            # shape-like attributes (the ones that change with the sequence length) become
             # constants, so programs for different lengths share one source text and one compile
             kname = f"_k{n_lifted}"
             n_lifted += 1
@@ -237,28 +247,27 @@ def plan(graph: Graph, reuse_min: int | None = REUSE_MIN_ELEMENTS, free_dead: bo
     out_vars = {names.var[v] for v in graph.outputs.values()}
     if reuse_min is not None:
         prog.n_reused = _reuse_buffers(graph, stmts, out_vars, reuse_min)
-    kept = [f"        {st.var} = {st.expr}" for st in stmts]
-    if free_dead:
-        kept = _with_dels(stmts, kept, out_vars)
     prog.consts = {names.var[k]: v for k, v in consts.items() if names.var[k] in used}
     prog.consts.update({k: v for k, v in attr_consts.items() if k in used})
     for out, vname in graph.outputs.items():
         prog.outputs.append((out, names.var[vname]))
         if vname in consts:
             prog.hoisted_outputs.add(out)
-    const_vars = sorted(prog.consts)
-    lines = ["def _make(_consts):"]
-    if const_vars:
-        lines.append(f"    ({', '.join(const_vars)},) = _consts")
-    lines.append(f"    def _program({', '.join(v for _, v in prog.args)}):")
-    lines.extend(kept)
+    lines = [f"def _program({', '.join(v for _, v in prog.args)}):"]
+    last = last_reads([st.args for st in stmts])  # (after buffer reuse, which adds the donors it reads)
+    if len(stmts) <= chunk:
+        lines.extend(_body(stmts, 0, len(stmts), _deaths(stmts, last, out_vars, free_dead)))
+    else:
+        parts, calls = _chunked(stmts, last, out_vars, set(prog.consts), free_dead, chunk)
+        prog.functions.extend(parts)
+        lines.extend(calls)
     rets = []
     for out, var in prog.outputs:
         rank0 = nodes[graph.outputs[out]].type.rank == 0
         rets.append(f"_asarray({var})" if rank0 else var)
-    lines.append(f"        return ({', '.join(rets)},)")
-    lines.append("    return _program")
-    prog.source = "\n".join(lines) + "\n"
+    lines.append(f"    return ({', '.join(rets)},)")
+    prog.functions.append("\n".join(lines) + "\n")
+    prog.source = "".join(prog.functions)
     prog.n_statements = len(stmts)
     return prog
 
@@ -367,35 +376,86 @@ def _reuse_buffers(graph: Graph, stmts: list[_Stmt], out_vars: set[str], reuse_m
     return reused
 
 
-def _with_dels(stmts: list[_Stmt], lines: list[str], out_vars: set[str]) -> list[str]:
-    """``lines`` with ``del`` of every statement variable after its last read (outputs stay).
-    Only variables the body assigns are dropped: inputs stay referenced by the caller anyway, and
-    closure constants cannot be deleted."""
+def _deaths(stmts: list[_Stmt], last: Mapping[str, int], out_vars: set[str], free_dead: bool) -> dict[int, list[str]]:
+    """Statement index -> the statement variables read there for the last time (``last``: each
+    variable's last reading statement; outputs stay; none without ``free_dead``). Only variables the
+    body assigns are dropped: inputs stay referenced by the caller anyway, and constants are not the
+    function's to delete."""
+    if not free_dead:
+        return {}
     assigned = {st.var for st in stmts}
-    last = {v: i for v, i in last_reads([st.args for st in stmts]).items() if v in assigned}
-    dead = dead_after(last, out_vars)
+    return dead_after({v: i for v, i in last.items() if v in assigned}, out_vars)
+
+
+def _body(stmts: list[_Stmt], start: int, end: int, dead: Mapping[int, list[str]]) -> list[str]:
+    """The lines of statements ``start:end``, each followed by a ``del`` of what dies there."""
     out = []
-    for i, line in enumerate(lines):
-        out.append(line)
+    for i in range(start, end):
+        st = stmts[i]
+        out.append(f"    {st.var} = {st.expr}")
         if i in dead:
-            out.append(f"        del {', '.join(sorted(dead[i]))}")
+            out.append(f"    del {', '.join(sorted(dead[i]))}")
     return out
 
 
-def generate_source(graph: Graph, reuse_min: int | None = REUSE_MIN_ELEMENTS, free_dead: bool = FREE_DEAD) -> str:
+# Programs of more statements than this are split into functions of at most this many, compiled one
+# by one: CPython compiles one huge function in time that grows faster than its length (the 100k-node
+# loss graph's 100k statements: 1.45 s as one function, about 1.0 s as 25 parts; with its 17k
+# constants as closure cells, 1.9-2.2 s), and the calls between parts cost well under a microsecond
+# each. Every microgpt training program is shorter, so it stays one function.
+CHUNK_STATEMENTS = 4000
+
+
+def _chunked(stmts: list[_Stmt], last_read: Mapping[str, int], out_vars: set[str], consts: set[str],
+             free_dead: bool, chunk: int) -> tuple[list[str], list[str]]:
+    """The part functions' sources and ``_program``'s body, which calls them in turn. Each part
+    ``_part<k>`` runs ``chunk``
+    statements: a part takes the values it reads that earlier parts (or the caller) made and returns
+    the values it makes that later parts or the outputs read. The statements, their order and their
+    operands are exactly the unsplit program's, so the results are the same bits. ``_program`` drops
+    each value it holds after the last part that reads it (with ``free_dead``), as the parts do."""
+    dead = _deaths(stmts, last_read, out_vars, free_dead)
+    n = len(stmts)
+    last = dict(last_read)
+    for v in out_vars:
+        last[v] = n
+    parts: list[str] = []
+    calls: list[str] = []
+    held: list[str] = []  # values _program holds, made by earlier parts
+    for k, start in enumerate(range(0, n, chunk)):
+        end = min(start + chunk, n)
+        made = {stmts[i].var for i in range(start, end)}
+        takes = list(dict.fromkeys(a for i in range(start, end) for a in stmts[i].args
+                                   if a not in made and a not in consts))
+        gives = [stmts[i].var for i in range(start, end) if last.get(stmts[i].var, -1) >= end]
+        ret = f"    return ({', '.join(gives)},)" if gives else "    return ()"
+        parts.append("\n".join([f"def _part{k}({', '.join(takes)}):", *_body(stmts, start, end, dead), ret]) + "\n")
+        call = f"_part{k}({', '.join(takes)})"
+        calls.append(f"    ({', '.join(gives)},) = {call}" if gives else f"    {call}")
+        held.extend(gives)
+        if free_dead:
+            gone = [v for v in held if last[v] < end]
+            if gone:
+                calls.append(f"    del {', '.join(gone)}")
+                held = [v for v in held if last[v] >= end]
+    return parts, calls
+
+
+def generate_source(graph: Graph, reuse_min: int | None = REUSE_MIN_ELEMENTS, free_dead: bool = FREE_DEAD,
+                    chunk: int | None = None) -> str:
     """The Python source of ``graph``'s compiled function (constants are supplied separately)."""
-    return plan(graph, reuse_min, free_dead).source
+    return plan(graph, reuse_min, free_dead, chunk).source
 
 
 # Compiled code objects by source text: the training programs for different sequence lengths
-# usually have the same text (their shapes are closure constants), so they compile once.
+# usually have the same text (their shapes are constants), so they compile once.
 _CODE_CACHE: dict[str, Any] = {}
 _CODE_CACHE_SIZE = 64
 
 
 @gc_paused
 def compile_graph(graph: Graph, checked: bool = True, reuse_min: int | None = REUSE_MIN_ELEMENTS,
-                  free_dead: bool = FREE_DEAD) -> Compiled:
+                  free_dead: bool = FREE_DEAD, chunk: int | None = None) -> Compiled:
     """Compile ``graph`` once; returns ``run(inputs) -> {output: array}``.
 
     ``inputs`` maps every data input (and any param, overriding ``graph.params``) to its value.
@@ -405,19 +465,24 @@ def compile_graph(graph: Graph, checked: bool = True, reuse_min: int | None = RE
     the passes (and the buffer reuse) assume inputs are C-contiguous (the input contract,
     :func:`gptir.memory.c_order`).
     On a numpy error the graph is re-run by the interpreter to report which node failed.
-    ``reuse_min`` and ``free_dead`` are :func:`plan`'s memory options (results are the same bits).
+    ``reuse_min`` and ``free_dead`` are :func:`plan`'s memory options and ``chunk`` its split size
+    (results are the same bits).
     """
-    prog = plan(graph, reuse_min, free_dead)
+    prog = plan(graph, reuse_min, free_dead, chunk)
     ns = _namespace_base()
-    code = _CODE_CACHE.get(prog.source)
-    if code is None:
-        code = compile(prog.source, "<gptir program>", "exec")
+    codes = _CODE_CACHE.get(prog.source)
+    if codes is None:
+        codes = [compile(f, "<gptir program>", "exec") for f in prog.functions]
         if len(_CODE_CACHE) >= _CODE_CACHE_SIZE:
             _CODE_CACHE.pop(next(iter(_CODE_CACHE)))
-        _CODE_CACHE[prog.source] = code
-    exec(code, ns)  # noqa: S102 - the source is generated from validated identifiers and numbers only
-    const_vars = sorted(prog.consts)
-    fn = ns["_make"](tuple(prog.consts[v] for v in const_vars))
+        _CODE_CACHE[prog.source] = codes
+    clash = ns.keys() & prog.consts.keys()
+    if clash:  # pragma: no cover - constants are v_..., _k<i> and _s_v_...; test_optable checks emit_names
+        raise CodegenError(f"the constant name {min(clash)} is a name generated code uses")
+    ns.update(prog.consts)  # the program's constants are its globals (see the module docstring)
+    for code in codes:
+        exec(code, ns)  # noqa: S102 - the source is generated from validated identifiers and numbers only
+    fn = ns["_program"]
     out_names = [o for o, _ in prog.outputs]
     copy_outs = [o for o in out_names if o in prog.hoisted_outputs]
     sig = []

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
 from typing import Any, Callable
 
 from lark import Token, Tree
@@ -217,7 +218,7 @@ def _macros(terms: dict[str, Any]) -> tuple[Callable[..., Any], dict[str, tuple[
         return f"(?>{pat[name]})"
 
     ws = f"(?:{pat['WS']})?"
-    ign = f"(?:{pat['WS']}|{pat['COMMENT']})*"
+    ign = f"(?:{t('WS')}|{t('COMMENT')})*"  # atomic: a comment never gives back the end of its line
     order = [x.name for x in _lark_order([terms["NUMBER"], terms["NAME"], terms["SPECIAL"]])]
     simple = "(?>" + "|".join(pat[n] for n in order) + ")"
     name_end = r"(?![A-Za-z0-9_]|\.[A-Za-z0-9_])"  # NAME's match ends here: a keyword, not a prefix
@@ -286,7 +287,7 @@ def _macros(terms: dict[str, Any]) -> tuple[Callable[..., Any], dict[str, tuple[
 
     def meta_of(m: Any, k: str) -> tuple[str, str, bool]:
         scope, loc = m.group(k + "scope"), m.group(k + "loc")
-        return (scope[1:] if scope else "", _string(loc) if loc else "", m.group(k + "bw") is not None)
+        return (sys.intern(scope[1:]) if scope else "", _string(loc) if loc else "", m.group(k + "bw") is not None)
 
     def op(m: Any) -> Record:
         op, attrs, args = m.group("o_op"), m.group("o_attrs"), m.group("o_args")

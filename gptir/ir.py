@@ -76,7 +76,7 @@ def is_identifier(name: str) -> bool:
     return bool(_IDENT.match(name))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TensorType:
     """A dtype and a static shape; rank 0 is a scalar."""
 
@@ -152,7 +152,7 @@ def attrs_key(attrs: Mapping[str, Any]) -> tuple:
     return tuple((k, _attr_key(attrs[k])) for k in sorted(attrs))
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class Node:
     """One SSA value: ``name = op[attrs](inputs) : type``, plus where it came from.
 

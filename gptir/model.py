@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Mapping
 import numpy as np
 
 from gptir import rng as R
+from gptir.gcpause import gc_paused
 from gptir.ir import FLOATS, NUMPY_DTYPES, GptirError, Graph, TensorType
 
 if TYPE_CHECKING:  # the tracer is imported where graphs are built: a warm native run builds none
@@ -138,6 +139,7 @@ def _param_inputs(b: Builder, cfg: GPTConfig) -> dict[str, Tracer]:
     return {name: b.param(name, TensorType(cfg.dtype, shape)) for name, shape in param_shapes(cfg).items()}
 
 
+@gc_paused  # (as gptir.trace: the nodes all stay alive, so collecting while it runs finds nothing)
 def loss_graph(cfg: GPTConfig, n: int, batch: int = 0) -> Graph:
     """The loss of one document with ``n`` positions (or a padded batch of ``batch`` documents).
 

@@ -20,6 +20,7 @@ import math
 import os
 import re
 import struct
+import sys
 from typing import Any, Callable
 
 import numpy as np
@@ -357,7 +358,7 @@ def _meta_fields(src: Source, meta: Any) -> tuple[str, str, bool]:
     if not isinstance(meta, Tree):
         return meta  # type: ignore[no-any-return]
     scope_tok, loc_tree = _tok(meta, "SCOPE"), _sub(meta, "loc")
-    scope_path = str(scope_tok)[1:] if scope_tok is not None else ""
+    scope_path = sys.intern(str(scope_tok)[1:]) if scope_tok is not None else ""
     loc = _parse_string(src, _tok(loc_tree, "STRING")) if loc_tree is not None else ""  # type: ignore[arg-type]
     return scope_path, loc, _tok(meta, "BACKWARD") is not None
 
@@ -629,13 +630,16 @@ def _op_node(src: Source, stmt: Record, nodes: dict[str, Node],
         close = difflib.get_close_matches(op, [o for o, d in OPS.items() if d.kind != "source"], n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise src.at(op_tok, f"unknown op '{op}'{hint}")
+    op = opdef.name  # the op table's own string, and each operand the name object of the node it names:
+    # one object per distinct name, so the passes' lookups and comparisons touch less memory
     ty = _type_of(src, type_tok)
     inputs: list[str] = []
     for tok in operand_toks:
         ref = str(tok)[1:]
-        if ref not in nodes:
+        operand = nodes.get(ref)
+        if operand is None:
             raise _forward_ref(src, name, ref, tok, name_tok, statement_refs())
-        inputs.append(ref)
+        inputs.append(operand.name)
     ready = attr_items is None or isinstance(attr_items, ReadyAttrs)
     attrs = dict(attr_items or ()) if ready else op_attrs(src, opdef, attr_items, ty)
     in_types = [nodes[i].type for i in inputs]

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from gptir.gcpause import gc_paused
 from gptir.ir import (NUMPY_DTYPES, Graph, Node, ShapeError, TensorType, in_topological_order, is_identifier,
                       make_graph)
 from gptir.ops import OPS, broadcast_shapes, infer_type, slice_length
@@ -30,7 +31,8 @@ _SCOPE: ContextVar[tuple[str, ...]] = ContextVar("gptir_scope", default=())
 
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 # Frames in these files are gptir machinery, not model code: a node's location skips them.
-_INTERNAL_FILES = {os.path.join(_PKG_DIR, f) for f in ("tracing.py", "ops.py", "ir.py", "autodiff.py", "passes.py")}
+_INTERNAL_FILES = {os.path.join(_PKG_DIR, f)
+                   for f in ("tracing.py", "ops.py", "ir.py", "autodiff.py", "passes.py", "gcpause.py")}
 
 
 @contextlib.contextmanager
@@ -919,6 +921,7 @@ def _make_input(b: Builder, name: str, spec: Any) -> Any:
     return b.input(name, ty)
 
 
+@gc_paused  # a trace allocates nodes that all stay alive: collecting while it runs finds nothing
 def trace(fn: Callable[..., Any], *example_args: Any, name: str | None = None) -> Graph:
     """Trace ``fn`` into a Graph.
 

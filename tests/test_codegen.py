@@ -141,6 +141,41 @@ def test_optimised_compiled_matches_unoptimised_interpreter(case):
     assert_same(compile_graph(optimize(g))(inputs), run(g, inputs))
 
 
+@SETTINGS
+@given(random_graphs(), st.sampled_from([1, 2, 3, 7]), st.booleans())
+def test_programs_split_into_parts_match_the_interpreter_bit_for_bit(case, chunk, reuse):
+    """A long program runs as part functions passing values between them; tiny parts here."""
+    g, inputs = case
+    f = compile_graph(g, reuse_min=0 if reuse else None, chunk=chunk)
+    assert_same(f(inputs), run(g, inputs))
+    n = plan(g, chunk=chunk).n_statements
+    parts = f.source.count("def _part")
+    assert parts == (math.ceil(n / chunk) if n > chunk else 0)
+    assert f.source == generate_source(g, 0 if reuse else None, True, chunk)
+
+
+def test_a_split_training_step_is_bit_identical_and_its_caller_only_calls_and_frees():
+    from gptir.model import GPTConfig
+    from gptir.optim import AdamConfig
+    from gptir.train import step_graph
+
+    g = optimize(step_graph(GPTConfig(vocab_size=27), AdamConfig(), 1000, 5))
+    base = _microgpt_inputs(5)
+    size = sum(v.size for k, v in base.items() if k not in ("tokens", "targets"))
+    inputs = {**base, "adam.m": np.zeros(size), "adam.v": np.full(size, 0.5), "step": np.float64(3)}
+    whole = compile_graph(g)
+    split = compile_graph(g, chunk=40)
+    assert "def _part" not in whole.source  # the training programs are shorter than CHUNK_STATEMENTS
+    assert whole.source.count("def _part") == 0 and split.source.count("def _part") > 5
+    ref = run(g, inputs)
+    assert_same(split(inputs), ref)
+    assert_same(whole(inputs), ref)
+    caller = split.source[split.source.index("def _program"):].splitlines()[1:]
+    assert all(line.startswith(("    (", "    del ", "    return ")) and ("_part" in line or "del" in line
+               or "return" in line) for line in caller)
+    assert any(line.startswith("    del ") for line in caller)  # values die between parts too
+
+
 # -- microgpt ----------------------------------------------------------------------------------------
 
 

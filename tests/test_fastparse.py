@@ -151,6 +151,16 @@ def test_mutated_text_gives_the_same_result_on_both_paths(data: st.DataObject) -
     check_both(text)
 
 
+def test_a_comment_runs_to_the_end_of_its_line_on_the_fast_path() -> None:
+    """A '#' right after a statement comments out the rest of the line, statements included (the
+    fast path's statement pattern once let a comment give back its tail and read a statement there)."""
+    head = "graph g {\n  in %x : f64[2]\n  %y = neg %x : f64[2]\n  output a = %x#  output b = %y\n"
+    for tail, outputs in (("  output c = %y\n}\n", {"a": "x", "c": "y"}), ("}\n", {"a": "x"})):
+        check_both(head + tail, must_be_fast=True)
+        assert parse(head + tail).outputs == outputs
+        assert parse_fast(head + tail, None).outputs == outputs
+
+
 def test_comments_and_free_layout_inside_statements() -> None:
     text = ("graph g {\n  in %x : f64[2] # c\n  %y = sum[ axes = ( 0 , ) ,keepdims=false ]%x:f64[]@a.b\n"
             "  %z = neg # mid-statement comment\n %y : f64[] loc( \"f.py:1\" ) backward\n"

@@ -480,6 +480,39 @@ def test_params_round_trip_and_errors(tmp_path: Any) -> None:
         load_params(str(tmp_path / "missing.npz"))
 
 
+def test_npz_reader_fast_path_gives_what_numpys_reader_gives() -> None:
+    import io
+    import zipfile
+
+    from gptir.fileio import NpzError, _plain_header, npz_header, npz_read, open_npz
+
+    arrays = {"a": np.arange(6.0).reshape(2, 3), "s": np.array(2.5), "e": np.zeros((0, 4)), "b": np.array([True, False]),
+              "i": np.arange(5, dtype=np.int64), "f": np.asfortranarray(np.arange(6.0).reshape(2, 3)),
+              "be": np.arange(3, dtype=">f8"), "f4": np.ones(3, np.float32), "u1": np.arange(3, dtype=np.uint8),
+              "long": np.arange(4.0).reshape(1, 1, 1, 1, 1, 4)}
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zw:
+        for k, v in arrays.items():
+            with zw.open(k + ".npy", "w") as f:
+                np.lib.format.write_array(f, v, version=(2, 0) if k == "i" else None)
+        with zw.open("short.npy", "w") as f:  # a header declaring 100 values, and 10 of them
+            full = io.BytesIO()
+            np.lib.format.write_array(full, np.zeros(100))
+            f.write(full.getvalue()[:-720])
+    data = buf.getvalue()
+    zf, ref = open_npz(data, "t"), np.load(io.BytesIO(data))
+    for k, v in arrays.items():
+        got = npz_read(zf, k, "t")
+        assert got.dtype == ref[k].dtype == v.dtype and got.shape == ref[k].shape == v.shape, k
+        assert np.array_equal(got, v) and got.flags.f_contiguous == ref[k].flags.f_contiguous, k
+        assert got.flags.writeable
+        assert npz_header(zf, k, "t") == (v.dtype, v.shape)
+        with zf.open(k + ".npy") as f:  # the fast path takes all but the Fortran-order array
+            assert (_plain_header(f) is None) == (k == "f"), k
+    with pytest.raises(NpzError, match="short declares 800 bytes but holds less"):
+        npz_read(zf, "short", "t")
+
+
 def test_load_graph_errors(tmp_path: Any) -> None:
     with pytest.raises(GptirError, match="cannot read"):
         load_graph(str(tmp_path / "missing.ir"))
