@@ -28,8 +28,8 @@ faster than compiled (numpy); default config's whole run on jax (compile include
 (``--skip-native`` leaves it out; C built into a fresh temporary cache, so its first build is cold and
 the repeats' builds are warm): default <= 50 us per step and >= 4x faster than compiled, the whole
 1000-step ``gptir train --backend native`` process with a warm cache <= 0.25 s, scaled no slower per
-step than compiled. The FLOPs of a step are counted from the IR (matmul 2*M*N*K, one per element of
-an elementwise op or of a reduction's operand) and printed with the achieved GFLOP/s.
+step than compiled. The FLOPs of a step are counted from the IR (each op's ``count_flops`` in the op table:
+matmul 2*M*N*K, one per element of an elementwise op or of a reduction's operand) and printed with the achieved GFLOP/s.
 """
 
 from __future__ import annotations
@@ -157,8 +157,7 @@ def time_gptir(gtrain: Any, run: tm.Run, backend: str, shapes: list[tuple[int, i
         blas_threads(os.cpu_count() or 1)
     try:
         t0 = time.perf_counter()
-        for n, b in shapes:
-            cache.get(n, b)
+        cache.prebuild(shapes)  # native: a cold cache's programs compiled in parallel (one compiler per CPU)
         build = time.perf_counter() - t0
         losses = []
         t0 = time.perf_counter()
@@ -243,31 +242,26 @@ def step_flops(gtrain: Any, run: tm.Run, steps: int) -> float:
         key = (tm.encode(run, tm.step_docs(run, s))["tokens"].shape[-1], bkey)
         if key not in per_shape:
             g = gtrain.step_graph(run.state.model, run.state.adam, run.state.num_steps, *key)
-            count = 0
-            for node in g.nodes.values():
-                size = int(np.prod(node.type.shape, dtype=np.int64))
-                if node.op == "matmul":
-                    count += 2 * size * g.nodes[node.inputs[0]].type.shape[-1]
-                elif OPS[node.op].kind == "elementwise":
-                    count += size
-                elif OPS[node.op].kind == "reduce":
-                    count += int(np.prod(g.nodes[node.inputs[0]].type.shape, dtype=np.int64))
-            per_shape[key] = count
+            per_shape[key] = sum(OPS[node.op].count_flops([g.nodes[i].type.shape for i in node.inputs],
+                                                          node.type.shape) for node in g.nodes.values())
         total += per_shape[key]
     return total / steps
 
 
-def native_whole_run(steps: int) -> float | None:
-    """Seconds of a whole ``gptir train --backend native --steps N`` process with a warm build cache."""
+def native_whole_run(steps: int, repeat: int = 5) -> float | None:
+    """Seconds (best of ``repeat``) of a whole ``gptir train --backend native --steps N`` process with a warm
+    build cache. The process may write Python's bytecode cache (``PYTHONDONTWRITEBYTECODE`` is dropped
+    from its environment), as an installed package has it: warm means warm for Python too."""
     import subprocess
 
     cmd = [sys.executable, "-m", "gptir", "train", "--backend", "native", "--steps", str(steps), "-n", "0",
            "--cache-dir", NATIVE_CACHE]
-    subprocess.run(cmd, capture_output=True, check=True)  # warms the cache
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run(cmd, capture_output=True, check=True, env=env)  # warms the caches
     best = None
-    for _ in range(3):
+    for _ in range(repeat):
         t0 = time.perf_counter()
-        subprocess.run(cmd, capture_output=True, check=True)
+        subprocess.run(cmd, capture_output=True, check=True, env=env)
         t = time.perf_counter() - t0
         best = t if best is None else min(best, t)
     return best

@@ -7,15 +7,16 @@ sampler cache one program per length.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
 from gptir import rng as R
 from gptir.gcpause import gc_paused
 from gptir.ir import FLOATS, NUMPY_DTYPES, GptirError, Graph, TensorType
-from gptir.nn import causal_attention, linear, mlp, rmsnorm, softmax
-from gptir.tracing import Builder, Tracer, gather, reshape, scope, where
+
+if TYPE_CHECKING:  # the tracer is imported where graphs are built: a warm native run builds none
+    from gptir.tracing import Builder, Tracer
 
 
 class ConfigError(GptirError):
@@ -74,6 +75,9 @@ def init_params(cfg: GPTConfig, rng: R.Rng) -> tuple[dict[str, np.ndarray], R.Rn
 
 def forward(cfg: GPTConfig, p: Mapping[str, Tracer], tokens: Tracer) -> Tracer:
     """Logits [..., T, vocab] for token ids [..., T] (positions 0..T-1)."""
+    from gptir.nn import causal_attention, linear, mlp, rmsnorm
+    from gptir.tracing import gather, scope
+
     t = tokens.shape[-1]
     if t > cfg.block_size:
         raise ConfigError(f"a sequence of {t} tokens is longer than block_size {cfg.block_size}")
@@ -98,6 +102,9 @@ def forward(cfg: GPTConfig, p: Mapping[str, Tracer], tokens: Tracer) -> Tracer:
 
 def token_nll(logits: Tracer, targets: Tracer) -> Tracer:
     """-log softmax(logits)[target] at every position: probabilities first, as the reference does."""
+    from gptir.nn import softmax
+    from gptir.tracing import gather, reshape, scope
+
     with scope("loss"):
         probs = softmax(logits, axis=-1)
         *lead, v = probs.shape
@@ -109,6 +116,8 @@ def token_nll(logits: Tracer, targets: Tracer) -> Tracer:
 
 def doc_loss(cfg: GPTConfig, p: Mapping[str, Tracer], tokens: Tracer, targets: Tracer) -> Tracer:
     """The mean negative log-likelihood of one document's targets (the reference's loss)."""
+    from gptir.tracing import scope
+
     nll = token_nll(forward(cfg, p, tokens), targets)
     with scope("loss"):
         return (1.0 / tokens.shape[-1]) * nll.sum()
@@ -116,6 +125,8 @@ def doc_loss(cfg: GPTConfig, p: Mapping[str, Tracer], tokens: Tracer, targets: T
 
 def batch_loss(cfg: GPTConfig, p: Mapping[str, Tracer], tokens: Tracer, targets: Tracer, mask: Tracer) -> Tracer:
     """Mean over the real (mask true) positions of a padded batch [B, T]."""
+    from gptir.tracing import scope, where
+
     nll = token_nll(forward(cfg, p, tokens), targets)
     with scope("loss"):
         real = where(mask, nll, 0.0).sum()
@@ -135,6 +146,8 @@ def loss_graph(cfg: GPTConfig, n: int, batch: int = 0) -> Graph:
     Inputs: the parameters (``param``), ``tokens`` and ``targets`` (i64[n], or i64[B,n] with a bool
     ``mask``); output ``loss``.
     """
+    from gptir.tracing import Builder
+
     b = Builder("microgpt_loss")
     p = _param_inputs(b, cfg)
     shape = (batch, n) if batch else (n,)
@@ -150,6 +163,8 @@ def logits_graph(cfg: GPTConfig, n: int, padded: bool = False) -> Graph:
     """Next-token logits after a sequence of ``n`` tokens (used for sampling). ``padded``: one program
     for every length, ``tokens`` i64[block_size] (padding after the sequence, which causal attention
     never lets it see) and ``pos`` i64[], the position whose logits come out (``n`` is ignored)."""
+    from gptir.tracing import Builder, gather
+
     b = Builder("microgpt_logits")
     p = _param_inputs(b, cfg)
     tokens = b.input("tokens", TensorType("i64", (cfg.block_size if padded else n,)))

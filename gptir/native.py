@@ -10,9 +10,11 @@ Lowering (everything op-specific comes from each op's ``c`` trait in the op tabl
 :class:`gptir.ops.CLower`): shapes are static per program. Views (reshape, transpose, broadcast,
 slice, stop_gradient) are strided views and cost no code. Elementwise ops of one shape are fused into
 one loop nest per group; inside the loop each node's element is a local variable, and a node's values
-are stored only when something outside its group (or the caller) reads them. Reductions, argmax and
-matmuls are loop nests (matmul: ``i, k, j`` order when the right operand's rows are contiguous, dot
-products otherwise); gather and scatter_add are loops that check every index (an out-of-range index
+are stored only when something outside its group (or the caller) reads them; scalar operands are read
+once before the loop. Reductions, argmax and matmuls are loop nests (matmul: ``i, k, j`` order over
+contiguous rows of the right operand, copied contiguous first when they are not, in register tiles of
+up to :data:`MATMUL_TILE` sums; from :data:`GEMM_MIN` multiply-adds numpy's own BLAS gemm, handed to the
+program when it is loaded, where numpy has one); gather and scatter_add are loops that check every index (an out-of-range index
 makes the function return the node's number, which becomes the interpreter's one-line ExecError).
 Constant subgraphs are evaluated once, at generation time, by the op table's own numpy ``evaluate``.
 Buffers are planned once per program: every intermediate lives at a fixed offset of one arena,
@@ -20,14 +22,17 @@ allocated when the program is loaded and reused by every call (offsets are share
 lifetimes do not overlap); outputs are written straight into the arrays handed back to the caller.
 
 Exactness: IEEE arithmetic, no fast-math; the compiler is told not to contract ``a*b+c`` into FMAs
-(``-ffp-contract=off``) and integers wrap (``-fwrapv``), as numpy's do. add, sub, mul, div, neg,
+(``-ffp-contract=off``) and integers wrap (``-fwrapv``), as numpy's do; vector instructions
+(``-march=native`` on x86-64) compute the same IEEE results. add, sub, mul, div, neg,
 maximum, minimum, relu, abs, sqrt, the comparisons, where, cast, max, min, argmax, gather,
 scatter_add and the views are bit-identical to the interpreter; sum is too where numpy sums in the
 same order (one reduced axis, or reduced axes contiguous in memory: numpy's pairwise summation is
-reproduced; otherwise in index order). exp, log, tanh, sin, cos, pow and sigmoid call the C library
-(glibc's are correctly rounded in nearly all cases) while numpy uses its own SIMD kernels, so they may
-differ in the last bit; matmul sums in index order where numpy calls OpenBLAS (FMA, blocked), so it
-agrees to rounding. Everything agrees with the interpreter within 1e-12 (``tests/test_native.py``).
+reproduced; otherwise in index order); so is pow by a scalar 2 or 0.5 (``x*x`` and ``sqrt``, numpy's own
+fast paths). exp, log, tanh, sin, cos, other pows and sigmoid call the C library (glibc's are correctly
+rounded in nearly all cases) while numpy uses its own SIMD kernels, so they may differ in the last bit;
+small matmuls sum in index order where numpy calls OpenBLAS (FMA, blocked), large ones call that
+OpenBLAS, so matmul agrees to rounding. Everything agrees with the interpreter within 1e-12
+(``tests/test_native.py``).
 
 Safety: the C source holds only identifiers made from validated IR names (``[A-Za-z_][A-Za-z0-9_.]*``,
 dots as underscores, with a prefix), integers from verified attributes and shapes, numbers printed
@@ -36,21 +41,24 @@ graph names never reach it. A compiler failure is a one-line NativeError.
 
 Build cache: shared objects are kept in a folder (``cache_dir``, else ``$GPTIR_NATIVE_CACHE``, else
 ``$XDG_CACHE_HOME/gptir/native`` or ``~/.cache/gptir/native``) under the sha256 of the source, the
-compiler's path and ``--version`` and the flags, written by temporary file and rename (so concurrent
-runs are safe); an entry that does not load, or carries another key, is rebuilt.
+compiler's path and ``--version``, the flags (and the CPU, with ``-march=native``), written by temporary
+file and rename (so concurrent runs are safe); an entry that does not load, or carries another key, is
+rebuilt. A program made from a recipe rather than a graph (the training step: ``index=``) is also found
+through an index entry keyed by that recipe, gptir's source, the compiler file and the CPU, so a warm
+start neither traces the graph nor generates C (:class:`NativeProgram`).
 """
 
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import json
 import math
 import os
+import platform
 import re
 import shlex
 import shutil
-import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -62,12 +70,20 @@ from gptir.interp import ExecError, bind_input
 from gptir.interp import run as interp_run
 from gptir.ir import ATTR_KINDS, INPUT_OPS, GptirError, Graph, Node
 from gptir.ops import C_TYPES, OPS, c_strides, is_c_contiguous
-from gptir.passes import evaluate_node
 
 FLAGS = ("-O2", "-fPIC", "-shared", "-std=c99", "-ffp-contract=off", "-fwrapv", "-fno-math-errno")
+# gcc: its vectoriser with the cost model of -O3, at -O2's compile time (-O3 takes 4-5x as long to build a
+# training step, for slower code here); clang vectorises at -O2 by itself
+GCC_VECTORIZE = ("-ftree-vectorize", "-fvect-cost-model=dynamic")
+# x86-64: the build machine's vector instructions (AVX2, AVX-512); IEEE results are the same, the cache key
+# then carries the CPU's identity (see cpu_identity)
+NATIVE_ARCH = ("-march=native",)
 ENTRY = "gptir_main"
 CACHE_ENV = "GPTIR_NATIVE_CACHE"
 FOLD_MAX_ELEMENTS = 4096  # constant subgraphs up to this size are evaluated at generation time
+GEMM_MIN = 32768  # matmul: multiply-adds from which BLAS's gemm is called (when numpy's BLAS is found)
+VECTOR_BYTES = 64  # matmul tiles: the vector type's size (gx_vd, gx_vf in the prelude)
+MATMUL_TILE = 32  # matmul: output columns summed at once (in registers: 4 AVX-512 or 8 AVX2 vectors of f64)
 ALIGN = 64  # bytes: every arena buffer starts on a cache line
 _SAFE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*\Z")
 NO_COMPILER = "the native backend needs a C compiler and none was found (set $CC, or install cc, gcc or clang)"
@@ -104,12 +120,40 @@ def compiler_identity(cmd: Sequence[str]) -> str:
     """The compiler's path and ``--version`` output (part of every cache key); cached per process."""
     key = tuple(cmd)
     if key not in _VERSIONS:
+        import subprocess  # here: a warm start (the cache's index) runs no compiler
+
         try:
             r = subprocess.run([*cmd, "--version"], capture_output=True, text=True, timeout=60)
         except (OSError, subprocess.SubprocessError) as e:
             raise NativeError(f"the C compiler {cmd[0]} does not run: {e}") from None
         _VERSIONS[key] = " ".join(cmd) + "\n" + r.stdout
     return _VERSIONS[key]
+
+
+def compile_flags(identity: str = "") -> tuple[str, ...]:
+    """The flags for the compiler of ``identity`` (:func:`compiler_identity`): :data:`FLAGS`, gcc's
+    :data:`GCC_VECTORIZE`, and on x86-64 :data:`NATIVE_ARCH` (the build machine's vector instructions; no
+    fast-math and no contraction, so every result is the same as without it)."""
+    flags = FLAGS if "clang" in identity.lower() else FLAGS + GCC_VECTORIZE
+    return flags + NATIVE_ARCH if platform.machine().lower() in ("x86_64", "amd64") else flags
+
+
+_CPU: list[str] = []
+
+
+def cpu_identity() -> str:
+    """The CPU the code is built for (part of the cache key with ``-march=native``): the machine name
+    and, on Linux, the first processor's model name and flags from /proc/cpuinfo."""
+    if not _CPU:
+        text = platform.machine()
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                lines = f.read(1 << 16).split("\n\n", 1)[0].splitlines()
+            text += "".join("\n" + ln for ln in lines if ln.startswith(("model name", "flags", "vendor_id")))
+        except OSError:
+            text += "\n" + platform.processor()
+        _CPU.append(text)
+    return _CPU[0]
 
 
 def available() -> str | None:
@@ -143,7 +187,11 @@ def build(source: str, cache_dir: str | None = None) -> tuple[ctypes.CDLL, Build
     cmd = find_compiler()
     if cmd is None:
         raise NativeError(NO_COMPILER)
-    key = hashlib.sha256("\0".join([source, compiler_identity(cmd), " ".join(FLAGS)]).encode()).hexdigest()
+    flags = compile_flags(compiler_identity(cmd))
+    ident = [source, compiler_identity(cmd), " ".join(flags)]
+    if NATIVE_ARCH[0] in flags:
+        ident.append(cpu_identity())
+    key = hashlib.sha256("\0".join(ident).encode()).hexdigest()
     folder = cache_folder(cache_dir)
     path = os.path.join(folder, f"gptir-{key[:40]}.so")
     if os.path.exists(path):
@@ -154,12 +202,15 @@ def build(source: str, cache_dir: str | None = None) -> tuple[ctypes.CDLL, Build
         os.makedirs(folder, exist_ok=True)
     except OSError as e:
         raise NativeError(f"cannot create the native build cache {folder}: {e.strerror or e}") from None
+    import subprocess
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="gptir-cc-") as tmp:
         src, obj = os.path.join(tmp, "program.c"), os.path.join(tmp, "program.so")
         with open(src, "w", encoding="utf-8") as f:
             f.write(source)
         try:
-            r = subprocess.run([*cmd, *FLAGS, f'-DGPTIR_KEY="{key}"', "-o", obj, src, "-lm"],
+            r = subprocess.run([*cmd, *flags, f'-DGPTIR_KEY="{key}"', "-o", obj, src, "-lm"],
                                capture_output=True, text=True, timeout=600)
         except (OSError, subprocess.SubprocessError) as e:
             raise NativeError(f"the C compiler {cmd[0]} failed to run: {e}") from None
@@ -179,15 +230,162 @@ def build(source: str, cache_dir: str | None = None) -> tuple[ctypes.CDLL, Build
     return lib, BuildInfo(path, key, False, time.perf_counter() - t0)
 
 
+_DIGEST: list[str] = []
+
+
+def gptir_digest() -> str:
+    """The sha256 of gptir's own source (every module of the package), once per process: what a program
+    generated from a recipe (not from a graph's text) depends on."""
+    if not _DIGEST:
+        h = hashlib.sha256()
+        pkg = os.path.dirname(os.path.abspath(__file__))
+        for root, dirs, files in os.walk(pkg):
+            dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+            for name in sorted(files):
+                if name.endswith(".py"):
+                    path = os.path.join(root, name)
+                    with open(path, "rb") as f:
+                        h.update(os.path.relpath(path, pkg).encode() + b"\0" + f.read() + b"\0")
+        _DIGEST.append(h.hexdigest())
+    return _DIGEST[0]
+
+
+def index_key(index: str) -> str:
+    """The build cache's index key for programs named ``index``: that text, gptir's source, the compiler
+    (its command and the file it runs: real path, size and modification time, which stand for its
+    ``--version`` without running it), the flag sets and the CPU."""
+    env = os.environ.get("CC", "")
+    stamp = _STAMPS.get(env)
+    if stamp is None:  # once per process and $CC
+        cmd = find_compiler()
+        if cmd is None:
+            raise NativeError(NO_COMPILER)
+        real = os.path.realpath(cmd[0])
+        try:
+            st = os.stat(real)
+        except OSError as e:
+            raise NativeError(f"the C compiler {cmd[0]} cannot be read: {e.strerror or e}") from None
+        stamp = _STAMPS[env] = "\0".join([gptir_digest(), " ".join(cmd), f"{real} {st.st_size} {st.st_mtime_ns}",
+                                          " ".join(FLAGS + GCC_VECTORIZE + NATIVE_ARCH), cpu_identity()])
+    return hashlib.sha256(f"gptir-native-index/1\0{index}\0{stamp}".encode()).hexdigest()
+
+
+_STAMPS: dict[str, str] = {}  # $CC -> the compiler's, gptir's and the CPU's part of index keys
+
+
+_DTYPES: dict[str, np.dtype] = {"float64": np.dtype(np.float64), "float32": np.dtype(np.float32), "int64": np.dtype(np.int64),
+           "bool": np.dtype(np.bool_)}
+
+
+def _sig_of(items: Any) -> Sig | None:
+    """A checked (name, shape, dtype) list from an index entry's JSON (None: malformed)."""
+    if not isinstance(items, list):
+        return None
+    out: Sig = []
+    for it in items:
+        if not (isinstance(it, list) and len(it) == 3 and isinstance(it[0], str) and isinstance(it[1], list)
+                and all(type(d) is int and d >= 0 for d in it[1]) and it[2] in _DTYPES):
+            return None
+        out.append((it[0], tuple(it[1]), _DTYPES[it[2]]))
+    return out
+
+
+def _index_path(cache_dir: str | None, ikey: str) -> str:
+    return os.path.join(cache_folder(cache_dir), f"gptir-index-{ikey[:40]}.json")
+
+
+def _read_index(cache_dir: str | None, ikey: str) -> tuple[Any, ...] | None:
+    """(library, path, key, inputs, outputs, arena bytes, node names) of a valid index entry, else None
+    (missing, malformed, or its shared object missing or not carrying the recorded key)."""
+    try:
+        with open(_index_path(cache_dir, ikey), encoding="utf-8") as f:
+            e = json.loads(f.read(1 << 24))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(e, dict) or e.get("index") != ikey:
+        return None
+    key, arena, nodes = e.get("key"), e.get("arena"), e.get("nodes")
+    ins, outs = _sig_of(e.get("inputs")), _sig_of(e.get("outputs"))
+    if not (isinstance(key, str) and re.fullmatch(r"[0-9a-f]{64}", key) and type(arena) is int and arena >= 0
+            and isinstance(nodes, list) and all(isinstance(n, str) for n in nodes) and ins is not None
+            and outs is not None):
+        return None
+    path = os.path.join(cache_folder(cache_dir), f"gptir-{key[:40]}.so")
+    lib = _load(path, key) if os.path.exists(path) else None
+    return None if lib is None else (lib, path, key, ins, outs, arena, nodes)
+
+
+def _write_index(cache_dir: str | None, ikey: str, prog: "NativeProgram") -> None:
+    entry = {"index": ikey, "key": prog.build.key, "arena": prog.arena_bytes, "nodes": prog.node_names,
+             "inputs": [[n, list(sh), np.dtype(dt).name] for n, sh, dt in prog.inputs],
+             "outputs": [[n, list(sh), np.dtype(dt).name] for n, sh, dt in prog.outputs]}
+    try:
+        atomic_write_bytes(_index_path(cache_dir, ikey), json.dumps(entry).encode())
+    except OSError:
+        pass  # an unwritable cache: the next run generates again
+
+
+_BLAS: list[tuple[int, int]] = []
+BLAS_SYMBOLS = (("scipy_cblas_dgemm64_", "scipy_cblas_sgemm64_"), ("cblas_dgemm64_", "cblas_sgemm64_"))
+
+
+def blas() -> tuple[int, int] | None:
+    """The addresses of numpy's own BLAS gemm functions (the OpenBLAS its wheels bundle, with 64-bit
+    integers: :data:`BLAS_SYMBOLS`), looked up once per process; None where numpy has none of them."""
+    if not _BLAS:
+        import glob
+
+        root = os.path.dirname(os.path.abspath(np.__file__))
+        found = (0, 0)
+        for path in sorted(glob.glob(os.path.join(root, os.pardir, "numpy.libs", "*openblas*"))
+                           + glob.glob(os.path.join(root, ".dylibs", "*openblas*"))):
+            try:
+                lib = ctypes.CDLL(path)  # already loaded by numpy: the same library
+            except OSError:
+                continue
+            for d, f in BLAS_SYMBOLS:
+                if hasattr(lib, d) and hasattr(lib, f):
+                    found = (ctypes.cast(getattr(lib, d), ctypes.c_void_p).value or 0,
+                             ctypes.cast(getattr(lib, f), ctypes.c_void_p).value or 0)
+                    break
+            if found[0] and found[1]:
+                break
+        _BLAS.append(found if found[0] and found[1] else (0, 0))
+    return _BLAS[0] if _BLAS[0][0] else None
+
+
+def build_all(sources: Sequence[str], cache_dir: str | None = None, jobs: int | None = None) -> list[BuildInfo]:
+    """:func:`build` for several programs at once: the compiler runs in up to ``jobs`` processes (default:
+    one per CPU), each entry written to the cache as ``build`` writes it."""
+    if not sources:
+        return []
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(sources), jobs or os.cpu_count() or 1))) as pool:
+        return [info for _, info in pool.map(lambda src: build(src, cache_dir), sources)]
+
+
+def has_index(index: str, cache_dir: str | None = None) -> bool:
+    """Whether the build cache has an index entry for ``index`` (checked when a program loads it)."""
+    return os.path.exists(_index_path(cache_dir, index_key(index)))
+
+
 def _load(path: str, key: str) -> ctypes.CDLL | None:
     """The shared object at ``path`` if it loads and carries ``key`` (a corrupt or foreign entry: None)."""
     try:
         lib = ctypes.CDLL(os.path.abspath(path))
         got = (ctypes.c_char * (len(key) + 1)).in_dll(lib, "gptir_key").value
         getattr(lib, ENTRY)
+        set_blas = lib.gptir_set_blas
     except (OSError, AttributeError, ValueError):
         return None
-    return lib if got == key.encode() else None
+    if got != key.encode():
+        return None
+    gemm = blas()
+    set_blas.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    set_blas.restype = None
+    set_blas(*(gemm or (None, None)))
+    return lib
 
 
 # -- C text ------------------------------------------------------------------------------------------
@@ -221,6 +419,34 @@ PRELUDE = r"""#include <math.h>
 #include <string.h>
 
 const char gptir_key[] = GPTIR_KEY;
+
+/* BLAS (numpy's OpenBLAS, ILP64 cblas_?gemm), given by gptir_set_blas when the program is loaded; large
+   matmuls call it when set and are loops otherwise */
+typedef void (*gx_dgemm_t)(int, int, int, int64_t, int64_t, int64_t, double, const double *, int64_t,
+                           const double *, int64_t, double, double *, int64_t);
+typedef void (*gx_sgemm_t)(int, int, int, int64_t, int64_t, int64_t, float, const float *, int64_t,
+                           const float *, int64_t, float, float *, int64_t);
+static gx_dgemm_t gx_dgemm;
+static gx_sgemm_t gx_sgemm;
+void gptir_set_blas(void *d, void *s) { gx_dgemm = (gx_dgemm_t)d; gx_sgemm = (gx_sgemm_t)s; }
+
+/* matmul tiles: vectors of 64 bytes (GCC/clang vector types; split into what the machine has), loaded
+   and stored unaligned */
+typedef double gx_vd __attribute__((vector_size(64)));
+typedef float gx_vf __attribute__((vector_size(64)));
+static inline gx_vd gx_vd_ld(const double *p) { gx_vd v; memcpy(&v, p, sizeof v); return v; }
+static inline void gx_vd_st(double *p, gx_vd v) { memcpy(p, &v, sizeof v); }
+static inline gx_vf gx_vf_ld(const float *p) { gx_vf v; memcpy(&v, p, sizeof v); return v; }
+static inline void gx_vf_st(float *p, gx_vf v) { memcpy(p, &v, sizeof v); }
+
+/* a fused loop has no loop-carried dependence: within one step no buffer written overlaps one read */
+#if defined(__clang__)
+#define GX_IVDEP _Pragma("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__)
+#define GX_IVDEP _Pragma("GCC ivdep")
+#else
+#define GX_IVDEP
+#endif
 
 /* numpy's (x86's) float -> i64 conversion: NaN and out-of-range values give INT64_MIN */
 static inline int64_t gx_ftoi(double x) {
@@ -330,6 +556,9 @@ class _Writer:
     """Generates the C function for one graph (see :func:`generate`)."""
 
     def __init__(self, graph: Graph) -> None:
+        from gptir.passes import evaluate_node  # here: a warm start (the cache's index) generates nothing
+
+        self.evaluate = evaluate_node
         self.graph = graph
         self.nodes = graph.nodes
         self.users = graph.users()
@@ -472,7 +701,18 @@ class _Writer:
         dims, strs = _coalesce(group.shape, [a.strides for a in accesses])
         flat = {id(a): Val(tuple(dims), a.dtype, self.bufof(a), tuple(s), a.offset) for a, s in zip(accesses, strs)}
         heads, closes, idx = self.loops(dims, 2)
-        ind = "    " * (2 + len(heads))
+        if heads:
+            last = heads[-1]
+            heads.insert(len(heads) - 1, last[:len(last) - len(last.lstrip())] + "GX_IVDEP")
+        ind = "    " * (2 + len(heads) - bool(heads))
+        # operands that are one element for the whole loop (scalars, broadcasts) are read once, before it
+        hoisted: dict[int, str] = {}
+        pre = []
+        for r in reads:
+            fv = flat.get(id(r))
+            if fv is not None and id(r) not in hoisted and not any(fv.strides):
+                hoisted[id(r)] = _cident("s_", r.root or "x", self.taken)
+                pre.append(f"        const {C_TYPES[r.dtype]} {hoisted[id(r)]} = {self.at(fv, ['0'] * len(dims))};")
         body = []
         for node in group.nodes:
             opdef = OPS[node.op]
@@ -484,7 +724,7 @@ class _Writer:
                     args.append(locs[member])
                 else:
                     v = self.vals[i]
-                    args.append(v.literal if v.literal is not None else self.at(flat[id(v)], idx))
+                    args.append(v.literal if v.literal is not None else hoisted.get(id(v)) or self.at(flat[id(v)], idx))
             dt = self.nodes[node.inputs[-1]].type.dtype
             loc = _cident("t_", node.name, self.taken)
             locs[node.name] = loc
@@ -492,7 +732,7 @@ class _Writer:
         for name, v in stores:
             body.append(f"{ind}{self.at(flat[id(v)], idx)} = {locs[name]};")
         names = " ".join(f"%{n.name}" for n in group.nodes)
-        self.emit(f"fused {'x'.join(map(str, group.shape)) or 'scalar'}: {names}", [*heads, *body, *closes])
+        self.emit(f"fused {'x'.join(map(str, group.shape)) or 'scalar'}: {names}", [*pre, *heads, *body, *closes])
 
     def alias(self, name: str, group: Group) -> str | None:
         """The member of ``group`` whose element value ``name`` is at every loop index (the member
@@ -550,7 +790,7 @@ class _Writer:
         attrs = _safe_attrs(node)
         if kind != "view" and all(v.value is not None for v in ins) and node.type.size <= FOLD_MAX_ELEMENTS \
                 and all(v.value is not None and v.value.size <= FOLD_MAX_ELEMENTS for v in ins):
-            value = evaluate_node(node, [v.value for v in ins if v.value is not None])
+            value = self.evaluate(node, [v.value for v in ins if v.value is not None])
             if value is not None:
                 self.vals[node.name] = self.const_val(node, value)
                 return
@@ -577,7 +817,7 @@ class _Writer:
         assert opdef.c is not None and opdef.c.view is not None
         value = None
         if v.value is not None:
-            value = evaluate_node(node, [v.value])
+            value = self.evaluate(node, [v.value])
         if v.literal is not None:
             self.vals[node.name] = Val(node.type.shape, node.type.dtype, literal=v.literal, value=value,
                                        strides=(0,) * node.type.rank)
@@ -675,6 +915,9 @@ class _Writer:
 
     def k_matmul(self, node: Node, ins: Sequence[Val], attrs: Mapping[str, Any]) -> None:
         a, b = (self.contiguous(v, node) if v.literal is not None else v for v in ins)
+        gemm = _gemm_layout(a, b, node.type.dtype)
+        if gemm is None and len(b.shape) > 1 and b.shape[-1] > 1 and b.strides[-1] != 1:
+            b = self.contiguous(b, node)  # rows of B contiguous, so the inner loop below is over them
         out, obuf = self.kernel_out(node, [a, b])
         # as [batch..., m, k] @ [batch..., k, n] -> [batch..., m, n], with stride 0 for missing axes
         a_sh, a_st = list(a.shape), list(a.strides)
@@ -705,28 +948,72 @@ class _Writer:
         am, ak = a_st[-2], a_st[-1]
         bk, bn = b_st[-2], b_st[-1]
         om, on = o_st[-2], o_st[-1]
-        lines = [*heads, f"{ind}const {C_TYPES[a.dtype]} *A = {av} + {ab}, *B = {bv} + {bbase};",
-                 f"{ind}{C_TYPES[node.type.dtype]} *O = {ov} + {ob};"]
+        # restrict: within one step no buffer written overlaps one read (the arena's plan; caller arrays)
+        lines = [*heads, f"{ind}const {C_TYPES[a.dtype]} *restrict A = {av} + {ab}, *restrict B = {bv} + {bbase};",
+                 f"{ind}{C_TYPES[node.type.dtype]} *restrict O = {ov} + {ob};"]
         T = C_TYPES[node.type.dtype]
-        if bn == 1 and n > 1:  # rows of B contiguous: i, k, j (each element still summed in k order)
-            lines += [f"{ind}for (int64_t i = 0; i < {m}; i++) {{",
-                      f"{ind}    {T} *o = O + i * {om};",
-                      f"{ind}    for (int64_t j = 0; j < {n}; j++) o[j * {on}] = 0;",
-                      f"{ind}    for (int64_t p = 0; p < {k}; p++) {{",
-                      f"{ind}        const {T} x = A[i * {am} + p * {ak}];",
-                      f"{ind}        const {T} *br = B + p * {bk};",
-                      f"{ind}        for (int64_t j = 0; j < {n}; j++) o[j * {on}] += x * br[j];",
-                      f"{ind}    }}", f"{ind}}}"]
+        if gemm is not None:  # large: BLAS's gemm when the program was given one (numpy's), else dot products
+            fn = "gx_dgemm" if node.type.dtype == "f64" else "gx_sgemm"
+            ta, lda, tb, ldb = gemm
+            lines += [f"{ind}if ({fn}) {fn}(101, {ta}, {tb}, {m}, {n}, {k}, 1, A, {lda}, B, {ldb}, 0, O, {n});",
+                      f"{ind}else"]
+        if bn == 1 and n > 1 and gemm is None:  # rows of B contiguous: i, k, j (each element summed in k order)
+            # j in blocks of up to MATMUL_TILE columns and rows in blocks of r, so that r * w sums are
+            # kept in registers over k (independent chains of additions): whole vectors of VECTOR_BYTES
+            # (GCC/clang vector types: a multiply and an add per element, as the scalar code), then the
+            # columns left over as scalars
+            vw = VECTOR_BYTES // np.dtype(_NP[node.type.dtype]).itemsize
+            full = n - n % vw if on == 1 else 0
+            for j0, j1, vec in ((0, full, True), (full, n, False)):
+                for jb in range(j0, j1, MATMUL_TILE):
+                    w = min(MATMUL_TILE, j1 - jb)
+                    lines += self.matmul_tile(T, m, k, jb, w, vw if vec else 0, am, ak, bk, om, on, ind)
         else:
-            lines += [f"{ind}for (int64_t i = 0; i < {m}; i++)",
+            lines += [f"{ind}for (int64_t i = 0; i < {m}; i++)" + (" {" if gemm else ""),
                       f"{ind}    for (int64_t j = 0; j < {n}; j++) {{",
                       f"{ind}        {T} acc = 0;",
                       f"{ind}        for (int64_t p = 0; p < {k}; p++) acc += A[i * {am} + p * {ak}] * B[p * {bk} + j * {bn}];",
                       f"{ind}        O[i * {om} + j * {on}] = acc;",
-                      f"{ind}    }}"]
+                      f"{ind}    }}"] + ([f"{ind}}}"] if gemm else [])
         lines += closes
         self.vals[node.name] = out
         self.emit(f"matmul {a.shape} @ {b.shape}: %{node.name}", lines)
+
+    @staticmethod
+    def matmul_tile(T: str, m: int, k: int, j0: int, w: int, vw: int, am: int, ak: int, bk: int, om: int, on: int,
+                    ind: str) -> list[str]:
+        """Columns ``j0 .. j0+w`` of ``O = A @ B`` (B's rows contiguous), ``r`` rows at a time with their
+        ``r * w`` sums in registers; in vectors of ``vw`` elements (``w`` a multiple of it), or scalars (0)."""
+        rows = max(1, min(m, MATMUL_TILE // w, 4))
+        V = f"gx_v{'d' if T == 'double' else 'f'}"
+        out = []
+        for i0, i1, r in ((0, m - m % rows, rows), (m - m % rows, m, 1)):
+            if i1 <= i0:
+                continue
+            if vw:
+                nv = w // vw
+                acc = [f"{ind}    {V} acc[{r}][{nv}];",
+                       f"{ind}    for (int64_t q = 0; q < {r}; q++) for (int64_t t = 0; t < {nv}; t++) acc[q][t] = ({V}){{0}};"]
+                step = f"for (int64_t t = 0; t < {nv}; t++) acc[q][t] += x * {V}_ld(br + {vw} * t);"
+                store = (f"for (int64_t q = 0; q < {r}; q++) for (int64_t t = 0; t < {nv}; t++) "
+                         f"{V}_st(O + (i + q) * {om} + {j0} + {vw} * t, acc[q][t]);")
+            else:
+                acc = [f"{ind}    {T} acc[{r}][{w}];",
+                       f"{ind}    for (int64_t q = 0; q < {r}; q++) for (int64_t j = 0; j < {w}; j++) acc[q][j] = 0;"]
+                step = f"for (int64_t j = 0; j < {w}; j++) acc[q][j] += x * br[j];"
+                store = (f"for (int64_t q = 0; q < {r}; q++) for (int64_t j = 0; j < {w}; j++) "
+                         f"O[(i + q) * {om} + ({j0} + j) * {on}] = acc[q][j];")
+            out += [f"{ind}for (int64_t i = {i0}; i < {i1}; i += {r}) {{", *acc,
+                    f"{ind}    for (int64_t p = 0; p < {k}; p++) {{",
+                    f"{ind}        const {T} *restrict br = B + p * {bk} + {j0};",
+                    f"{ind}        for (int64_t q = 0; q < {r}; q++) {{",
+                    f"{ind}            const {T} x = A[(i + q) * {am} + p * {ak}];",
+                    f"{ind}            {step}",
+                    f"{ind}        }}",
+                    f"{ind}    }}",
+                    f"{ind}    {store}",
+                    f"{ind}}}"]
+        return out
 
     def k_concat(self, node: Node, ins: Sequence[Val], attrs: Mapping[str, Any]) -> None:
         out = self.materialized(node)
@@ -817,6 +1104,26 @@ class _Writer:
                         len(self.body))
 
 
+def _gemm_layout(a: Val, b: Val, dtype: str) -> tuple[int, int, int, int] | None:
+    """For a matmul of at least :data:`GEMM_MIN` multiply-adds of matrices each with one unit stride:
+    (transA, lda, transB, ldb) of a row-major cblas gemm call (CblasNoTrans 111, CblasTrans 112), else None."""
+    if dtype not in ("f64", "f32") or len(a.shape) < 2 or len(b.shape) < 2 or a.literal or b.literal:
+        return None
+    m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+    if m * n * k < GEMM_MIN or min(m, n, k) < 2:
+        return None
+
+    def one(rows: int, cols: int, st: tuple[int, ...]) -> tuple[int, int] | None:
+        if st[-1] == 1 and st[-2] >= cols:
+            return 111, st[-2]
+        if st[-2] == 1 and st[-1] >= rows:
+            return 112, st[-1]
+        return None
+
+    la, lb = one(m, k, a.strides), one(k, n, b.strides)
+    return None if la is None or lb is None else (*la, *lb)
+
+
 def _plan_arena(bufs: list[Buf], end: int) -> int:
     """Give each arena buffer a byte offset so that buffers live at once never overlap; returns the
     arena's size. A buffer lives from the step writing it to the last step reading it (both included)."""
@@ -885,36 +1192,81 @@ def generate_source(graph: Graph) -> str:
 # -- running -----------------------------------------------------------------------------------------
 
 
+Sig = list[tuple[str, tuple[int, ...], np.dtype]]  # (name, shape, dtype) of a program's inputs or outputs
+
+
 class NativeProgram:
     """A graph compiled to machine code; ``program(inputs) -> {output: array}``.
 
     ``checked`` inputs are converted and checked like the interpreter's; unchecked ones must already
     be arrays of the declared type (a training loop's own arrays), non-contiguous ones are copied.
     Outputs are fresh arrays every call. One program instance owns one arena, so calls on one
-    instance must not run concurrently (instances are independent)."""
+    instance must not run concurrently (instances are independent).
 
-    def __init__(self, graph: Graph, *, checked: bool = True, cache_dir: str | None = None) -> None:
-        self.graph, self.checked = graph, checked
-        t0 = time.perf_counter()
-        self.program = generate(graph)
-        self.generate_seconds = time.perf_counter() - t0
-        self.lib, self.build = build(self.program.source, cache_dir)
+    ``graph`` may be a function making the graph, with ``index``: a text that names what it makes (the
+    training step's settings, say). The build cache then keeps an index entry under a key of that text,
+    gptir's own source and the compiler (see :func:`index_key`), recording the program's key and calling
+    convention, so that a warm start loads the shared object without building the graph or generating C
+    (the graph is made only if needed later: a failing call, :attr:`source`)."""
+
+    def __init__(self, graph: Graph | Callable[[], Graph], *, checked: bool = True, cache_dir: str | None = None,
+                 index: str | None = None) -> None:
+        self.checked = checked
+        self._graph = graph if isinstance(graph, Graph) else None
+        self._make = graph if not isinstance(graph, Graph) else None
+        self._source: str | None = None
+        self.generate_seconds = 0.0
+        entry = None
+        if index is not None:
+            t0 = time.perf_counter()
+            ikey = index_key(index)
+            entry = _read_index(cache_dir, ikey)
+            if entry is not None:
+                self.lib, self.build = entry[0], BuildInfo(entry[1], entry[2], True, time.perf_counter() - t0)
+                self.inputs, self.outputs, self.arena_bytes, self.node_names = entry[3:]
+        if entry is None:
+            graph = self.graph
+            t0 = time.perf_counter()
+            program = generate(graph)
+            self.generate_seconds = time.perf_counter() - t0
+            self._source = program.source
+            self.lib, self.build = build(program.source, cache_dir)
+            self.inputs = [(n.name, n.type.shape, n.type.np_dtype) for n in program.inputs]
+            self.outputs = list(program.outputs)
+            self.arena_bytes, self.node_names = program.arena_bytes, list(graph.nodes)
+            if index is not None:
+                _write_index(cache_dir, ikey, self)
         fn = getattr(self.lib, ENTRY)
         fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
         fn.restype = ctypes.c_int
         self._fn = fn
-        self._arena = np.zeros(self.program.arena_bytes + ALIGN, np.uint8)
+        self._arena = np.zeros(self.arena_bytes + ALIGN, np.uint8)
         base = self._arena.ctypes.data
         self._arena_ptr = base + (-base) % ALIGN
-        n = len(self.program.inputs) + len(self.program.outputs)
-        self._io = np.zeros(max(n, 1), np.uintp)
+        self._io = np.zeros(max(len(self.inputs) + len(self.outputs), 1), np.uintp)
         self._io_ptr = self._io.ctypes.data
-        self._sig = [(node.name, node, node.type.shape, node.type.np_dtype, graph.params.get(node.name))
-                     for node in self.program.inputs]
-        self._known = {node.name for node in graph.inputs}
-        self.source = self.program.source
+        self._sig: list[tuple[str, Node, tuple[int, ...], np.dtype, Any]] | None = None
+
+    @property
+    def graph(self) -> Graph:
+        """The program's graph (made now if the program came from the cache's index)."""
+        if self._graph is None:
+            assert self._make is not None
+            self._graph = self._make()
+        return self._graph
+
+    @property
+    def source(self) -> str:
+        """The program's C source."""
+        if self._source is None:
+            self._source = generate(self.graph).source
+        return self._source
 
     def __call__(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        if self._sig is None:
+            graph = self.graph
+            self._sig = [(name, graph.nodes[name], shape, dt, graph.params.get(name)) for name, shape, dt in self.inputs]
+            self._known = {node.name for node in graph.inputs}
         get = inputs.get
         keep = []
         io = self._io
@@ -935,7 +1287,7 @@ class NativeProgram:
             raise ExecError(f"unknown input(s): {', '.join(unknown)[:80]} (the graph takes: "
                             f"{', '.join(sorted(self._known)) or 'nothing'})")
         outs = []
-        for _, shape, dt in self.program.outputs:
+        for _, shape, dt in self.outputs:
             a = np.empty(shape, dt)
             outs.append(a)
             io[k] = a.__array_interface__["data"][0]
@@ -943,14 +1295,82 @@ class NativeProgram:
         rc = self._fn(self._io_ptr, self._arena_ptr)
         if rc:
             interp_run(self.graph, inputs)  # raises the interpreter's ExecError naming the node
-            name = list(self.graph.nodes)[rc - 1] if 0 < rc <= len(self.graph.nodes) else "?"
-            raise ExecError(f"the native program failed at %{name}")
-        return {o: a for (o, _, _), a in zip(self.program.outputs, outs)}
+            raise ExecError(f"the native program failed at %{self.failed_node(rc)}")
+        return {o: a for (o, _, _), a in zip(self.outputs, outs)}
+
+    def failed_node(self, rc: int) -> str:
+        """The node a program's nonzero return value names."""
+        return self.node_names[rc - 1] if 0 < rc <= len(self.node_names) else "?"
+
+    def bind(self, inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> "Bound":
+        """The program's call with every input and output array fixed now (checked once: ndarray of the
+        declared dtype and shape, C-contiguous; outputs writeable and not overlapping any other array
+        given), so that a call converts nothing (see :class:`Bound`)."""
+        arrays: list[np.ndarray] = []
+        slots: dict[str, int] = {}
+        wanted = [(name, shape, dt, False) for name, shape, dt in self.inputs]
+        wanted += [(o, shape, dt, True) for o, shape, dt in self.outputs]
+        for k, (name, shape, dt, out) in enumerate(wanted):
+            a = (outputs if out else inputs).get(name)
+            if a is None and not out and name in self.graph.params:  # (makes the graph: defaults are in it)
+                a = np.ascontiguousarray(self.graph.params[name], dt)
+            if not isinstance(a, np.ndarray) or a.dtype != dt or a.shape != shape or not a.flags.c_contiguous \
+                    or (out and not a.flags.writeable):
+                what = "output" if out else "input"
+                raise ExecError(f"bind: {what} {name} must be a C-contiguous {np.dtype(dt).name} array of shape "
+                                f"{shape}{' (writeable)' if out else ''}")
+            arrays.append(a)
+            if not out:
+                slots[name] = k
+        # contiguous arrays are byte ranges: by start, one overlaps an earlier one iff it starts before the
+        # largest end so far (of outputs, for an input; of any array, for an output)
+        ptrs = [a.ctypes.data for a in arrays]
+        spans = sorted((p, p + a.nbytes, w[3], w[0]) for p, a, w in zip(ptrs, arrays, wanted) if a.nbytes)
+        end = out_end = 0
+        for start, stop, out, name in spans:
+            if start < out_end or (out and start < end):
+                raise ExecError(f"bind: {name} overlaps {'another array' if out else 'an output'} of the call")
+            end = max(end, stop)
+            if out:
+                out_end = max(out_end, stop)
+        return Bound(self, arrays, ptrs, slots)
 
 
-def compile_graph(graph: Graph, checked: bool = True, cache_dir: str | None = None) -> NativeProgram:
+class Bound:
+    """A :class:`NativeProgram` call with its arrays fixed (:meth:`NativeProgram.bind`): ``bound()`` runs the
+    program on them, writing the outputs in place. ``point(name, array)`` makes an input read another
+    array of the same type (checked), so a training loop can hand each step's tokens without a copy."""
+
+    def __init__(self, program: NativeProgram, arrays: list[np.ndarray], ptrs: list[int], slots: dict[str, int]) -> None:
+        self.program, self.arrays, self.slots = program, arrays, slots
+        self.io = np.array(ptrs or [0], np.uintp)
+        self._args = (ctypes.c_void_p(self.io.ctypes.data), ctypes.c_void_p(program._arena_ptr))
+        self._fn = program._fn
+        self._known: dict[int, tuple[np.ndarray, int]] = {}
+
+    def point(self, name: str, array: np.ndarray) -> None:
+        k = self.slots[name]
+        known = self._known.get(id(array))
+        if known is None or known[0] is not array:
+            old = self.arrays[k]
+            if not isinstance(array, np.ndarray) or array.dtype != old.dtype or array.shape != old.shape \
+                    or not array.flags.c_contiguous:
+                raise ExecError(f"point: input {name} must be a C-contiguous {old.dtype.name} array of shape "
+                                f"{old.shape}")
+            # checked once: kept (so its id names it) with its address
+            known = self._known[id(array)] = (array, array.ctypes.data)
+        self.io[k] = known[1]
+
+    def __call__(self) -> None:
+        rc = self._fn(*self._args)
+        if rc:
+            raise ExecError(f"the native program failed at %{self.program.failed_node(rc)} (an index out of range)")
+
+
+def compile_graph(graph: Graph | Callable[[], Graph], checked: bool = True, cache_dir: str | None = None,
+                  index: str | None = None) -> NativeProgram:
     """Compile ``graph`` to machine code (see :class:`NativeProgram`)."""
-    return NativeProgram(graph, checked=checked, cache_dir=cache_dir)
+    return NativeProgram(graph, checked=checked, cache_dir=cache_dir, index=index)
 
 
 def uncovered_ops() -> list[str]:

@@ -98,6 +98,7 @@ class OpDef:
     optional: frozenset[str] = frozenset()
     jax: "JaxLowering | None" = None
     c: "CLower | None" = None
+    flops: "Callable[[Sequence[Sequence[int]], Sequence[int]], int] | None" = None
 
     def __post_init__(self) -> None:
         if self.ufunc is not None:
@@ -109,6 +110,18 @@ class OpDef:
         if self.implicit_broadcast is None:
             object.__setattr__(self, "implicit_broadcast", self.ufunc is not None)
 
+    def count_flops(self, operands: Sequence[Sequence[int]], result: Sequence[int]) -> int:
+        """Floating-point operations of one node (operand and result shapes): ``flops`` when given, else one
+        per result element of an elementwise op, one per operand element of a reduction, none otherwise
+        (movement, gather, scatter_add, sources)."""
+        if self.flops is not None:
+            return self.flops(operands, result)
+        if self.kind == "elementwise":
+            return _size(result)
+        if self.kind == "reduce" and operands:
+            return _size(operands[0])
+        return 0
+
     def ufunc_call(self, operands: Sequence[str], dtype: str, out: str | None = None) -> str:
         """``_<ufunc>(operands..., extra..., out=out)``: the call of the op's ufunc, its fixed extra
         operands written as literals of ``dtype`` (a Python 0.0 or 0 converts to the same value the
@@ -117,6 +130,13 @@ class OpDef:
         extra = [repr(float(e)) if dtype in FLOATS else repr(int(e)) for e in self.extra]
         tail = [f"out={out}"] if out is not None else []
         return f"_{self.ufunc}({', '.join([*operands, *extra, *tail])})"
+
+
+def _size(shape: Sequence[int]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
 
 
 def _ufunc_eval(fn: np.ufunc, extra: tuple[float, ...]) -> EvalFn:
@@ -221,6 +241,16 @@ def _cv_slice(v: Strided, at: Attrs) -> Strided:
 def _cf(fn: str) -> CExprFn:
     """A libm function: ``fn`` for f64, ``fn + 'f'`` for f32."""
     return lambda a, d, at: f"{fn}{'f' if d == 'f32' else ''}({', '.join(a)})"
+
+
+def _cpow(a: Sequence[str], d: str, at: Attrs) -> str:
+    """pow; a scalar exponent of 2 or 0.5 (a C literal: numpy's stride-0 operand) is ``x*x`` or ``sqrt(x)``,
+    numpy's own fast paths for those exponents, so the result is numpy's bit for bit."""
+    for value, form in ((2.0, "({0} * {0})"), (0.5, _cf("sqrt")(["{0}"], d, at))):
+        lit = value.hex() if d == "f64" else f"((float){value.hex()})"
+        if a[1] == lit:
+            return form.format(a[0])
+    return _cf("pow")(a, d, at)
 
 
 def _cbin(op: str) -> CExprFn:
@@ -850,7 +880,7 @@ _table: list[OpDef] = [
           **_UFUNC, ufunc="divide", infix="/", c=CLower("expr", _cbin("/"))),
     # never ``**`` in generated code: numpy turns x ** 0.5 into sqrt
     OpDef("pow", 2, _binary(FLOAT), None, None, kind="elementwise", grad=_g_pow, **_UFUNC, ufunc="power",
-          c=CLower("expr", _cf("pow"))),
+          c=CLower("expr", _cpow)),
     OpDef("maximum", 2, _binary(NUMERIC), None, None, kind="elementwise", commutative=True, grad=_g_maximum,
           **_UFUNC, ufunc="maximum", c=CLower("expr", _cmax(">="))),
     OpDef("neg", 1, _unary(NUMERIC), None, None, kind="elementwise", grad=_g_neg,
@@ -936,7 +966,7 @@ _table: list[OpDef] = [
     # linear algebra
     OpDef("matmul", 2, _matmul, lambda a, at: np.asarray(np.matmul(*a)), None, grad=_g_matmul, infix="@",
           result="fresh", layout="gufunc", jax=lambda jnp, a, at: jnp.matmul(*a, precision="highest"),
-          c=CLower("matmul")),
+          c=CLower("matmul"), flops=lambda ins, out: 2 * _size(out) * ins[0][-1]),  # a multiply and an add
     # movement (views; shape-like attributes are closure constants in generated code)
     OpDef("reshape", 1, _reshape, lambda a, at: np.reshape(a[0], at["shape"]),
           lambda a, at: f"{a[0]}.reshape({a[1]})", {"shape": "ints"}, kind="movement", grad=_g_reshape,

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from gptir.ir import GptirError
-from gptir.tracing import Tracer, scope
+
+if TYPE_CHECKING:  # the tracer is imported where the update is traced: a warm native run traces nothing
+    from gptir.tracing import Tracer
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,8 @@ class AdamScalars:
 
 def adam_scalars(cfg: AdamConfig, step: Tracer, num_steps: int) -> AdamScalars:
     """``lr_t`` and the bias corrections for 0-based ``step`` (an f64 scalar input)."""
+    from gptir.tracing import scope
+
     with scope("adam"):
         lr_t = cfg.lr * (1.0 - step / float(num_steps))
         t = step + 1.0
@@ -56,6 +61,8 @@ def adam_scalars(cfg: AdamConfig, step: Tracer, num_steps: int) -> AdamScalars:
 def adam_update(cfg: AdamConfig, s: AdamScalars, p: Tracer, g: Tracer, m: Tracer, v: Tracer,
                 name: str) -> tuple[Tracer, Tracer, Tracer]:
     """One parameter's Adam step: returns (new p, new m, new v)."""
+    from gptir.tracing import scope
+
     with scope("adam"), scope(name.replace(".", "_")):
         m = cfg.beta1 * m + (1.0 - cfg.beta1) * g
         v = cfg.beta2 * v + (1.0 - cfg.beta2) * (g * g)

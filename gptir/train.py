@@ -8,20 +8,19 @@ and cached, then run by the interpreter or the compiled backend.
 from __future__ import annotations
 
 import hashlib
+import sys
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from gptir import rng as R
-from gptir.autodiff import grad, gradient_outputs_of
 from gptir.budget import human
 from gptir.data import Tokenizer
 from gptir.interp import run as interp_run
 from gptir.ir import NUMPY_DTYPES, GptirError, Graph, TensorType
 from gptir.model import GPTConfig, init_params, loss_graph, num_params, param_shapes
 from gptir.optim import AdamConfig, adam_scalars, adam_update
-from gptir.tracing import Builder, concat, reshape, scope
 
 RECIPES = ("microgpt", "microgptex")
 MAX_PARAMS = 20_000_000  # ~0.5 GB of float64 state (parameters and two moments) and a minute of weight draws
@@ -113,6 +112,9 @@ def step_graph(cfg: GPTConfig, adam: AdamConfig, num_steps: int, n: int, batch: 
     element sees exactly the same arithmetic (elementwise ops do not mix elements), so the run is
     unchanged, but the program has ~14 elementwise statements instead of ~14 per parameter.
     """
+    from gptir.autodiff import grad, gradient_outputs_of  # here: a warm native start builds no graph
+    from gptir.tracing import Builder, concat, reshape, scope
+
     shapes = param_shapes(cfg)
     names = list(shapes)
     g = grad(loss_graph(cfg, n, batch), wrt=names, of="loss")
@@ -187,14 +189,58 @@ class ProgramCache:
         if self.pad is None:
             self.pad = self.backend == "jax"
 
-    def get(self, n: int, batch: int = 0) -> Runner:
+    def recipe(self, n: int, batch: int) -> str:
+        """The native build cache's index name of the program for ``(n, batch)``."""
+        return f"training step {self.model!r} {self.adam!r} num_steps={self.num_steps} n={n} batch={batch}"
+
+    def graph(self, n: int, batch: int) -> Graph:
+        """The optimised training-step graph for ``(n, batch)``."""
+        from gptir.passes import optimize  # here: a warm native start neither traces nor generates C
+
+        return optimize(step_graph(self.model, self.adam, self.num_steps, n, batch))
+
+    def get(self, n: int, batch: int = 0, graph: Graph | None = None) -> Runner:
+        """The program for ``(n, batch)``, made now if need be (``graph``: its optimised graph, if made)."""
         key = (n, batch)
         prog = self.programs.get(key)
-        if prog is None:
+        if prog is None and self.backend == "native" and self.devices == 1:
+            from gptir.native import compile_graph as native_compile
+
+            prog = native_compile(graph if graph is not None else (lambda: self.graph(n, batch)), checked=False,
+                                  cache_dir=self.cache_dir, index=self.recipe(n, batch))
+            self.programs[key] = prog
+        elif prog is None:
             graph = step_graph(self.model, self.adam, self.num_steps, n, batch)
             prog = compile_program(graph, self.backend, self.devices, self.cache_dir)
             self.programs[key] = prog
         return prog
+
+    def prebuild(self, keys: Sequence[tuple[int, int]]) -> None:
+        """Make the programs for ``keys`` now. On the native backend the ones not in the build cache are
+        generated one by one and then compiled at once, one compiler per CPU (:func:`gptir.native.build_all`)."""
+        graphs: dict[tuple[int, int], Graph] = {}
+        if self.backend == "native" and self.devices == 1:
+            from gptir import native
+
+            for key in dict.fromkeys(keys):
+                if key not in self.programs and not native.has_index(self.recipe(*key), self.cache_dir):
+                    graphs[key] = self.graph(*key)
+            native.build_all([native.generate_source(g) for g in graphs.values()], self.cache_dir)
+        for key in keys:
+            self.get(*key, graph=graphs.get(key))
+
+
+def step_keys(state: TrainState, docs: Sequence[str], until: int, pad: bool = False) -> list[tuple[int, int]]:
+    """The program keys ``(n, batch)`` of the steps from the state's to ``until``, each once, in first use."""
+    keys: dict[tuple[int, int], None] = {}
+    for step in range(state.step, until):
+        if state.batch == 1 and not pad:
+            ids = state.tokenizer.encode(docs[step % len(docs)])
+            keys.setdefault((min(state.model.block_size, len(ids) - 1), 0), None)
+        else:
+            tokens = encode_batch(replace(state, step=step), step_docs(replace(state, step=step), docs), pad)["tokens"]
+            keys.setdefault((tokens.shape[-1], tokens.shape[0] if tokens.ndim == 2 else 0), None)
+    return list(keys)
 
 
 def step_memory(cfg: GPTConfig, n: int, batch: int) -> int:
@@ -301,8 +347,13 @@ def train(state: TrainState, docs: Sequence[str], cache: ProgramCache, until: in
     Where the backend runs asynchronously (jax: a call returns while XLA computes), step k + 1 is started
     before step k's loss is read and yielded, so the Python around a step (batch encoding, argument
     checks, the caller's logging) overlaps XLA's work instead of waiting for it; the losses and states
-    are the same. Elsewhere each step is yielded as soon as it is done."""
+    are the same. On the native backend the steps run on resident state (:class:`ResidentSteps`): the
+    same arithmetic, without the Python of a program call per step. Elsewhere each step is yielded as
+    soon as it is done."""
     stop = state.num_steps if until is None else min(until, state.num_steps)
+    if cache.backend == "native" and state.step < stop:
+        yield from ResidentSteps(state, docs, cache).run(stop)
+        return
     pending: tuple[TrainState, Any] | None = None
     while state.step < stop:
         state, loss = _dispatch_step(state, cache, docs)
@@ -314,3 +365,107 @@ def train(state: TrainState, docs: Sequence[str], cache: ProgramCache, until: in
         pending = (state, loss)
     if pending is not None:
         yield pending[0], float(pending[1])
+
+
+class ResidentSteps:
+    """Native training steps with the parameters and Adam moments in flat buffers the programs read and
+    write directly (the parameters in :func:`param_shapes` order, then ``m``, then ``v``): per step
+    Python only writes the step's tokens into the program's input, calls it once and reads the loss.
+
+    Each step reads one buffer and writes another. A yielded state's arrays are views of the buffer
+    its step wrote, and a buffer is written again only when nothing outside this object refers to it
+    (its reference count: every array viewing it holds one), else a new buffer is taken. So states stay
+    values, as on every other backend: an old state kept by the caller never changes."""
+
+    def __init__(self, state: TrainState, docs: Sequence[str], cache: ProgramCache) -> None:
+        self.state, self.docs, self.cache = state, docs, cache
+        self.shapes = param_shapes(state.model)
+        self.size = num_params(state.model)
+        self.layout: list[tuple[str, int, int, tuple[int, ...]]] = []
+        for name, shape in self.shapes.items():
+            at = self.layout[-1][2] if self.layout else 0
+            self.layout.append((name, at, at + int(np.prod(shape)), shape))
+        self.dt = NUMPY_DTYPES[state.model.dtype]
+        self.pool: list[np.ndarray] = []
+        self.held: list[int] = []  # per buffer: the references bound programs hold to it
+        self.bound: dict[tuple[tuple[int, int], int, int], Any] = {}
+        self.step_in = np.zeros((), self.dt)
+        self.loss = np.zeros((), self.dt)
+        self.both: dict[int, np.ndarray] = {}  # per length: one document's tokens and targets
+
+    def views(self, buf: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+        """A buffer's parameters (each its own view), ``m`` and ``v``."""
+        params = {name: buf[a:b].reshape(shape) for name, a, b, shape in self.layout}
+        return params, buf[self.size:2 * self.size], buf[2 * self.size:]
+
+    def fresh(self, busy: int = -1) -> int:
+        """A buffer of the pool, not ``busy``, that nothing else refers to: its reference count is the
+        pool's, the call argument's and the bound programs' (``held``)."""
+        for i in range(len(self.pool)):
+            if i != busy and sys.getrefcount(self.pool[i]) <= 2 + self.held[i]:
+                return i
+        self.pool.append(np.empty(3 * self.size, self.dt))
+        self.held.append(0)
+        return len(self.pool) - 1
+
+    def program(self, key: tuple[int, int], src: int, dst: int, data: Mapping[str, np.ndarray]) -> Any:
+        """The program for ``key`` bound to read buffer ``src`` and ``data`` and write buffer ``dst``."""
+        bound = self.bound.get((key, src, dst))
+        if bound is None:
+            prog = self.cache.get(*key)
+            before = [sys.getrefcount(self.pool[i]) for i in (src, dst)]
+            ins, outs = dict(data), {}
+            params, ins["adam.m"], ins["adam.v"] = self.views(self.pool[src])
+            ins.update(params)
+            params, outs["adam.m"], outs["adam.v"] = self.views(self.pool[dst])
+            outs.update(params)
+            ins["step"], outs["loss"] = self.step_in, self.loss
+            bound = self.bound[(key, src, dst)] = prog.bind(ins, outs)  # type: ignore[attr-defined]
+            del ins, outs, params
+            for i, b in zip((src, dst), before):  # the views the bound program keeps
+                self.held[i] += sys.getrefcount(self.pool[i]) - b
+        return bound
+
+    def run(self, stop: int) -> Iterator[tuple[TrainState, float]]:
+        state = self.state
+        del self.state  # held here, it would keep the first buffer from being reused
+        src = self.fresh()
+        buf = self.pool[src]
+        params, m, v = self.views(buf)
+        for name in self.shapes:
+            params[name][...] = state.params[name]
+        m[...], v[...] = state.m, state.v
+        del buf, params, m, v
+        pad, docs, n_docs, batch = bool(self.cache.pad), self.docs, len(self.docs), state.batch
+        tokenizer, block = state.tokenizer, state.model.block_size
+        while state.step < stop:
+            if batch == 1 and not pad:  # encode_batch's unpadded arrays, written into the program's own
+                ids = tokenizer.encode(docs[state.step % n_docs])
+                n = min(block, len(ids) - 1)
+                key = (n, 0)
+                both = self.both.get(n)
+                if both is None:
+                    both = self.both[n] = np.empty(n + 1, np.int64)
+                both[:] = ids[:n + 1]
+                dst = self.fresh(src)
+                bound = self.bound.get((key, src, dst)) or self.program(key, src, dst, {"tokens": both[:n],
+                                                                                          "targets": both[1:]})
+            else:
+                data = encode_batch(state, step_docs(state, docs), pad=pad)
+                tokens = data["tokens"]
+                key = (tokens.shape[-1], tokens.shape[0] if tokens.ndim == 2 else 0)
+                dst = self.fresh(src)
+                bound = self.program(key, src, dst, data)
+                for name, a in data.items():
+                    bound.point(name, a)
+            self.step_in[()] = state.step
+            bound()
+            loss = float(self.loss)
+            params, m, v = self.views(self.pool[dst])
+            # the next state: replace()'s fields, set without its per-field checks (a frozen dataclass)
+            new = object.__new__(TrainState)
+            new.__dict__.update(state.__dict__, params=params, m=m, v=v, step=state.step + 1)
+            state = new
+            del params, m, v
+            src = dst
+            yield state, loss

@@ -252,6 +252,36 @@ def test_cache_builds_once_and_rebuilds_a_corrupt_entry(tmp_path) -> None:
     assert (other / os.path.basename(cold.build.path)).read_bytes() == Path(cold.build.path).read_bytes()
 
 
+@needs_cc
+def test_index_entry_loads_without_making_the_graph(tmp_path) -> None:
+    """A program named by ``index`` is found again by that name: no graph made, no C generated; a
+    malformed entry, or one whose shared object is gone, is made and built again."""
+    made = []
+
+    def make() -> Graph:
+        made.append(1)
+        b = Builder("m")
+        x = b.input("x", TensorType("f64", (2,)))
+        return b.finish({"y": x * 3.0})
+
+    cold = native.compile_graph(make, cache_dir=str(tmp_path), index="times three")
+    assert made == [1] and not cold.build.cached
+    warm = native.compile_graph(make, cache_dir=str(tmp_path), index="times three")
+    assert made == [1] and warm.build.cached and warm.build.key == cold.build.key
+    assert warm({"x": [1.0, 2.0]})["y"].tolist() == [3.0, 6.0] and len(made) == 2  # the checked call made it
+    other = native.compile_graph(make, cache_dir=str(tmp_path), index="times three, another recipe")
+    assert len(made) == 3 and other.build.cached  # a new index entry; the same program text
+    entry = tmp_path / f"gptir-index-{native.index_key('times three')[:40]}.json"
+    body = json.loads(entry.read_text())
+    assert body["inputs"] == [["x", [2], "float64"]] and body["outputs"] == [["y", [2], "float64"]]
+    for bad in ({**body, "inputs": [["x", [-2], "float64"]]}, {**body, "key": "0" * 64}, "[]"):
+        entry.write_text(json.dumps(bad) if not isinstance(bad, str) else bad)
+        n = len(made)
+        again = native.compile_graph(make, cache_dir=str(tmp_path), index="times three")
+        assert len(made) == n + 1 and again.source.startswith("/* gptir native program")
+    assert json.loads(entry.read_text()) == body  # rewritten whole
+
+
 def test_without_a_compiler_the_backend_is_a_one_line_error(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
     assert native.available() == native.NO_COMPILER
@@ -281,6 +311,158 @@ def test_a_compiler_failure_is_a_one_line_error(tmp_path, monkeypatch) -> None:
 def test_training_step_matches_the_interpreter(batch) -> None:
     state, _ = T.start(DOCS, n_embd=8, n_head=2, block_size=8, num_steps=20)
     check_training_step(state, batch, "native")
+
+
+@needs_cc
+@pytest.mark.parametrize("batch", [1, 3])
+def test_resident_steps_are_the_program_calls_and_states_stay_values(batch) -> None:
+    """train() on native (ResidentSteps: state in flat buffers, one bound call per step) gives the very
+    states of calling the step program per step; kept states (and views of them) never change."""
+    state, docs = T.start(DOCS, n_embd=8, n_head=2, block_size=8, num_steps=12, batch=batch)
+    cache = T.ProgramCache(state.model, state.adam, state.num_steps, "native")
+    want, s = [], state
+    for _ in range(12):
+        s, loss = T.train_step(s, cache, docs)
+        want.append((s, loss))
+    kept = list(T.train(state, docs, cache))  # every state kept: each step must write a new buffer
+    assert [k.step for k, _ in kept] == list(range(1, 13))
+    for (got, gl), (ref, rl) in zip(kept, want):
+        assert gl == rl
+        assert all(np.array_equal(got.params[k], ref.params[k]) for k in ref.params)
+        assert np.array_equal(got.m, ref.m) and np.array_equal(got.v, ref.v)
+    del kept
+    steps = T.ResidentSteps(state, docs, cache)
+    run = steps.run(12)
+    s1, l1 = next(run)
+    view = s1.params["wte"][1]  # a view of a view: it holds the buffer, not the state's arrays
+    first = view.copy()
+    del s1
+    losses = [l1] + [loss for _, loss in run]  # the other states dropped as they come
+    assert losses == [loss for _, loss in want]
+    assert np.array_equal(view, first)
+    assert len(steps.pool) == 3  # two buffers in turn, and the one the view holds
+
+
+@needs_cc
+@pytest.mark.parametrize("dtype", ["f64", "f32"])
+@pytest.mark.parametrize("shapes", [((5, 7), (7, 37)), ((3, 5, 7), (7, 40)), ((9, 3), (3, 16)), ((2, 6, 4), (2, 4, 70))])
+def test_small_matmuls_in_vector_tiles_and_scalars(dtype, shapes) -> None:
+    """Below GEMM_MIN: register tiles of whole vectors, then the columns left over as scalars, rows in
+    blocks and the rows left over; each element summed in k order, as the dot-product loop does."""
+    sa, sb = shapes
+    b = Builder("m")
+    x = b.input("x", TensorType(dtype, sa))
+    w = b.input("w", TensorType(dtype, sb))
+    g = b.finish({"y": b.emit("matmul", [x, w], {})})
+    np_dt = np.float64 if dtype == "f64" else np.float32
+    rng = np.random.default_rng(7)
+    ins = {"x": rng.standard_normal(sa).astype(np_dt), "w": rng.standard_normal(sb).astype(np_dt)}
+    prog = native.compile_graph(g)
+    body = prog.source.split("int gptir_main")[1]
+    assert ("gx_vd_ld(" if dtype == "f64" else "gx_vf_ld(") in body and "gemm(" not in body
+    got, want = prog(ins)["y"], run(g, ins)["y"]
+    a64, b64 = ins["x"].astype(np.float64), ins["w"].astype(np.float64)
+    exact = np.einsum("...ik,...kj->...ij", a64, b64)  # in float64: the arithmetic's own error only
+    assert close(got, want, 1e-12 if dtype == "f64" else 1e-5) and np.allclose(got, exact, rtol=1e-5, atol=1e-5)
+
+
+@needs_cc
+@pytest.mark.parametrize("dtype", ["f64", "f32"])
+def test_large_matmuls_call_numpy_blas_or_loops(dtype) -> None:
+    """From GEMM_MIN multiply-adds a matmul calls numpy's BLAS gemm (transposed operands passed as
+    such); without it (gptir_set_blas(NULL, NULL)) the same program sums in loops. Both agree with the
+    interpreter (numpy's own BLAS call) to rounding."""
+    b = Builder("m")
+    x = b.input("x", TensorType(dtype, (2, 48, 40)))
+    w = b.input("w", TensorType(dtype, (56, 40)))
+    v = b.input("v", TensorType(dtype, (48, 24)))
+    y = b.emit("matmul", [x, b.emit("transpose", [w], {"perm": (1, 0)})], {})  # B transposed
+    z = b.emit("matmul", [b.emit("transpose", [v], {"perm": (1, 0)}), b.emit("reshape", [x], {"shape": (96, 40)})[:48]], {})
+    g = b.finish({"y": y, "z": z})
+    assert min(48 * 40 * 56, 24 * 48 * 40) >= native.GEMM_MIN
+    rng = np.random.default_rng(3)
+    np_dt = np.float64 if dtype == "f64" else np.float32
+    ins = {"x": rng.standard_normal((2, 48, 40)).astype(np_dt), "w": rng.standard_normal((56, 40)).astype(np_dt),
+           "v": rng.standard_normal((48, 24)).astype(np_dt)}
+    want = run(g, ins)
+    prog = native.compile_graph(g)
+    fn = "gx_dgemm" if dtype == "f64" else "gx_sgemm"
+    assert f"{fn}(101, 111, 112, 48, 56, 40, 1, A, 40, B, 40" in prog.source  # B: w's rows, transposed
+    assert f"{fn}(101, 112, 111, 24, 40, 48, 1, A, 24, B, 40" in prog.source  # A: v's rows, transposed
+    tol = 1e-12 if dtype == "f64" else 1e-5
+    for gemm in ([native.blas()] if native.blas() else []) + [(None, None)]:
+        prog.lib.gptir_set_blas(*gemm)
+        got = prog(ins)
+        for k in want:
+            assert close(got[k], want[k], tol), (k, gemm)
+
+
+@needs_cc
+@pytest.mark.parametrize("dtype", ["f64", "f32"])
+def test_pow_by_a_scalar_two_or_half_is_bit_identical(dtype) -> None:
+    """pow by a scalar 2 or 0.5 is x*x or sqrt in C, numpy's own fast paths: the same bits, special
+    values too (another exponent calls the C library's pow)."""
+    np_dt = np.float64 if dtype == "f64" else np.float32
+    xs = np.concatenate([np.random.default_rng(5).standard_normal(997) * 1e3,
+                         np.exp(np.random.default_rng(6).uniform(-80, 80, 997)),
+                         [0.0, -0.0, np.inf, -np.inf, np.nan, -1.0, 5e-324]]).astype(np_dt)
+    b = Builder("m")
+    x = b.input("x", TensorType(dtype, xs.shape))
+    g = b.finish({"sq": x ** 2.0, "rt": x ** 0.5, "other": x ** 1.5})
+    prog = native.compile_graph(g)
+    assert "sqrt" in prog.source and "pow" in prog.source
+    with np.errstate(all="ignore"):
+        want = run(g, {"x": xs})
+        got = prog({"x": xs})
+    for k in ("sq", "rt"):
+        assert np.array_equal(got[k], want[k], equal_nan=True) and \
+            np.array_equal(np.signbit(got[k]), np.signbit(want[k])), k
+    assert close(got["other"], want["other"], 1e-12 if dtype == "f64" else 1e-6)
+
+
+@needs_cc
+def test_prebuild_compiles_every_length_at_once(tmp_path) -> None:
+    """ProgramCache.prebuild: the programs of every step's length built together (a compiler per CPU),
+    each then found in the cache's index; the run is the run of programs made one by one."""
+    state, docs = T.start(DOCS, n_embd=8, n_head=2, block_size=8, num_steps=6)
+    keys = T.step_keys(state, docs, 6)
+    assert keys == list(dict.fromkeys((min(8, len(d) + 1), 0) for d in docs[:6]))
+    cache = T.ProgramCache(state.model, state.adam, state.num_steps, "native", cache_dir=str(tmp_path))
+    cache.prebuild(keys)
+    assert sorted(cache.programs) == sorted(keys)  # each built by build_all, then loaded from the cache
+    assert len([f for f in os.listdir(tmp_path) if f.endswith(".so")]) == len(keys)
+    assert len([f for f in os.listdir(tmp_path) if f.startswith("gptir-index-")]) == len(keys)
+    again = T.ProgramCache(state.model, state.adam, state.num_steps, "native", cache_dir=str(tmp_path))
+    again.prebuild(keys)
+    assert all(p.build.cached and p._graph is None for p in again.programs.values())  # from the index
+    one_by_one = T.ProgramCache(state.model, state.adam, state.num_steps, "native", cache_dir=str(tmp_path / "o"))
+    want = [loss for _, loss in T.train(state, docs, one_by_one)]
+    assert [loss for _, loss in T.train(state, docs, again)] == want
+    infos = native.build_all([again.programs[keys[0]].source] * 2, str(tmp_path))
+    assert [i.cached for i in infos] == [True, True]
+
+
+@needs_cc
+def test_bind_checks_arrays_once() -> None:
+    b = Builder("m")
+    x = b.input("x", TensorType("f64", (3,)))
+    prog = native.compile_graph(b.finish({"y": x * 2.0}))
+    xs, ys = np.arange(3.0), np.zeros(3)
+    bound = prog.bind({"x": xs}, {"y": ys})
+    bound()
+    assert ys.tolist() == [0.0, 2.0, 4.0]
+    other = np.array([5.0, 6.0, 7.0])
+    bound.point("x", other)
+    bound()
+    assert ys.tolist() == [10.0, 12.0, 14.0]
+    with pytest.raises(ExecError, match=r"bind: input x must be a C-contiguous float64 array of shape \(3,\)"):
+        prog.bind({"x": np.arange(3)}, {"y": ys})
+    with pytest.raises(ExecError, match="bind: output y must be .* \\(writeable\\)"):
+        prog.bind({"x": xs}, {"y": np.zeros(6)[::2]})
+    with pytest.raises(ExecError, match="bind: y overlaps another array of the call"):
+        prog.bind({"x": xs}, {"y": xs})
+    with pytest.raises(ExecError, match=r"point: input x must be a C-contiguous float64 array"):
+        bound.point("x", np.zeros(4))
 
 
 @needs_cc

@@ -215,3 +215,12 @@ def test_attribute_kinds_check_format_and_emit_in_one_place():
         check_attr("keepdims", "bool", 1)
     used = {k for op in OPS.values() for k in op.attrs.values()}
     assert used <= set(ATTR_KINDS)
+
+
+def test_count_flops_from_the_table() -> None:
+    from gptir.ops import OPS
+
+    assert OPS["matmul"].count_flops([(4, 6, 3), (4, 3, 5)], (4, 6, 5)) == 2 * 4 * 6 * 5 * 3
+    assert OPS["add"].count_flops([(7, 2), (2,)], (7, 2)) == 14
+    assert OPS["sum"].count_flops([(7, 2)], (7,)) == 14
+    assert OPS["reshape"].count_flops([(7, 2)], (14,)) == 0 and OPS["gather"].count_flops([(5, 2), (3,)], (3, 2)) == 0

@@ -257,6 +257,8 @@ def run(args: argparse.Namespace) -> int:
     pad = False if args.per_length else None  # None: the backend's default (padded on jax)
     cache = T.ProgramCache(state.model, state.adam, state.num_steps, args.backend, pad=pad, devices=args.devices,
                            cache_dir=args.cache_dir)
+    if args.backend == "native":  # every length's program at once: a cold cache compiles them in parallel
+        cache.prebuild(T.step_keys(state, docs, until, pad=bool(cache.pad)))
     progress = Progress(state.step, until, state.num_steps, args.quiet)
     try:
         _dump(args, state, docs)
