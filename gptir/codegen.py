@@ -409,9 +409,8 @@ CHUNK_STATEMENTS = 4000
 def _chunked(stmts: list[_Stmt], last_read: Mapping[str, int], out_vars: set[str], consts: set[str],
              free_dead: bool, chunk: int) -> tuple[list[str], list[str]]:
     """The part functions' sources and ``_program``'s body, which calls them in turn. Each part
-    ``_part<k>`` runs ``chunk``
-    statements: a part takes the values it reads that earlier parts (or the caller) made and returns
-    the values it makes that later parts or the outputs read. The statements, their order and their
+    ``_part<k>`` runs ``chunk`` statements: it takes the values it reads that earlier parts (or the
+    caller) made and returns the values it makes that later parts or the outputs read. The statements, their order and their
     operands are exactly the unsplit program's, so the results are the same bits. ``_program`` drops
     each value it holds after the last part that reads it (with ``free_dead``), as the parts do."""
     dead = _deaths(stmts, last_read, out_vars, free_dead)
