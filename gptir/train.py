@@ -236,10 +236,10 @@ def step_keys(state: TrainState, docs: Sequence[str], until: int, pad: bool = Fa
     for step in range(state.step, until):
         if state.batch == 1 and not pad:
             ids = state.tokenizer.encode(docs[step % len(docs)])
-            keys.setdefault((min(state.model.block_size, len(ids) - 1), 0), None)
+            keys.setdefault((positions(state, ids), 0), None)
         else:
-            tokens = encode_batch(replace(state, step=step), step_docs(replace(state, step=step), docs), pad)["tokens"]
-            keys.setdefault((tokens.shape[-1], tokens.shape[0] if tokens.ndim == 2 else 0), None)
+            at = replace(state, step=step)
+            keys.setdefault(program_key(encode_batch(at, step_docs(at, docs), pad)["tokens"]), None)
     return list(keys)
 
 
@@ -268,6 +268,16 @@ def step_docs(state: TrainState, docs: Sequence[str]) -> list[str]:
     return [docs[(state.step * b + i) % len(docs)] for i in range(b)]
 
 
+def positions(state: TrainState, ids: Sequence[int]) -> int:
+    """How many positions a document of token ids ``ids`` trains on (it is cut to ``block_size``)."""
+    return min(state.model.block_size, len(ids) - 1)
+
+
+def program_key(tokens: np.ndarray) -> tuple[int, int]:
+    """The :class:`ProgramCache` key ``(n, batch)`` of a step's token array (batch 0: one unpadded document)."""
+    return tokens.shape[-1], tokens.shape[0] if tokens.ndim == 2 else 0
+
+
 def encode_batch(state: TrainState, batch_docs: Sequence[str], pad: bool = False) -> dict[str, np.ndarray]:
     """Token, target (and mask) arrays for a step; one document uses the unpadded reference shapes
     unless ``pad``, which pads every batch (one document too) to ``block_size`` positions."""
@@ -275,7 +285,7 @@ def encode_batch(state: TrainState, batch_docs: Sequence[str], pad: bool = False
     seqs = [state.tokenizer.encode(d) for d in batch_docs]
     if len(seqs) == 1 and not pad:
         ids = seqs[0]
-        n = min(bs, len(ids) - 1)
+        n = positions(state, ids)
         return {"tokens": np.array(ids[:n], np.int64), "targets": np.array(ids[1:n + 1], np.int64)}
     n = bs if pad else min(bs, max(len(s) - 1 for s in seqs))
     tokens = np.full((len(seqs), n), state.tokenizer.bos, np.int64)
@@ -307,7 +317,7 @@ def _dispatch_step(state: TrainState, cache: ProgramCache, docs: Sequence[str]) 
     """Start one step: the new state and the step's loss as the program returned it (on the jax backend an
     array still being computed: reading it waits for the step, so :func:`train` reads it one step later)."""
     data = encode_batch(state, step_docs(state, docs), pad=bool(cache.pad))
-    program = cache.get(data["tokens"].shape[-1], data["tokens"].shape[0] if data["tokens"].ndim == 2 else 0)
+    program = cache.get(*program_key(data["tokens"]))
     out = program(step_inputs(state, data))
     params = {k: out[k] for k in state.params}
     return replace(state, params=params, m=out["adam.m"], v=out["adam.v"], step=state.step + 1), out["loss"]
@@ -437,11 +447,11 @@ class ResidentSteps:
         m[...], v[...] = state.m, state.v
         del buf, params, m, v
         pad, docs, n_docs, batch = bool(self.cache.pad), self.docs, len(self.docs), state.batch
-        tokenizer, block = state.tokenizer, state.model.block_size
+        tokenizer = state.tokenizer
         while state.step < stop:
             if batch == 1 and not pad:  # encode_batch's unpadded arrays, written into the program's own
                 ids = tokenizer.encode(docs[state.step % n_docs])
-                n = min(block, len(ids) - 1)
+                n = positions(state, ids)
                 key = (n, 0)
                 both = self.both.get(n)
                 if both is None:
@@ -452,8 +462,7 @@ class ResidentSteps:
                                                                                           "targets": both[1:]})
             else:
                 data = encode_batch(state, step_docs(state, docs), pad=pad)
-                tokens = data["tokens"]
-                key = (tokens.shape[-1], tokens.shape[0] if tokens.ndim == 2 else 0)
+                key = program_key(data["tokens"])
                 dst = self.fresh(src)
                 bound = self.program(key, src, dst, data)
                 for name, a in data.items():
