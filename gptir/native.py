@@ -51,6 +51,7 @@ start neither traces the graph nor generates C (:class:`NativeProgram`).
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import json
 import math
@@ -68,7 +69,7 @@ import numpy as np
 from gptir.fileio import atomic_write_bytes
 from gptir.interp import ExecError, bind_input
 from gptir.interp import run as interp_run
-from gptir.ir import ATTR_KINDS, INPUT_OPS, GptirError, Graph, Node
+from gptir.ir import ATTR_KINDS, INPUT_OPS, NUMPY_DTYPES, GptirError, Graph, Node
 from gptir.ops import C_TYPES, OPS, c_strides, is_c_contiguous
 
 FLAGS = ("-O2", "-fPIC", "-shared", "-std=c99", "-ffp-contract=off", "-fwrapv", "-fno-math-errno")
@@ -138,22 +139,18 @@ def compile_flags(identity: str = "") -> tuple[str, ...]:
     return flags + NATIVE_ARCH if platform.machine().lower() in ("x86_64", "amd64") else flags
 
 
-_CPU: list[str] = []
-
-
+@functools.cache
 def cpu_identity() -> str:
     """The CPU the code is built for (part of the cache key with ``-march=native``): the machine name
-    and, on Linux, the first processor's model name and flags from /proc/cpuinfo."""
-    if not _CPU:
-        text = platform.machine()
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-                lines = f.read(1 << 16).split("\n\n", 1)[0].splitlines()
-            text += "".join("\n" + ln for ln in lines if ln.startswith(("model name", "flags", "vendor_id")))
-        except OSError:
-            text += "\n" + platform.processor()
-        _CPU.append(text)
-    return _CPU[0]
+    and, on Linux, the first processor's model name and flags from /proc/cpuinfo (read once per process)."""
+    text = platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            lines = f.read(1 << 16).split("\n\n", 1)[0].splitlines()
+        text += "".join("\n" + ln for ln in lines if ln.startswith(("model name", "flags", "vendor_id")))
+    except OSError:
+        text += "\n" + platform.processor()
+    return text
 
 
 def available() -> str | None:
@@ -230,24 +227,20 @@ def build(source: str, cache_dir: str | None = None) -> tuple[ctypes.CDLL, Build
     return lib, BuildInfo(path, key, False, time.perf_counter() - t0)
 
 
-_DIGEST: list[str] = []
-
-
+@functools.cache
 def gptir_digest() -> str:
     """The sha256 of gptir's own source (every module of the package), once per process: what a program
     generated from a recipe (not from a graph's text) depends on."""
-    if not _DIGEST:
-        h = hashlib.sha256()
-        pkg = os.path.dirname(os.path.abspath(__file__))
-        for root, dirs, files in os.walk(pkg):
-            dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-            for name in sorted(files):
-                if name.endswith(".py"):
-                    path = os.path.join(root, name)
-                    with open(path, "rb") as f:
-                        h.update(os.path.relpath(path, pkg).encode() + b"\0" + f.read() + b"\0")
-        _DIGEST.append(h.hexdigest())
-    return _DIGEST[0]
+    h = hashlib.sha256()
+    pkg = os.path.dirname(os.path.abspath(__file__))
+    for root, dirs, files in os.walk(pkg):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(files):
+            if name.endswith(".py"):
+                path = os.path.join(root, name)
+                with open(path, "rb") as f:
+                    h.update(os.path.relpath(path, pkg).encode() + b"\0" + f.read() + b"\0")
+    return h.hexdigest()
 
 
 def index_key(index: str) -> str:
@@ -273,8 +266,7 @@ def index_key(index: str) -> str:
 _STAMPS: dict[str, str] = {}  # $CC -> the compiler's, gptir's and the CPU's part of index keys
 
 
-_DTYPES: dict[str, np.dtype] = {"float64": np.dtype(np.float64), "float32": np.dtype(np.float32), "int64": np.dtype(np.int64),
-           "bool": np.dtype(np.bool_)}
+_DTYPES: dict[str, np.dtype] = {dt.name: dt for dt in NUMPY_DTYPES.values()}  # an index entry's dtype names
 
 
 def _sig_of(items: Any) -> Sig | None:
@@ -325,33 +317,29 @@ def _write_index(cache_dir: str | None, ikey: str, prog: "NativeProgram") -> Non
         pass  # an unwritable cache: the next run generates again
 
 
-_BLAS: list[tuple[int, int]] = []
 BLAS_SYMBOLS = (("scipy_cblas_dgemm64_", "scipy_cblas_sgemm64_"), ("cblas_dgemm64_", "cblas_sgemm64_"))
 
 
+@functools.cache
 def blas() -> tuple[int, int] | None:
     """The addresses of numpy's own BLAS gemm functions (the OpenBLAS its wheels bundle, with 64-bit
     integers: :data:`BLAS_SYMBOLS`), looked up once per process; None where numpy has none of them."""
-    if not _BLAS:
-        import glob
+    import glob
 
-        root = os.path.dirname(os.path.abspath(np.__file__))
-        found = (0, 0)
-        for path in sorted(glob.glob(os.path.join(root, os.pardir, "numpy.libs", "*openblas*"))
-                           + glob.glob(os.path.join(root, ".dylibs", "*openblas*"))):
-            try:
-                lib = ctypes.CDLL(path)  # already loaded by numpy: the same library
-            except OSError:
-                continue
-            for d, f in BLAS_SYMBOLS:
-                if hasattr(lib, d) and hasattr(lib, f):
-                    found = (ctypes.cast(getattr(lib, d), ctypes.c_void_p).value or 0,
-                             ctypes.cast(getattr(lib, f), ctypes.c_void_p).value or 0)
-                    break
-            if found[0] and found[1]:
-                break
-        _BLAS.append(found if found[0] and found[1] else (0, 0))
-    return _BLAS[0] if _BLAS[0][0] else None
+    root = os.path.dirname(os.path.abspath(np.__file__))
+    for path in sorted(glob.glob(os.path.join(root, os.pardir, "numpy.libs", "*openblas*"))
+                       + glob.glob(os.path.join(root, ".dylibs", "*openblas*"))):
+        try:
+            lib = ctypes.CDLL(path)  # already loaded by numpy: the same library
+        except OSError:
+            continue
+        for d, f in BLAS_SYMBOLS:
+            if hasattr(lib, d) and hasattr(lib, f):
+                found = (ctypes.cast(getattr(lib, d), ctypes.c_void_p).value or 0,
+                         ctypes.cast(getattr(lib, f), ctypes.c_void_p).value or 0)
+                if found[0] and found[1]:
+                    return found
+    return None
 
 
 def build_all(sources: Sequence[str], cache_dir: str | None = None, jobs: int | None = None) -> list[BuildInfo]:
