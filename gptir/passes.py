@@ -48,11 +48,14 @@ class PassError(GptirError):
 # -- helpers ---------------------------------------------------------------------------------------
 
 
-def _rebuild(graph: Graph, nodes: Iterable[Node], alias: Mapping[str, str]) -> Graph:
-    """A graph of ``nodes`` (already in topological order) with outputs redirected through ``alias``."""
-    nodes = list(nodes)
+def _rebuild(graph: Graph, nodes: dict[str, Node], alias: Mapping[str, str]) -> Graph:
+    """A graph of ``nodes`` (already in topological order) with outputs redirected through ``alias``.
+
+    The passes make ``nodes`` by copying the graph's table (one C-level copy) and then deleting and
+    replacing entries in place, which keeps the order: building a table of 100,000 nodes afresh costs
+    a hash insert per node, each a cache miss at that size."""
     outputs = {k: _resolve(alias, v) for k, v in graph.outputs.items()}
-    return graph.replace(nodes={n.name: n for n in nodes}, outputs=outputs)
+    return graph.replace(nodes=nodes, outputs=outputs)
 
 
 def _resolve(alias: Mapping[str, str], name: str) -> str:
@@ -61,8 +64,8 @@ def _resolve(alias: Mapping[str, str], name: str) -> str:
     return name
 
 
-def _rewire(node: Node, alias: Mapping[str, str]) -> Node:
-    if not alias or not any(i in alias for i in node.inputs):
+def _rewire(node: Node, alias: dict[str, str]) -> Node:
+    if not alias or alias.keys().isdisjoint(node.inputs):
         return node
     # the constructor directly: dataclasses.replace is ten times slower, and this runs per node
     return Node(node.name, node.op, tuple(_resolve(alias, i) for i in node.inputs), node.type, node.attrs,
@@ -76,15 +79,17 @@ def dce(graph: Graph) -> Graph:
     """Drop every node no output needs. Inputs and params always stay: they are the signature."""
     live = set(graph.outputs.values())
     dead: list[Node] = []  # (one set lookup per node: at 100,000 nodes each one is a cache miss)
-    for node in reversed(list(graph.nodes.values())):
+    for node in reversed(graph.nodes.values()):
         if node.name in live:
             live.update(node.inputs)
         elif node.op != "input" and node.op != "param":
             dead.append(node)
-    if not dead:  # the same nodes in the same order
-        return graph.replace(nodes=dict(graph.nodes))
-    gone = set(map(id, dead))
-    return graph.replace(nodes={n.name: n for n in graph.nodes.values() if id(n) not in gone})
+    if not dead:  # nothing to drop: the graph itself (graphs are never mutated in place)
+        return graph
+    nodes = dict(graph.nodes)
+    for node in dead:
+        del nodes[node.name]
+    return graph.replace(nodes=nodes)
 
 
 # -- cse -------------------------------------------------------------------------------------------
@@ -101,23 +106,26 @@ def cse(graph: Graph) -> Graph:
     payloads follow operand order, and bit-exact is the rule."""
     seen: dict[tuple, str] = {}
     alias: dict[str, str] = {}
-    out: list[Node] = []
+    nodes = dict(graph.nodes)
     for node in graph.nodes.values():
-        node = _rewire(node, alias)
-        if node.op in ("input", "param"):
-            out.append(node)
+        if node.op == "input" or node.op == "param":
             continue
+        if alias and not alias.keys().isdisjoint(node.inputs):
+            node = _rewire(node, alias)
+            nodes[node.name] = node
         if node.op == "const":
             key: tuple = ("const", node.type, _const_key(node.attrs["value"]))
         else:
-            key = (node.op, node.inputs, attrs_key(node.attrs) if node.attrs else (), node.type)
+            # no type in the key: a valid node's type is its op's type rule over its operands' types
+            # and its attrs, so it follows from the rest (and hashing a TensorType is a Python call)
+            key = (node.op, node.inputs, attrs_key(node.attrs) if node.attrs else ())
         first = seen.get(key)
         if first is None:
             seen[key] = node.name
-            out.append(node)
         else:
             alias[node.name] = first
-    return _rebuild(graph, out, alias)
+            del nodes[node.name]
+    return _rebuild(graph, nodes, alias)
 
 
 # -- fold ------------------------------------------------------------------------------------------
@@ -159,30 +167,28 @@ def fold(graph: Graph) -> Graph:
     constant users fold through them, and the code generator hoists the rest.
     """
     values: dict[str, np.ndarray] = {}
-    out: list[Node] = []
+    nodes: dict[str, Node] | None = None  # a copy of the table once a node folds
     for node in graph.nodes.values():
         if node.op == "const":
             values[node.name] = node.attrs["value"]
-            out.append(node)
             continue
-        if node.op in ("input", "param") or not node.inputs or any(i not in values for i in node.inputs):
-            out.append(node)
+        if not node.inputs or node.op == "input" or node.op == "param" or any(i not in values for i in node.inputs):
             continue
         if not _cheap_to_fold(node, [values[i] for i in node.inputs]):
-            out.append(node)
             continue
         result = evaluate_node(node, [values[i] for i in node.inputs])
         if result is None or TensorType.of(result) != node.type:
-            out.append(node)
             continue
         values[node.name] = result
         if node.type.size > FOLD_MAX_ELEMENTS or not result.flags.c_contiguous:
-            out.append(node)
             continue
         literal = np.array(result, copy=True)  # own the data: the literal must not alias anything
         values[node.name] = literal
-        out.append(Node(node.name, "const", (), node.type, {"value": literal}, node.scope, node.loc, node.backward))
-    return dce(graph.replace(nodes={n.name: n for n in out}))
+        if nodes is None:
+            nodes = dict(graph.nodes)
+        nodes[node.name] = Node(node.name, "const", (), node.type, {"value": literal}, node.scope, node.loc,
+                                node.backward)
+    return dce(graph if nodes is None else graph.replace(nodes=nodes))
 
 
 # -- simplify: a table of pattern -> replacement rules ------------------------------------------------
@@ -473,17 +479,19 @@ def rewrite(graph: Graph, rules: Sequence[Rule], max_rewrites: int = MAX_REWRITE
     node is visited (rules only look at a node and its operands, and replace it by an existing value
     or by a node over existing values), and a rewritten node is tried again until no rule fires. Raises PassError naming the rules if a
     node keeps being rewritten (a cycle in the rule table)."""
-    nodes: dict[str, Node] = {}
+    nodes = dict(graph.nodes)  # entries are replaced or deleted in place as the sweep goes
     layout: dict[str, bool] = {}
     alias: dict[str, str] = {}
     ctx = Ctx(nodes, layout)
     by_op = _index_rules(rules)
     for node in graph.nodes.values():
-        node = _rewire(node, alias)
+        if alias and not alias.keys().isdisjoint(node.inputs):
+            node = _rewire(node, alias)
+            nodes[node.name] = node
         fired: list[str] = []
         while True:
-            nodes[node.name] = node
-            layout.pop(node.name, None)  # (re)computed on demand by Ctx.contiguous
+            if layout:
+                layout.pop(node.name, None)  # (re)computed on demand by Ctx.contiguous
             result, rule_name = None, ""
             if node.op not in ("input", "param", "const"):
                 for rule in by_op.get(node.op, ()):
@@ -516,7 +524,8 @@ def rewrite(graph: Graph, rules: Sequence[Rule], max_rewrites: int = MAX_REWRITE
                 raise PassError(f"rule {rule_name} changed the type of %{node.name} from {node.type} to {ty}")
             node = Node(node.name, result.op, tuple(result.inputs), ty, dict(result.attrs), node.scope, node.loc,
                         node.backward)
-    return _rebuild(graph, nodes.values(), alias)
+            nodes[node.name] = node
+    return _rebuild(graph, nodes, alias)
 
 
 def simplify(graph: Graph) -> Graph:
@@ -535,26 +544,97 @@ OnPass = Callable[[str, Graph, Graph], None]
 def verify_changed(before: Graph, after: Graph) -> None:
     """Verify ``after`` assuming ``before`` was valid: every rule of :func:`gptir.ir.verify` is checked
     for each node that is new or reads a node that is new (by object identity), plus order, outputs
-    and params for the whole graph. Raises VerifyError like ``verify``."""
+    and params for the whole graph. Raises VerifyError like ``verify``, at the same node.
+
+    A pass keeps most nodes as the very objects of ``before``, in the same order, so ``after`` is
+    walked beside ``before``: a node that *is* the next node of ``before`` needs no lookup at all (at
+    100,000 nodes every lookup in a table of all names is a cache miss). The nodes of ``before`` the
+    walk steps over (removed, replaced or moved) are ``changed``; only the readers of those, and the
+    nodes that are not ``before``'s next one, are checked in full (:func:`verify_changed_plain` is
+    the same check with a set of every name, which a test compares it against).
+    """
     old = before.nodes
+    if after.nodes is old:  # the pass changed no node (dce with nothing to drop)
+        verify_outputs(after)
+        _verify_signature(before, after)
+        return
+    seq = list(old.values())
+    end = len(seq)
+    p = 0  # the walk's place in ``before``: its nodes before p are matched or changed
+    changed: set[str] = set()  # names of before's nodes the walk stepped over (gone, replaced or moved)
+    defined: set[str] = set()  # names defined so far by nodes of ``after`` that are not matched ones
     retyped: set[str] = set()  # values that are new or whose type differs from before
+    position: dict[str, int] | None = None  # before's order, made on first need
+    for node in after.nodes.values():
+        if p < end and seq[p] is node:  # before's next node, unchanged
+            p += 1
+        else:
+            name = node.name
+            prev = old.get(name)
+            here = p  # the operands of a node at before's place ``here`` come before it there
+            if prev is not None and name not in changed:  # before has it ahead: step over what lies between
+                while seq[p].name != name:
+                    changed.add(seq[p].name)
+                    p += 1
+                here, p = p, p + 1
+            if prev is not node or name in changed:  # new, replaced or moved: checked in full
+                changed.add(name)
+                for i in node.inputs:
+                    if i in defined:
+                        continue
+                    if i not in changed:
+                        if position is None:
+                            position = dict(zip(old, range(end)))
+                        if position.get(i, end) < here:
+                            continue
+                    _undefined(after, node, i)
+                defined.add(name)
+                if prev is None or prev.type != node.type:
+                    retyped.add(name)
+                verify_node(after, node, OPS)
+                continue
+        ins = node.inputs  # an unchanged node: only its operands that changed are looked at
+        if changed and not changed.isdisjoint(ins):
+            for i in ins:
+                if i in changed and i not in defined:
+                    _undefined(after, node, i)
+        if retyped and not retyped.isdisjoint(ins):
+            verify_node(after, node, OPS)
+    verify_outputs(after)
+    _verify_signature(before, after)
+
+
+def _undefined(graph: Graph, node: Node, operand: str) -> None:
+    """Raise the VerifyError for ``node`` reading ``operand`` before (or without) its definition."""
+    if operand in graph.nodes:
+        raise VerifyError("nodes are not in topological order (or a cycle)", node.name)
+    raise VerifyError(f"%{node.name} uses %{operand}, which is never defined", node.name)
+
+
+def verify_changed_plain(before: Graph, after: Graph) -> None:
+    """:func:`verify_changed` with a set of every name defined so far (the plain form of the check)."""
+    old = before.nodes
+    retyped: set[str] = set()
     seen: set[str] = set()
     for node in after.nodes.values():
         if not seen.issuperset(node.inputs):
             for i in node.inputs:
                 if i not in seen:
-                    if i in after.nodes:
-                        raise VerifyError("nodes are not in topological order (or a cycle)", node.name)
-                    raise VerifyError(f"%{node.name} uses %{i}, which is never defined", node.name)
+                    _undefined(after, node, i)
         seen.add(node.name)
         prev = old.get(node.name)
         if prev is node:
             if retyped.isdisjoint(node.inputs):
-                continue  # the very node that was verified before, reading values of the same types
+                continue
         elif prev is None or prev.type != node.type:
             retyped.add(node.name)
         verify_node(after, node, OPS)
     verify_outputs(after)
+    _verify_signature(before, after)
+
+
+def _verify_signature(before: Graph, after: Graph) -> None:
+    """``after``'s param values name params, and it kept every input of ``before``."""
     for pname in after.params:
         pnode = after.nodes.get(pname)
         if pnode is None or pnode.op != "param":

@@ -452,3 +452,45 @@ def test_passes_preserve_results_bit_for_bit(case):
     assert all(bits(out[k]) == bits(ref[k]) == bits(comp[k]) and layout(out[k]) == layout(ref[k]) for k in ref)
     assert [n.name for n in o.inputs] == ["x"] and list(o.outputs) == list(g.outputs)
     assert len(optimize(o)) <= len(o)
+
+
+def _outcome(check, before: Graph, after: Graph) -> tuple[str, str | None] | None:
+    try:
+        check(before, after)
+    except VerifyError as e:
+        return str(e), e.node
+    return None
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(["drop", "swap", "retype", "new", "rewire", "move"]),
+                          st.integers(0, 10 ** 6), st.integers(0, 10 ** 6)), max_size=4))
+def test_verify_changed_agrees_with_the_plain_check(edits):
+    """The walk beside ``before`` (no lookup for unchanged nodes) accepts and rejects exactly what the
+    plain check with a set of every defined name does, with the same message at the same node."""
+    from gptir.model import GPTConfig, loss_graph
+    from gptir.passes import verify_changed_plain
+
+    g = loss_graph(GPTConfig(vocab_size=5, n_embd=4, n_head=2), 3)
+    items = list(g.nodes.items())
+    for kind, a, b in edits:
+        i, j = a % len(items), b % len(items)
+        name, node = items[i]
+        if kind == "drop":
+            del items[i]
+        elif kind == "swap":
+            items[i], items[j] = items[j], items[i]
+        elif kind == "move":
+            items.insert(j, items.pop(i))
+        elif kind == "retype":
+            items[i] = (name, node.replace(type=TensorType("f32" if node.type.dtype == "f64" else "f64", node.type.shape)))
+        elif kind == "new":
+            items.insert(j, ("zz" + str(a), node.replace(name="zz" + str(a))))
+        elif kind == "rewire" and node.inputs:
+            items[i] = (name, node.replace(inputs=(items[j][0],) + node.inputs[1:]))
+        if len(items) < 2:
+            break
+    after = g.replace(nodes=dict(items))
+    assert _outcome(verify_changed, g, after) == _outcome(verify_changed_plain, g, after)
+    untouched = g.replace(nodes=dict(g.nodes))
+    assert _outcome(verify_changed, g, untouched) is None
