@@ -51,9 +51,9 @@ class PassError(GptirError):
 def _rebuild(graph: Graph, nodes: dict[str, Node], alias: Mapping[str, str]) -> Graph:
     """A graph of ``nodes`` (already in topological order) with outputs redirected through ``alias``.
 
-    The passes make ``nodes`` by copying the graph's table (one C-level copy) and then deleting and
-    replacing entries in place, which keeps the order: building a table of 100,000 nodes afresh costs
-    a hash insert per node, each a cache miss at that size."""
+    The passes build ``nodes`` as they sweep the graph once: at 100,000 nodes the graph no longer
+    fits in the processor's caches, and each extra sweep over it (a copy of its table, a list of its
+    nodes) costs a memory access per object."""
     outputs = {k: _resolve(alias, v) for k, v in graph.outputs.items()}
     return graph.replace(nodes=nodes, outputs=outputs)
 
@@ -106,13 +106,13 @@ def cse(graph: Graph) -> Graph:
     payloads follow operand order, and bit-exact is the rule."""
     seen: dict[tuple, str] = {}
     alias: dict[str, str] = {}
-    nodes = dict(graph.nodes)
+    nodes: dict[str, Node] = {}
     for node in graph.nodes.values():
         if node.op == "input" or node.op == "param":
+            nodes[node.name] = node
             continue
         if alias and not alias.keys().isdisjoint(node.inputs):
             node = _rewire(node, alias)
-            nodes[node.name] = node
         if node.op == "const":
             key: tuple = ("const", node.type, _const_key(node.attrs["value"]))
         else:
@@ -122,9 +122,9 @@ def cse(graph: Graph) -> Graph:
         first = seen.get(key)
         if first is None:
             seen[key] = node.name
+            nodes[node.name] = node
         else:
             alias[node.name] = first
-            del nodes[node.name]
     return _rebuild(graph, nodes, alias)
 
 
@@ -167,8 +167,10 @@ def fold(graph: Graph) -> Graph:
     constant users fold through them, and the code generator hoists the rest.
     """
     values: dict[str, np.ndarray] = {}
-    nodes: dict[str, Node] | None = None  # a copy of the table once a node folds
+    nodes: dict[str, Node] = {}
+    folded = False
     for node in graph.nodes.values():
+        nodes[node.name] = node
         if node.op == "const":
             values[node.name] = node.attrs["value"]
             continue
@@ -184,11 +186,10 @@ def fold(graph: Graph) -> Graph:
             continue
         literal = np.array(result, copy=True)  # own the data: the literal must not alias anything
         values[node.name] = literal
-        if nodes is None:
-            nodes = dict(graph.nodes)
         nodes[node.name] = Node(node.name, "const", (), node.type, {"value": literal}, node.scope, node.loc,
                                 node.backward)
-    return dce(graph if nodes is None else graph.replace(nodes=nodes))
+        folded = True
+    return dce(graph.replace(nodes=nodes) if folded else graph)
 
 
 # -- simplify: a table of pattern -> replacement rules ------------------------------------------------
@@ -479,7 +480,7 @@ def rewrite(graph: Graph, rules: Sequence[Rule], max_rewrites: int = MAX_REWRITE
     node is visited (rules only look at a node and its operands, and replace it by an existing value
     or by a node over existing values), and a rewritten node is tried again until no rule fires. Raises PassError naming the rules if a
     node keeps being rewritten (a cycle in the rule table)."""
-    nodes = dict(graph.nodes)  # entries are replaced or deleted in place as the sweep goes
+    nodes: dict[str, Node] = {}  # the result so far (rules look only at operands, which are in it)
     layout: dict[str, bool] = {}
     alias: dict[str, str] = {}
     ctx = Ctx(nodes, layout)
@@ -487,9 +488,9 @@ def rewrite(graph: Graph, rules: Sequence[Rule], max_rewrites: int = MAX_REWRITE
     for node in graph.nodes.values():
         if alias and not alias.keys().isdisjoint(node.inputs):
             node = _rewire(node, alias)
-            nodes[node.name] = node
         fired: list[str] = []
         while True:
+            nodes[node.name] = node
             if layout:
                 layout.pop(node.name, None)  # (re)computed on demand by Ctx.contiguous
             result, rule_name = None, ""
@@ -524,7 +525,6 @@ def rewrite(graph: Graph, rules: Sequence[Rule], max_rewrites: int = MAX_REWRITE
                 raise PassError(f"rule {rule_name} changed the type of %{node.name} from {node.type} to {ty}")
             node = Node(node.name, result.op, tuple(result.inputs), ty, dict(result.attrs), node.scope, node.loc,
                         node.backward)
-            nodes[node.name] = node
     return _rebuild(graph, nodes, alias)
 
 
@@ -558,24 +558,28 @@ def verify_changed(before: Graph, after: Graph) -> None:
         verify_outputs(after)
         _verify_signature(before, after)
         return
-    seq = list(old.values())
-    end = len(seq)
+    end = len(old)
+    walk = iter(old.values())  # (an iterator, not a list: a list would be one more sweep over the nodes)
+    nxt = next(walk, None)  # before's node at place p
     p = 0  # the walk's place in ``before``: its nodes before p are matched or changed
     changed: set[str] = set()  # names of before's nodes the walk stepped over (gone, replaced or moved)
     defined: set[str] = set()  # names defined so far by nodes of ``after`` that are not matched ones
     retyped: set[str] = set()  # values that are new or whose type differs from before
     position: dict[str, int] | None = None  # before's order, made on first need
     for node in after.nodes.values():
-        if p < end and seq[p] is node:  # before's next node, unchanged
+        if nxt is node:  # before's next node, unchanged
+            nxt = next(walk, None)
             p += 1
         else:
             name = node.name
             prev = old.get(name)
             here = p  # the operands of a node at before's place ``here`` come before it there
             if prev is not None and name not in changed:  # before has it ahead: step over what lies between
-                while seq[p].name != name:
-                    changed.add(seq[p].name)
+                while nxt is not None and nxt.name != name:  # (name is ahead: nxt never runs out)
+                    changed.add(nxt.name)
+                    nxt = next(walk, None)
                     p += 1
+                nxt = next(walk, None)
                 here, p = p, p + 1
             if prev is not node or name in changed:  # new, replaced or moved: checked in full
                 changed.add(name)
