@@ -41,7 +41,7 @@ from gptir.gcpause import gc_paused
 from gptir.interp import ExecError, bind_input
 from gptir.interp import run as interp_run
 from gptir.ir import ATTR_KINDS, GptirError, Graph, Node, TensorType
-from gptir.memory import c_order, dead_after, fresh, kernel_safe_in_place, last_reads, layouts, new_value
+from gptir.memory import c_order, dead_after, fresh, kernel_safe_in_place, last_reads, layout, new_value
 from gptir.ops import OPS, OpDef, broadcast_shapes
 from gptir.passes import evaluate_node
 
@@ -187,17 +187,20 @@ def plan(graph: Graph, reuse_min: int | None = REUSE_MIN_ELEMENTS, free_dead: bo
     n_lifted = 0
     nodes = graph.nodes
     is_const = consts.__contains__
+    known: dict[str, bool] = {}  # gptir.memory.layouts of the graph, for buffer reuse (made here, node by node)
     for node in nodes.values():
         op = node.op
         opdef = OPS.get(op)
         if opdef is None:
             raise CodegenError(f"%{node.name}: unknown op '{op}' (verify the graph first)")
+        if op == "const" and not isinstance(node.attrs.get("value"), np.ndarray):
+            raise CodegenError(f"%{node.name}: a const needs a tensor value")
+        if reuse_min is not None:
+            known[node.name] = layout(node, known, nodes)
         if op == "input" or op == "param":
             prog.args.append((node.name, names.make(node.name)))
             continue
         if op == "const":
-            if not isinstance(node.attrs.get("value"), np.ndarray):
-                raise CodegenError(f"%{node.name}: a const needs a tensor value")
             consts[node.name] = node.attrs["value"]
             names.make(node.name)
             continue
@@ -247,7 +250,7 @@ def plan(graph: Graph, reuse_min: int | None = REUSE_MIN_ELEMENTS, free_dead: bo
     out_vars = {names.var[v] for v in graph.outputs.values()}
     last = last_reads([st.args for st in stmts])  # (buffer reuse adds the donors it reads)
     if reuse_min is not None:
-        prog.n_reused = _reuse_buffers(graph, stmts, last, out_vars, reuse_min)
+        prog.n_reused = _reuse_buffers(graph, stmts, known, last, out_vars, reuse_min)
     prog.consts = {names.var[k]: v for k, v in consts.items() if names.var[k] in used}
     prog.consts.update({k: v for k, v in attr_consts.items() if k in used})
     for out, vname in graph.outputs.items():
@@ -299,10 +302,12 @@ def _elide_broadcasts(graph: Graph, node: Node, operands: list[str], consts: Map
 _NO_OWNER = ("", None)  # owner.get's default in _reuse_buffers (no variable is called "")
 
 
-def _reuse_buffers(graph: Graph, stmts: list[_Stmt], last: dict[str, int], out_vars: set[str], reuse_min: int) -> int:
+def _reuse_buffers(graph: Graph, stmts: list[_Stmt], known: Mapping[str, bool], last: dict[str, int],
+                   out_vars: set[str], reuse_min: int) -> int:
     """Rewrite eligible elementwise statements to ``ufunc(..., out=donor)``; returns how many.
-    ``last`` is each variable's last reading statement (:func:`gptir.memory.last_reads` of the
-    statements' operands); a donor a statement now reads is recorded there.
+    ``known`` is :func:`gptir.memory.layouts` of the graph's nodes, ``last`` each variable's last
+    reading statement (:func:`gptir.memory.last_reads` of the statements' operands); a donor a
+    statement now reads is recorded there.
 
     A *buffer* is an array a fresh statement allocated; every variable that is that array or may be
     a view of it (reshape, transpose, slice, ... of it, conservatively) holds it. A buffer is dead
@@ -314,7 +319,6 @@ def _reuse_buffers(graph: Graph, stmts: list[_Stmt], last: dict[str, int], out_v
     statement is a view of it. Otherwise the most recently freed buffer of that type is used.
     """
     nodes = graph.nodes
-    known = layouts(nodes.values(), nodes)
     n = len(stmts)  # the outputs are read after the last statement
     owner: dict[str, tuple[str, TensorType]] = {}  # variable -> the buffer it is (whole and C-contiguous), its type
     refs: dict[str, tuple[str, ...]] = {}  # variable -> buffers it may be or view
