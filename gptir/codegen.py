@@ -133,7 +133,7 @@ class Program:
     n_reused: int = 0  # statements that write into a dead buffer (``out=``)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Stmt:
     """One statement of the program body: ``var = expr``; ``args`` are the names ``expr`` reads."""
 
