@@ -180,24 +180,27 @@ def _check_request(graph: Graph, wrt: Sequence[str], of: str | None) -> tuple[li
     return names, value
 
 
-def _active(graph: Graph, wrt: Sequence[str], value: str) -> set[str]:
-    """Nodes on a differentiable path from a wrt input to ``value``."""
-    reach = set(wrt)
-    dtype = graph.nodes[value].type.dtype  # one float dtype: the output's (casts are not differentiable)
-    for node in graph.nodes.values():
-        if node.name in reach or node.type.dtype != dtype or OPS[node.op].nondiff is not None:
-            continue
-        if not reach.isdisjoint(node.inputs):
-            reach.add(node.name)
-    active: set[str] = set()
-    stack = [value] if value in reach else []
-    while stack:
-        name = stack.pop()
-        if name in active:
-            continue
-        active.add(name)
-        stack.extend(i for i in graph.nodes[name].inputs if i in reach and i not in active)
-    return active
+_Slot = list[Any]  # [a node's tracer, its cotangent so far or None]: one per node on a path from a wrt input
+_Reached = tuple[Node, _Slot, list[_Slot | None]]
+
+
+def _reach(graph: Graph, b: Builder, wrt: Sequence[str], dtype: str) -> tuple[dict[str, _Slot], list[_Reached]]:
+    """The nodes on a differentiable path from a wrt input (of the output's float ``dtype``: casts
+    are not differentiable). Each gets a slot ``[its tracer, its cotangent so far or None]``,
+    by name; the reverse walk gets them in graph order as ``(node, slot, operand slots)``, None
+    for an operand on no such path, so it adds up contributions without looking names up again.
+    A reached node whose slot never gets a cotangent does not lead to the output: the walk skips it."""
+    nodes = graph.nodes
+    slots: dict[str, _Slot] = {w: [Tracer(b, w, nodes[w].type), None] for w in wrt}
+    get, disjoint = slots.get, slots.keys().isdisjoint
+    reached: list[_Reached] = []
+    for node in nodes.values():
+        if disjoint(node.inputs) or node.type.dtype != dtype or OPS[node.op].nondiff is not None:
+            continue  # (an input has no operands: the wrt inputs are in from the start)
+        slot: _Slot = [Tracer(b, node.name, node.type), None]
+        slots[node.name] = slot
+        reached.append((node, slot, [get(i) for i in node.inputs]))
+    return slots, reached
 
 
 @gc_paused
@@ -213,42 +216,40 @@ def grad(graph: Graph, wrt: Sequence[str], of: str | None = None) -> Graph:
     derivative) and ``grad.grad.x`` (the second).
     """
     names, value = _check_request(graph, wrt, of)
-    active = _active(graph, names, value)
     b = _BackwardBuilder(graph.name, base=graph)
-    zeros: dict[tuple[str, tuple[int, ...]], Tracer] = {}
-    cot: dict[str, Tracer] = {}
     nodes = graph.nodes
-    if value in active:
-        out = graph.nodes[value]
+    out = nodes[value]
+    slots, reached = _reach(graph, b, names, out.type.dtype)
+    zeros: dict[tuple[str, tuple[int, ...]], Tracer] = {}
+    if value in slots:
         with b.origin(out.scope, out.loc):
-            cot[value] = b.const(1.0, out.type.dtype, name="grad_seed")
-    for node in reversed(list(graph.nodes.values())):
-        g = cot.get(node.name)
-        if g is None or node.op in INPUT_OPS:
+            slots[value][1] = b.const(1.0, out.type.dtype, name="grad_seed")
+    for node, slot, operands in reversed(reached):
+        g = slot[1]
+        if g is None:
             continue
         rule = OPS[node.op].grad
         if rule is None:  # pragma: no cover - test_autodiff checks every differentiable op has a rule
             raise GradError(f"op {node.op} (%{node.name}) has no gradient rule")
-        inputs = tuple([Tracer(b, i, nodes[i].type) for i in node.inputs])  # (what b.value gives, directly)
-        ctx = GradContext(node, inputs, Tracer(b, node.name, node.type), g,
-                          tuple([i in active for i in node.inputs]), zeros)
+        inputs = tuple([Tracer(b, i, nodes[i].type) if s is None else s[0] for i, s in zip(node.inputs, operands)])
+        ctx = GradContext(node, inputs, slot[0], g, tuple([s is not None for s in operands]), zeros)
         with b.origin(node.scope, node.loc):
             parts = rule(ctx)
             if len(parts) != len(node.inputs):  # pragma: no cover - a broken rule is a gptir bug
                 raise GradError(f"the {node.op} gradient rule gave {len(parts)} results "
                                 f"for {len(node.inputs)} operands")
-            for inp, part, need in zip(node.inputs, parts, ctx.needs):
-                if part is None or not need:
+            for s, part in zip(operands, parts):
+                if part is None or s is None:
                     continue
-                want = graph.nodes[inp].type
+                want = s[0].type
                 if part.type != want:  # pragma: no cover - a broken rule is a gptir bug
-                    raise GradError(f"the {node.op} gradient rule gave {part.type} for %{inp} : {want}")
+                    raise GradError(f"the {node.op} gradient rule gave {part.type} for %{s[0].name} : {want}")
                 part_t = cast(Tracer, part)  # what the tracer's functions return
-                cot[inp] = T.add(cot[inp], part_t) if inp in cot else part_t
+                s[1] = part_t if s[1] is None else T.add(s[1], part_t)
     outputs = {k: b.value(v) for k, v in graph.outputs.items()}
     out_names = gradient_output_names(graph, names)
     for name in names:
-        g = cot.get(name)
+        g = slots[name][1]
         if g is None:  # no path: an explicit zero of the input's type
             node = graph.nodes[name]
             with b.origin(node.scope, node.loc):

@@ -41,7 +41,7 @@ from gptir.gcpause import gc_paused
 from gptir.interp import ExecError, bind_input
 from gptir.interp import run as interp_run
 from gptir.ir import ATTR_KINDS, GptirError, Graph, Node, TensorType
-from gptir.memory import c_order, dead_after, fresh, kernel_safe_in_place, last_reads, layouts, new_value
+from gptir.memory import c_order, dead_after, fresh, kernel_safe_in_place, last_reads, layout, new_value
 from gptir.ops import OPS, OpDef, broadcast_shapes
 from gptir.passes import evaluate_node
 
@@ -133,7 +133,7 @@ class Program:
     n_reused: int = 0  # statements that write into a dead buffer (``out=``)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Stmt:
     """One statement of the program body: ``var = expr``; ``args`` are the names ``expr`` reads."""
 
@@ -187,17 +187,20 @@ def plan(graph: Graph, reuse_min: int | None = REUSE_MIN_ELEMENTS, free_dead: bo
     n_lifted = 0
     nodes = graph.nodes
     is_const = consts.__contains__
+    known: dict[str, bool] = {}  # gptir.memory.layouts of the graph, for buffer reuse (made here, node by node)
     for node in nodes.values():
         op = node.op
         opdef = OPS.get(op)
         if opdef is None:
             raise CodegenError(f"%{node.name}: unknown op '{op}' (verify the graph first)")
+        if op == "const" and not isinstance(node.attrs.get("value"), np.ndarray):
+            raise CodegenError(f"%{node.name}: a const needs a tensor value")
+        if reuse_min is not None:
+            known[node.name] = layout(node, known, nodes)
         if op == "input" or op == "param":
             prog.args.append((node.name, names.make(node.name)))
             continue
         if op == "const":
-            if not isinstance(node.attrs.get("value"), np.ndarray):
-                raise CodegenError(f"%{node.name}: a const needs a tensor value")
             consts[node.name] = node.attrs["value"]
             names.make(node.name)
             continue
@@ -245,8 +248,9 @@ def plan(graph: Graph, reuse_min: int | None = REUSE_MIN_ELEMENTS, free_dead: bo
     stmts.reverse()
     used = live
     out_vars = {names.var[v] for v in graph.outputs.values()}
+    last = last_reads([st.args for st in stmts])  # (buffer reuse adds the donors it reads)
     if reuse_min is not None:
-        prog.n_reused = _reuse_buffers(graph, stmts, out_vars, reuse_min)
+        prog.n_reused = _reuse_buffers(graph, stmts, known, last, out_vars, reuse_min)
     prog.consts = {names.var[k]: v for k, v in consts.items() if names.var[k] in used}
     prog.consts.update({k: v for k, v in attr_consts.items() if k in used})
     for out, vname in graph.outputs.items():
@@ -254,11 +258,11 @@ def plan(graph: Graph, reuse_min: int | None = REUSE_MIN_ELEMENTS, free_dead: bo
         if vname in consts:
             prog.hoisted_outputs.add(out)
     lines = [f"def _program({', '.join(v for _, v in prog.args)}):"]
-    last = last_reads([st.args for st in stmts])  # (after buffer reuse, which adds the donors it reads)
+    unassigned = {v for _, v in prog.args} | prog.consts.keys()  # what the statements read but do not assign
     if len(stmts) <= chunk:
-        lines.extend(_body(stmts, 0, len(stmts), _deaths(stmts, last, out_vars, free_dead)))
+        lines.extend(_body(stmts, 0, len(stmts), _deaths(last, out_vars, unassigned, free_dead)))
     else:
-        parts, calls = _chunked(stmts, last, out_vars, set(prog.consts), free_dead, chunk)
+        parts, calls = _chunked(stmts, last, out_vars, unassigned, set(prog.consts), free_dead, chunk)
         prog.functions.extend(parts)
         lines.extend(calls)
     rets = []
@@ -295,8 +299,15 @@ def _elide_broadcasts(graph: Graph, node: Node, operands: list[str], consts: Map
 # is the very ufunc the operator form calls, on the same operands in the same order, and the result
 # has the layout the interpreter's fresh result has (both are proved C-contiguous).
 
-def _reuse_buffers(graph: Graph, stmts: list[_Stmt], out_vars: set[str], reuse_min: int) -> int:
+_NO_OWNER = ("", None)  # owner.get's default in _reuse_buffers (no variable is called "")
+
+
+def _reuse_buffers(graph: Graph, stmts: list[_Stmt], known: Mapping[str, bool], last: dict[str, int],
+                   out_vars: set[str], reuse_min: int) -> int:
     """Rewrite eligible elementwise statements to ``ufunc(..., out=donor)``; returns how many.
+    ``known`` is :func:`gptir.memory.layouts` of the graph's nodes, ``last`` each variable's last
+    reading statement (:func:`gptir.memory.last_reads` of the statements' operands); a donor a
+    statement now reads is recorded there.
 
     A *buffer* is an array a fresh statement allocated; every variable that is that array or may be
     a view of it (reshape, transpose, slice, ... of it, conservatively) holds it. A buffer is dead
@@ -308,19 +319,14 @@ def _reuse_buffers(graph: Graph, stmts: list[_Stmt], out_vars: set[str], reuse_m
     statement is a view of it. Otherwise the most recently freed buffer of that type is used.
     """
     nodes = graph.nodes
-    known = layouts(nodes.values(), nodes)
-    n = len(stmts)
-    last = last_reads([st.args for st in stmts])
-    for v in out_vars:
-        last[v] = n  # read after the last statement
-    vtype = {st.var: st.node.type for st in stmts}
-    owner: dict[str, str] = {}  # variable -> the buffer it is (whole and C-contiguous)
+    n = len(stmts)  # the outputs are read after the last statement
+    owner: dict[str, tuple[str, TensorType]] = {}  # variable -> the buffer it is (whole and C-contiguous), its type
     refs: dict[str, tuple[str, ...]] = {}  # variable -> buffers it may be or view
     # buffer -> the last statement reading any variable that may reference it (the latest last use
     # over its holders, kept as holders are added: a growing holder list rescanned per reuse was
     # quadratic)
     held_until: dict[str, int] = {}
-    current: dict[str, str] = {}  # buffer -> its latest owning variable
+    current: dict[str, tuple[str, TensorType]] = {}  # buffer -> its latest owning variable and its type
     pool: dict[TensorType, list[str]] = {}  # dead buffers' owning variables, most recently freed last
     retired: set[str] = set()
     reused = 0
@@ -332,59 +338,61 @@ def _reuse_buffers(graph: Graph, stmts: list[_Stmt], out_vars: set[str], reuse_m
     for i, st in enumerate(stmts):
         node, t = st.node, st.node.type
         args, var = st.args, st.var
+        until = n if var in out_vars else get_last(var, -1)
         donor = None
         if st.ufunc and t.shape and t.size >= min_size and known[node.name] and kernel_safe_in_place(node.op, t):
             for a in args:  # in place: the operand is already in cache
-                b = get_owner(a)
-                if b is not None and vtype[a] == t and held_until[b] <= i and all(
-                        get_owner(x) == b for x in args if b in get_refs(x, ())):
+                o = get_owner(a)
+                if o is not None and o[1] == t and held_until[o[0]] <= i and all(
+                        get_owner(x, _NO_OWNER)[0] == o[0] for x in args if o[0] in get_refs(x, ())):
                     donor = a
                     break
             if donor is None and pool.get(t):
                 donor = pool[t].pop()
         if donor is not None:
-            b = owner[donor]
+            b = owner[donor][0]
             st.expr = OPS[node.op].ufunc_call(args, nodes[node.inputs[0]].type.dtype, out=donor)
             if donor not in args:
                 args.append(donor)  # read here: it must outlive this statement
-            owner[var], refs[var], current[b] = b, (b,), var
-            held_until[b] = max(held_until.get(b, -1), get_last(var, -1))
+                last[donor] = i
+            owner[var], refs[var], current[b] = (b, t), (b,), (var, t)
+            held_until[b] = max(held_until.get(b, -1), until)
             retired.discard(b)
             reused += 1
         elif fresh(node, nodes):
             refs[var] = (var,)
-            held_until[var] = max(held_until.get(var, -1), get_last(var, -1))
+            held_until[var] = max(held_until.get(var, -1), until)
             if known[node.name]:
-                owner[var] = current[var] = var
+                owner[var] = current[var] = (var, t)
         elif new_value(node, nodes):  # a new scalar: it holds no buffer
             refs[var] = ()
         else:  # a view (or possibly one): it holds whatever its operands hold
             bufs = tuple(dict.fromkeys(b for a in args for b in get_refs(a, ())))
             refs[var] = bufs
-            until = get_last(var, -1)
             for b in bufs:
                 held_until[b] = max(held_until.get(b, -1), until)
         # buffers whose last reader was this statement become donors (an operand read twice finds
         # its buffers retired the second time)
         for a in args:
-            if get_last(a) != i:
+            if get_last(a) != i or a in out_vars:
                 continue
             for b in get_refs(a, ()):
                 if b in current and b not in retired and held_until[b] <= i:
                     retired.add(b)
-                    pool.setdefault(vtype[current[b]], []).append(current[b])
+                    cvar, ctype = current[b]
+                    pool.setdefault(ctype, []).append(cvar)
     return reused
 
 
-def _deaths(stmts: list[_Stmt], last: Mapping[str, int], out_vars: set[str], free_dead: bool) -> dict[int, list[str]]:
+def _deaths(last: Mapping[str, int], out_vars: set[str], unassigned: set[str],
+            free_dead: bool) -> dict[int, list[str]]:
     """Statement index -> the statement variables read there for the last time (``last``: each
     variable's last reading statement; outputs stay; none without ``free_dead``). Only variables the
-    body assigns are dropped: inputs stay referenced by the caller anyway, and constants are not the
-    function's to delete."""
+    body assigns are dropped (``unassigned``: the others it reads): inputs stay referenced by the
+    caller anyway, and constants are not the function's to delete."""
     if not free_dead:
         return {}
-    assigned = {st.var for st in stmts}
-    return dead_after({v: i for v, i in last.items() if v in assigned}, out_vars)
+    return dead_after(last, out_vars | unassigned)
 
 
 def _body(stmts: list[_Stmt], start: int, end: int, dead: Mapping[int, list[str]]) -> list[str]:
@@ -406,18 +414,15 @@ def _body(stmts: list[_Stmt], start: int, end: int, dead: Mapping[int, list[str]
 CHUNK_STATEMENTS = 4000
 
 
-def _chunked(stmts: list[_Stmt], last_read: Mapping[str, int], out_vars: set[str], consts: set[str],
-             free_dead: bool, chunk: int) -> tuple[list[str], list[str]]:
+def _chunked(stmts: list[_Stmt], last: Mapping[str, int], out_vars: set[str], unassigned: set[str],
+             consts: set[str], free_dead: bool, chunk: int) -> tuple[list[str], list[str]]:
     """The part functions' sources and ``_program``'s body, which calls them in turn. Each part
     ``_part<k>`` runs ``chunk`` statements: it takes the values it reads that earlier parts (or the
     caller) made and returns the values it makes that later parts or the outputs read. The statements, their order and their
     operands are exactly the unsplit program's, so the results are the same bits. ``_program`` drops
     each value it holds after the last part that reads it (with ``free_dead``), as the parts do."""
-    dead = _deaths(stmts, last_read, out_vars, free_dead)
+    dead = _deaths(last, out_vars, unassigned, free_dead)
     n = len(stmts)
-    last = dict(last_read)
-    for v in out_vars:
-        last[v] = n
     parts: list[str] = []
     calls: list[str] = []
     held: list[str] = []  # values _program holds, made by earlier parts
@@ -426,17 +431,17 @@ def _chunked(stmts: list[_Stmt], last_read: Mapping[str, int], out_vars: set[str
         made = {stmts[i].var for i in range(start, end)}
         takes = list(dict.fromkeys(a for i in range(start, end) for a in stmts[i].args
                                    if a not in made and a not in consts))
-        gives = [stmts[i].var for i in range(start, end) if last.get(stmts[i].var, -1) >= end]
+        gives = [v for v in (stmts[i].var for i in range(start, end)) if v in out_vars or last.get(v, -1) >= end]
         ret = f"    return ({', '.join(gives)},)" if gives else "    return ()"
         parts.append("\n".join([f"def _part{k}({', '.join(takes)}):", *_body(stmts, start, end, dead), ret]) + "\n")
         call = f"_part{k}({', '.join(takes)})"
         calls.append(f"    ({', '.join(gives)},) = {call}" if gives else f"    {call}")
         held.extend(gives)
         if free_dead:
-            gone = [v for v in held if last[v] < end]
+            gone = [v for v in held if v not in out_vars and last[v] < end]
             if gone:
                 calls.append(f"    del {', '.join(gone)}")
-                held = [v for v in held if last[v] >= end]
+                held = [v for v in held if v in out_vars or last[v] >= end]
     return parts, calls
 
 

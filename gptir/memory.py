@@ -85,15 +85,21 @@ def c_contiguous(node: Node, known: Known, nodes: Nodes) -> bool:
     return rule is not None and _LAYOUT_RULES[rule](node, known, nodes)
 
 
+def layout(node: Node, known: Known, nodes: Nodes) -> bool:
+    """What :func:`layouts` records for ``node``, given ``known`` for its operands: its
+    :func:`c_contiguous`, or true for a fresh array with at most one dimension longer than 1
+    (contiguous whatever its operands' layout)."""
+    c = c_contiguous(node, known, nodes)
+    if not c and fresh(node, nodes) and sum(d != 1 for d in node.type.shape) <= 1:
+        c = True
+    return c
+
+
 def layouts(nodes: Iterable[Node], all_nodes: Nodes) -> dict[str, bool]:
-    """:func:`c_contiguous` of every node (in order), plus: fresh arrays with at most one dimension
-    longer than 1 are contiguous whatever their operands' layout."""
+    """:func:`layout` of every node (in order): whether its value is provably C-contiguous."""
     known: dict[str, bool] = {}
     for node in nodes:
-        c = c_contiguous(node, known, all_nodes)
-        if not c and fresh(node, all_nodes) and sum(d != 1 for d in node.type.shape) <= 1:
-            c = True
-        known[node.name] = c
+        known[node.name] = layout(node, known, all_nodes)
     return known
 
 

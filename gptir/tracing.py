@@ -99,6 +99,7 @@ class Builder:
         self.params: dict[str, np.ndarray] = dict(base.params) if base else {}
         self.params_file = base.params_file if base else None
         self._counts: dict[str, int] = {}
+        self._types: dict[tuple[Any, ...], TensorType] = {}  # emit's inferred types, see _type_key
         # provenance override (used by autodiff so backward nodes carry the forward node's origin)
         self._origin: tuple[str, str, bool] | None = None
 
@@ -176,8 +177,13 @@ class Builder:
             if t.builder is not self:
                 raise ShapeError("a value from another trace was used here (mixing traces is not allowed)")
             types.append(t.type)
+        key = _type_key(op, types, attrs)
+        ty = self._types.get(key) if key is not None else None
         try:
-            ty = infer_type(op, types, attrs)
+            if ty is None:
+                ty = infer_type(op, types, attrs)
+                if key is not None:
+                    self._types[key] = ty
         except ShapeError as e:
             where = self._origin[1] if self._origin else _caller_location()
             raise ShapeError(f"{where}: {op}: {e}") from None
@@ -199,6 +205,24 @@ class Builder:
         if in_topological_order(self.nodes.values()):  # nodes are appended after their operands
             return Graph(self.name, dict(self.nodes), outs, params, self.params_file)
         return make_graph(self.name, self.nodes.values(), outs, params, self.params_file)
+
+
+def _type_key(op: str, types: list[TensorType], attrs: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """What :func:`infer_type` depends on, as a key for the builder's memo of it (a model repeats
+    the same few ops on the same few types: every layer is alike), or None when an attribute is not
+    an exact ``int``, ``bool``, ``str`` or tuple of ``int``: equal values of other types (``1.0``
+    and ``1``, ``np.int64(1)``) may check differently, so those are inferred every time."""
+    items = []
+    for k, v in attrs.items():
+        t = type(v)
+        if t is tuple:
+            for d in v:
+                if type(d) is not int:
+                    return None
+        elif t is not int and t is not bool and t is not str:
+            return None
+        items.append((k, t, v))
+    return (op, tuple(types), tuple(items))
 
 
 class _Origin:

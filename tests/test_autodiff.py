@@ -225,3 +225,29 @@ def test_constant_zero_exponent_gives_an_exact_zero_gradient():
     g = trace(lambda x: (x ** 0.0).sum() + x.sum(), "f64[2]")
     v = gptir.run(grad(g, ["x"]), {"x": np.array([0.0, 2.0])})
     np.testing.assert_array_equal(v["grad.x"], [1.0, 1.0])  # not nan at 0
+
+
+def test_builder_type_memo_gives_what_inference_gives(monkeypatch):
+    """Builder.emit remembers inferred types (a model repeats its layers): the graph is the one that
+    inferring every type afresh gives, node for node."""
+    cfg = GPTConfig(vocab_size=11, n_layer=2)
+    names = list(param_shapes(cfg))
+    memo = grad(loss_graph(cfg, 4), wrt=names, of="loss")
+    monkeypatch.setattr(gptir.tracing, "_type_key", lambda op, types, attrs: None)
+    plain = grad(loss_graph(cfg, 4), wrt=names, of="loss")
+    assert memo.same_as(plain)
+
+
+def test_builder_type_memo_checks_equal_attrs_of_other_types():
+    """``1`` equals ``True`` (and ``(1.0,)`` equals ``(1,)``) but is no bool (no ints): a remembered
+    type does not let it through."""
+    from gptir.ir import ShapeError, TensorType
+    from gptir.tracing import Builder
+
+    b = Builder()
+    x = b.input("x", TensorType("f64", (2, 3)))
+    assert b.emit("sum", [x], {"axes": (1,), "keepdims": True}).type == TensorType("f64", (2, 1))
+    with pytest.raises(ShapeError, match="attribute keepdims must be true or false, got 1"):
+        b.emit("sum", [x], {"axes": (1,), "keepdims": 1})
+    with pytest.raises(ShapeError, match="attribute axes must be"):
+        b.emit("sum", [x], {"axes": (1.0,), "keepdims": True})
