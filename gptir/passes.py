@@ -65,8 +65,8 @@ def _resolve(alias: Mapping[str, str], name: str) -> str:
 
 
 def _rewire(node: Node, alias: dict[str, str]) -> Node:
-    if not alias or alias.keys().isdisjoint(node.inputs):
-        return node
+    """``node`` reading through ``alias``; the caller has seen that it reads an aliased value (the
+    test is inline in the passes' loops, where a call per node would cost more than the test)."""
     # the constructor directly: dataclasses.replace is ten times slower, and this runs per node
     return Node(node.name, node.op, tuple(_resolve(alias, i) for i in node.inputs), node.type, node.attrs,
                 node.scope, node.loc, node.backward)
