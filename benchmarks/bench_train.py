@@ -14,7 +14,11 @@ through OpenBLAS's own ``openblas_set_num_threads`` for that run only), and the 
 against the faster of the two numpy runs. Its build time is tracing plus XLA compilation of its one
 padded program; the first (cold) one is printed as well as the best. The large config also runs the jax
 backend with the per-length programs the numpy backends use (row ``jax-per-length``, ``pad=False``: one
-XLA compile per batch length, no work on padding), and the target takes the faster jax row.
+XLA compile per batch length, no work on padding), and the target takes the faster jax row. Finally
+the large config runs packed (``--pack``: a batch's documents as rows, a few programs keyed by the row
+count, no work on padding outside attention) on every backend: rows ``compiled-packed``,
+``compiled-mt-packed`` and ``jax-packed``; the target compares the fastest jax row with the fastest numpy
+row, packed or not.
 
 Build time (trace + grad + passes + codegen for every input shape the run needs, done up front
 through ``ProgramCache.get``) is timed apart from step time. Every backend runs every step;
@@ -49,7 +53,7 @@ import pstats  # noqa: E402
 import re  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
+from dataclasses import dataclass, field, replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Callable  # noqa: E402
 
@@ -121,6 +125,16 @@ def shapes_needed(run: tm.Run, steps: int) -> list[tuple[int, int]]:
 
 MULTI_THREADED = "compiled-mt"  # the numpy backend with OpenBLAS on every core (its default without the pin)
 JAX_PER_LENGTH = "jax-per-length"  # the jax backend with one program per batch length (`--per-length`), no padding
+PACKED = "-packed"  # a row name's suffix: the run packs its batches (`--pack`)
+JAX_ROWS = ("jax", JAX_PER_LENGTH, "jax" + PACKED)
+NUMPY_ROWS = ("compiled", MULTI_THREADED, "compiled" + PACKED, MULTI_THREADED + PACKED)
+
+
+def packed_shapes(run: tm.Run, steps: int) -> list[tuple[int, int]]:
+    """Every packed program key ``(rows, batch)`` of the first ``steps`` steps, in first-use order."""
+    from gptir import train as T
+
+    return T.step_keys(run.state, run.docs, steps, pack=True)
 
 
 def _openblas() -> Any:
@@ -153,12 +167,14 @@ def time_gptir(gtrain: Any, run: tm.Run, backend: str, shapes: list[tuple[int, i
     OpenBLAS on every core for this measurement (one thread again afterwards); ``jax-per-length`` is the
     jax backend with the per-length (unpadded) programs.
     """
+    pack = backend.endswith(PACKED)
+    backend = backend.removesuffix(PACKED)
     threads = backend == MULTI_THREADED
     per_length = backend == JAX_PER_LENGTH
     backend = "compiled" if threads else "jax" if per_length else backend
     cache = gtrain.ProgramCache(run.state.model, run.state.adam, run.state.num_steps, backend=backend,
                                 cache_dir=NATIVE_CACHE if backend == "native" else None,
-                                pad=False if per_length else None)
+                                pad=False if per_length else None, **({"pack": True} if pack else {}))
     if threads:
         blas_threads(os.cpu_count() or 1)
     try:
@@ -184,6 +200,8 @@ def bench_config(name: str, run: tm.Run, steps: int, gtrain: Any, backends: list
     """
     shapes = shapes_needed(run, steps) if backends else []
     padded = [(run.state.model.block_size, run.batch)]  # the jax backend's one program
+    packed = packed_shapes(run, steps) if any(b.endswith(PACKED) for b, _ in backends) else []
+    keys = lambda b: packed if b.endswith(PACKED) else padded if b == "jax" else shapes  # noqa: E731
     builds: dict[str, list[float]] = {b: [] for b, _ in backends}
     trains: dict[str, list[float]] = {b: [] for b, _ in backends}
     losses: dict[str, list[float]] = {}
@@ -199,8 +217,7 @@ def bench_config(name: str, run: tm.Run, steps: int, gtrain: Any, backends: list
             if backend in errors:
                 continue
             try:
-                build, train_s, losses[backend] = time_gptir(gtrain, run, backend,
-                                                             padded if backend == "jax" else shapes, measured)
+                build, train_s, losses[backend] = time_gptir(gtrain, run, backend, keys(backend), measured)
             except Exception as e:  # noqa: BLE001 - one failing backend must not hide the others
                 errors[backend] = f"{type(e).__name__}: {e}"
                 continue
@@ -218,7 +235,7 @@ def bench_config(name: str, run: tm.Run, steps: int, gtrain: Any, backends: list
             rows.append(Row(name, backend, steps, None, None, error=errors[backend]))
         else:
             rows.append(Row(name, backend, steps, min(builds[backend]), min(trains[backend]) * steps / measured,
-                            measured, 1 if backend == "jax" else len(shapes), losses[backend]))
+                            measured, len(keys(backend)), losses[backend]))
     return rows
 
 
@@ -237,17 +254,26 @@ def native_available() -> bool:
     return native.available() is None
 
 
-def step_flops(gtrain: Any, run: tm.Run, steps: int) -> float:
-    """FLOPs of an average training step of the run (counted on each program's IR, weighted by use)."""
+def step_flops(gtrain: Any, run: tm.Run, steps: int, layout: str = "per-length") -> float:
+    """FLOPs of an average training step of the run (counted on each program's IR, weighted by use), in
+    ``layout``: per-length (the numpy backends' default), padded (the jax backend's) or packed."""
+    from gptir import train as T
     from gptir.ops import OPS
 
     per_shape: dict[tuple[int, int], int] = {}
     bkey = 0 if run.batch == 1 else run.batch
     total = 0
     for s in range(steps):
-        key = (tm.encode(run, tm.step_docs(run, s))["tokens"].shape[-1], bkey)
+        if layout == "packed":
+            key = T.program_key(T.pack_batch(replace(run.state, step=s), T.step_docs(replace(run.state, step=s),
+                                                                                      run.docs)))
+        elif layout == "padded":
+            key = (run.state.model.block_size, bkey)
+        else:
+            key = (tm.encode(run, tm.step_docs(run, s))["tokens"].shape[-1], bkey)
         if key not in per_shape:
-            g = gtrain.step_graph(run.state.model, run.state.adam, run.state.num_steps, *key)
+            g = gtrain.step_graph(run.state.model, run.state.adam, run.state.num_steps, *key,
+                                  **({"packed": True} if layout == "packed" else {}))
             per_shape[key] = sum(OPS[node.op].count_flops([g.nodes[i].type.shape for i in node.inputs],
                                                           node.type.shape) for node in g.nodes.values())
         total += per_shape[key]
@@ -413,9 +439,9 @@ def targets(rows: list[Row]) -> list[str]:
                    f"{note} -> {'PASS' if total < DEFAULT_TARGET_S else 'FAIL'}")
         out.append(f"default: build of all {d.programs} programs < {DEFAULT_BUILD_TARGET_S} s: {d.build_s:.3f} s "
                    f"-> {'PASS' if d.build_s < DEFAULT_BUILD_TARGET_S else 'FAIL'}")
-    jax_runs = [r for r in (get("large", "jax"), get("large", JAX_PER_LENGTH)) if r is not None]
+    jax_runs = [r for r in (get("large", b) for b in JAX_ROWS) if r is not None]
     j = min(jax_runs, key=lambda r: r.per_step) if jax_runs else None
-    numpy_runs = [r for r in (get("large", "compiled"), get("large", MULTI_THREADED)) if r is not None]
+    numpy_runs = [r for r in (get("large", b) for b in NUMPY_ROWS) if r is not None]
     if j is None or not numpy_runs:
         out.append(f"large: jax at least {JAX_SPEEDUP_TARGET}x faster per step than compiled: n/a "
                    "(needs both large runs)")
@@ -537,10 +563,11 @@ def main(argv: list[str] | None = None) -> int:
             backends.append(("compiled", steps))
             if name == "large" and not args.skip_jax:
                 backends.append((MULTI_THREADED, steps))
+                backends.extend([("compiled" + PACKED, steps), (MULTI_THREADED + PACKED, steps)])
             if not args.skip_jax and jax_available():
                 backends.append(("jax", steps))
                 if name == "large":
-                    backends.append((JAX_PER_LENGTH, steps))
+                    backends.extend([(JAX_PER_LENGTH, steps), ("jax" + PACKED, steps)])
             if not args.skip_native and native_available():
                 backends.append(("native", steps))
             if not args.skip_interp:
@@ -554,6 +581,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.extend(new_rows)
         if gtrain is not None and run.state is not None:
             FLOPS[name] = step_flops(gtrain, run, steps)
+            if name == "large":
+                FLOPS[name + "/padded"] = step_flops(gtrain, run, steps, "padded")
+                FLOPS[name + "/packed"] = step_flops(gtrain, run, steps, "packed")
         if name == "default" and any(r.backend == "native" and not r.error for r in new_rows):
             NATIVE_WHOLE["default"] = native_whole_run(1000)
         compiled = next((r for r in new_rows if r.backend == "compiled"), None)
@@ -578,9 +608,11 @@ def main(argv: list[str] | None = None) -> int:
           "torch over the steps both ran")
     print()
     for r in rows:
-        if r.config in FLOPS and r.per_step:
-            print(f"{r.config}/{r.backend}: {FLOPS[r.config] / 1e3:.0f} kFLOP per step, "
-                  f"{FLOPS[r.config] / r.per_step / 1e9:.3f} GFLOP/s")
+        layout = "/packed" if r.backend.endswith(PACKED) else "/padded" if r.backend == "jax" else ""
+        flops = FLOPS.get(r.config + layout, FLOPS.get(r.config))
+        if flops and r.per_step:
+            print(f"{r.config}/{r.backend}: {flops / 1e3:.0f} kFLOP per step, "
+                  f"{flops / r.per_step / 1e9:.3f} GFLOP/s")
     for name, secs in JAX_COLD.items():
         print(f"{name}/jax: first compile {secs:.3f} s (the table's build is the best one)")
     for name, secs in NATIVE_COLD.items():

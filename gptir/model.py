@@ -1,7 +1,8 @@
 """The microgpt model on gptir: configuration, parameters in the reference order, and the loss.
 
 ``loss_graph`` and ``logits_graph`` trace the model for one token-sequence length; the trainer and
-sampler cache one program per length.
+sampler cache one program per length. ``packed_loss_graph`` traces a batch packed into rows (``gptir train
+--pack``): the per-token layers run on the documents' positions only, attention on the padded layout.
 """
 
 from __future__ import annotations
@@ -73,16 +74,40 @@ def init_params(cfg: GPTConfig, rng: R.Rng) -> tuple[dict[str, np.ndarray], R.Rn
     return params, rng
 
 
-def forward(cfg: GPTConfig, p: Mapping[str, Tracer], tokens: Tracer) -> Tracer:
-    """Logits [..., T, vocab] for token ids [..., T] (positions 0..T-1)."""
-    from gptir.nn import causal_attention, linear, mlp, rmsnorm
-    from gptir.tracing import gather, scope
+@dataclass(frozen=True)
+class Packing:
+    """How a packed batch's rows map to and from documents (see :func:`packed_loss_graph`).
 
-    t = tokens.shape[-1]
+    ``pos`` i64[N]: each row's position in its document; ``slots`` i64[B, T]: the row at each
+    document position (any row, e.g. 0, past a document's end); ``rows`` i64[N]: each row's index in the
+    documents flattened to [B * T] (any index for a filler row)."""
+
+    pos: Tracer
+    slots: Tracer
+    rows: Tracer
+
+
+def forward(cfg: GPTConfig, p: Mapping[str, Tracer], tokens: Tracer, packing: Packing | None = None) -> Tracer:
+    """Logits [..., T, vocab] for token ids [..., T] (positions 0..T-1); with ``packing``, logits
+    [N, vocab] for a packed batch's token ids [N]: every per-token layer runs on the N rows, and only
+    attention on the documents' [B, T] layout (gathered from the rows and back)."""
+    from gptir.nn import causal_attention, linear, mlp, rmsnorm
+    from gptir.tracing import gather, reshape, scope
+
+    t = tokens.shape[-1] if packing is None else packing.slots.shape[-1]
     if t > cfg.block_size:
         raise ConfigError(f"a sequence of {t} tokens is longer than block_size {cfg.block_size}")
+
+    def attention(q: Tracer, k: Tracer, v: Tracer) -> Tracer:
+        if packing is None:
+            return causal_attention(q, k, v, cfg.n_head)
+        b, c = packing.slots.shape[0], q.shape[-1]
+        out = causal_attention(gather(q, packing.slots), gather(k, packing.slots), gather(v, packing.slots),
+                               cfg.n_head)  # on [B, T, C]
+        return gather(reshape(out, (b * t, c)), packing.rows)  # [N, C]
+
     with scope("embed"):
-        x = gather(p["wte"], tokens) + p["wpe"][:t]
+        x = gather(p["wte"], tokens) + (p["wpe"][:t] if packing is None else gather(p["wpe"], packing.pos))
         x = rmsnorm(x)
     for i in range(cfg.n_layer):
         with scope(f"layer{i}"):
@@ -92,7 +117,7 @@ def forward(cfg: GPTConfig, p: Mapping[str, Tracer], tokens: Tracer) -> Tracer:
                 q = linear(x, p[f"layer{i}.attn_wq"])
                 k = linear(x, p[f"layer{i}.attn_wk"])
                 v = linear(x, p[f"layer{i}.attn_wv"])
-                x = linear(causal_attention(q, k, v, cfg.n_head), p[f"layer{i}.attn_wo"]) + r
+                x = linear(attention(q, k, v), p[f"layer{i}.attn_wo"]) + r
             with scope("mlp"):
                 r = x
                 x = mlp(rmsnorm(x), p[f"layer{i}.mlp_fc1"], p[f"layer{i}.mlp_fc2"]) + r
@@ -123,11 +148,12 @@ def doc_loss(cfg: GPTConfig, p: Mapping[str, Tracer], tokens: Tracer, targets: T
         return (1.0 / tokens.shape[-1]) * nll.sum()
 
 
-def batch_loss(cfg: GPTConfig, p: Mapping[str, Tracer], tokens: Tracer, targets: Tracer, mask: Tracer) -> Tracer:
-    """Mean over the real (mask true) positions of a padded batch [B, T]."""
+def batch_loss(cfg: GPTConfig, p: Mapping[str, Tracer], tokens: Tracer, targets: Tracer, mask: Tracer,
+               packing: Packing | None = None) -> Tracer:
+    """Mean over the real (mask true) positions of a padded batch [B, T] (or packed rows [N])."""
     from gptir.tracing import scope, where
 
-    nll = token_nll(forward(cfg, p, tokens), targets)
+    nll = token_nll(forward(cfg, p, tokens, packing), targets)
     with scope("loss"):
         real = where(mask, nll, 0.0).sum()
         one = nll.builder.const(1.0, nll.dtype)  # the model's float dtype, as the literals above
@@ -157,6 +183,28 @@ def loss_graph(cfg: GPTConfig, n: int, batch: int = 0) -> Graph:
         mask = b.input("mask", TensorType("bool", shape))
         return b.finish({"loss": batch_loss(cfg, p, tokens, targets, mask)})
     return b.finish({"loss": doc_loss(cfg, p, tokens, targets)})
+
+
+@gc_paused
+def packed_loss_graph(cfg: GPTConfig, size: int, batch: int) -> Graph:
+    """The loss of a batch of ``batch`` documents packed into ``size`` token rows.
+
+    Inputs: the parameters, ``tokens``, ``targets``, ``pos`` (i64[size]), ``mask`` (bool[size]: false on
+    the filler rows after the documents), ``slots`` (i64[batch, block_size]) and ``rows`` (i64[size]), as
+    :class:`Packing` describes; output ``loss``. The per-token layers (embedding, norms, projections, MLP,
+    loss) do work only for the rows, not for every document padded to ``block_size``.
+    """
+    from gptir.tracing import Builder
+
+    b = Builder("microgpt_loss")
+    p = _param_inputs(b, cfg)
+    tokens = b.input("tokens", TensorType("i64", (size,)))
+    targets = b.input("targets", TensorType("i64", (size,)))
+    mask = b.input("mask", TensorType("bool", (size,)))
+    packing = Packing(b.input("pos", TensorType("i64", (size,))),
+                      b.input("slots", TensorType("i64", (batch, cfg.block_size))),
+                      b.input("rows", TensorType("i64", (size,))))
+    return b.finish({"loss": batch_loss(cfg, p, tokens, targets, mask, packing)})
 
 
 def logits_graph(cfg: GPTConfig, n: int, padded: bool = False) -> Graph:

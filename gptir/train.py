@@ -19,7 +19,7 @@ from gptir.budget import human
 from gptir.data import Tokenizer
 from gptir.interp import run as interp_run
 from gptir.ir import NUMPY_DTYPES, GptirError, Graph, TensorType
-from gptir.model import GPTConfig, init_params, loss_graph, num_params, param_shapes
+from gptir.model import GPTConfig, init_params, loss_graph, num_params, packed_loss_graph, param_shapes
 from gptir.optim import AdamConfig, adam_scalars, adam_update
 
 RECIPES = ("microgpt", "microgptex")
@@ -27,6 +27,7 @@ MAX_PARAMS = 20_000_000  # ~0.5 GB of float64 state (parameters and two moments)
 BACKENDS = ("compiled", "interp", "jax", "native")
 # the batch inputs a data-parallel (--devices N) program splits over its devices
 BATCH_INPUTS = ("tokens", "targets", "mask")
+PACK_QUANTUM = 64  # a packed batch's row count is a multiple of this (see packed_rows)
 
 Runner = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
 
@@ -100,8 +101,9 @@ def start(docs: Sequence[str], *, recipe: str = "microgpt", seed: int = 42, num_
     return state, shuffled
 
 
-def step_graph(cfg: GPTConfig, adam: AdamConfig, num_steps: int, n: int, batch: int = 0) -> Graph:
-    """The whole training step as one IR program.
+def step_graph(cfg: GPTConfig, adam: AdamConfig, num_steps: int, n: int, batch: int = 0, packed: bool = False) -> Graph:
+    """The whole training step as one IR program (``packed``: of ``batch`` documents packed into ``n``
+    rows, :func:`gptir.model.packed_loss_graph`'s inputs).
 
     Inputs: parameters (``param``), the Adam moments ``adam.m`` and ``adam.v`` (every parameter's,
     flattened and concatenated in :func:`param_shapes` order), ``step`` (f64, 0-based) and
@@ -117,7 +119,8 @@ def step_graph(cfg: GPTConfig, adam: AdamConfig, num_steps: int, n: int, batch: 
 
     shapes = param_shapes(cfg)
     names = list(shapes)
-    g = grad(loss_graph(cfg, n, batch), wrt=names, of="loss")
+    loss = packed_loss_graph(cfg, n, batch) if packed else loss_graph(cfg, n, batch)
+    g = grad(loss, wrt=names, of="loss")
     g = g.replace(name="microgpt_train_step")
     b = Builder(g.name, base=g)
     step = b.input("step", TensorType(cfg.dtype, ()))
@@ -174,6 +177,8 @@ class ProgramCache:
     With ``pad`` every step is padded to ``block_size`` and masked (the batched program, even for one
     document), so a run compiles one program; without it each document length gets its own.
     ``pad=None`` means: pad on the jax backend (where compiling is costly), not on the others.
+    With ``pack`` every step's documents are packed into rows (:func:`pack_batch`) and the programs
+    are keyed by their row count: the per-token layers do no work on padding (``pad`` is then unused).
     """
 
     model: GPTConfig
@@ -184,20 +189,25 @@ class ProgramCache:
     pad: bool | None = None
     devices: int = 1
     cache_dir: str | None = None  # the native backend's build cache
+    pack: bool = False
 
     def __post_init__(self) -> None:
         if self.pad is None:
             self.pad = self.backend == "jax"
+        if self.pack and self.devices > 1:
+            raise GptirError("--pack cannot be combined with --devices (a packed batch's rows do not split "
+                             "by document)")
 
     def recipe(self, n: int, batch: int) -> str:
         """The native build cache's index name of the program for ``(n, batch)``."""
-        return f"training step {self.model!r} {self.adam!r} num_steps={self.num_steps} n={n} batch={batch}"
+        packed = " packed" if self.pack else ""
+        return f"training step {self.model!r} {self.adam!r} num_steps={self.num_steps} n={n} batch={batch}{packed}"
 
     def graph(self, n: int, batch: int) -> Graph:
         """The optimised training-step graph for ``(n, batch)``."""
         from gptir.passes import optimize  # here: a warm native start neither traces nor generates C
 
-        return optimize(step_graph(self.model, self.adam, self.num_steps, n, batch))
+        return optimize(step_graph(self.model, self.adam, self.num_steps, n, batch, self.pack))
 
     def get(self, n: int, batch: int = 0, graph: Graph | None = None) -> Runner:
         """The program for ``(n, batch)``, made now if need be (``graph``: its optimised graph, if made)."""
@@ -210,7 +220,7 @@ class ProgramCache:
                                   cache_dir=self.cache_dir, index=self.recipe(n, batch))
             self.programs[key] = prog
         elif prog is None:
-            graph = step_graph(self.model, self.adam, self.num_steps, n, batch)
+            graph = step_graph(self.model, self.adam, self.num_steps, n, batch, self.pack)
             prog = compile_program(graph, self.backend, self.devices, self.cache_dir)
             self.programs[key] = prog
         return prog
@@ -230,16 +240,17 @@ class ProgramCache:
             self.get(*key, graph=graphs.get(key))
 
 
-def step_keys(state: TrainState, docs: Sequence[str], until: int, pad: bool = False) -> list[tuple[int, int]]:
+def step_keys(state: TrainState, docs: Sequence[str], until: int, pad: bool = False,
+              pack: bool = False) -> list[tuple[int, int]]:
     """The program keys ``(n, batch)`` of the steps from the state's to ``until``, each once, in first use."""
     keys: dict[tuple[int, int], None] = {}
     for step in range(state.step, until):
-        if state.batch == 1 and not pad:
+        if state.batch == 1 and not (pad or pack):
             ids = state.tokenizer.encode(docs[step % len(docs)])
             keys.setdefault((positions(state, ids), 0), None)
         else:
             at = replace(state, step=step)
-            keys.setdefault(program_key(encode_batch(at, step_docs(at, docs), pad)["tokens"]), None)
+            keys.setdefault(program_key(encode_batch(at, step_docs(at, docs), pad, pack)), None)
     return list(keys)
 
 
@@ -273,14 +284,22 @@ def positions(state: TrainState, ids: Sequence[int]) -> int:
     return min(state.model.block_size, len(ids) - 1)
 
 
-def program_key(tokens: np.ndarray) -> tuple[int, int]:
-    """The :class:`ProgramCache` key ``(n, batch)`` of a step's token array (batch 0: one unpadded document)."""
+def program_key(data: Mapping[str, np.ndarray]) -> tuple[int, int]:
+    """The :class:`ProgramCache` key ``(n, batch)`` of a step's arrays (batch 0: one unpadded document;
+    packed: ``n`` is the row count)."""
+    tokens = data["tokens"]
+    if "slots" in data:
+        return tokens.shape[0], data["slots"].shape[0]
     return tokens.shape[-1], tokens.shape[0] if tokens.ndim == 2 else 0
 
 
-def encode_batch(state: TrainState, batch_docs: Sequence[str], pad: bool = False) -> dict[str, np.ndarray]:
+def encode_batch(state: TrainState, batch_docs: Sequence[str], pad: bool = False,
+                 pack: bool = False) -> dict[str, np.ndarray]:
     """Token, target (and mask) arrays for a step; one document uses the unpadded reference shapes
-    unless ``pad``, which pads every batch (one document too) to ``block_size`` positions."""
+    unless ``pad``, which pads every batch (one document too) to ``block_size`` positions, or
+    ``pack`` (:func:`pack_batch`)."""
+    if pack:
+        return pack_batch(state, batch_docs)
     bs = state.model.block_size
     seqs = [state.tokenizer.encode(d) for d in batch_docs]
     if len(seqs) == 1 and not pad:
@@ -295,6 +314,37 @@ def encode_batch(state: TrainState, batch_docs: Sequence[str], pad: bool = False
         k = min(n, len(ids) - 1)
         tokens[i, :k], targets[i, :k], mask[i, :k] = ids[:k], ids[1:k + 1], True
     return {"tokens": tokens, "targets": targets, "mask": mask}
+
+
+def packed_rows(count: int, batch: int, block_size: int) -> int:
+    """The row count of a packed batch with ``count`` positions: the next multiple of PACK_QUANTUM (so
+    that a run needs a few programs, not one per total), never more than the padded ``batch * block_size``."""
+    return min(-(-count // PACK_QUANTUM) * PACK_QUANTUM, batch * block_size)
+
+
+def pack_batch(state: TrainState, batch_docs: Sequence[str]) -> dict[str, np.ndarray]:
+    """A batch's arrays packed (:func:`gptir.model.packed_loss_graph`): each document's positions (up to
+    ``block_size``) one after another as rows, then filler rows up to :func:`packed_rows`. A filler
+    row is token 0 at position 0, masked out; past a document's end its ``slots`` point at row 0 (what
+    attention computes there is never read back)."""
+    bs = state.model.block_size
+    seqs = [state.tokenizer.encode(d) for d in batch_docs]
+    lengths = [min(bs, len(s) - 1) for s in seqs]
+    count = sum(lengths)
+    size = packed_rows(count, len(seqs), bs)
+    tokens, targets = np.zeros(size, np.int64), np.zeros(size, np.int64)
+    pos, rows = np.zeros(size, np.int64), np.zeros(size, np.int64)
+    mask = np.zeros(size, bool)
+    slots = np.zeros((len(seqs), bs), np.int64)
+    at = 0
+    for i, (ids, k) in enumerate(zip(seqs, lengths)):
+        tokens[at:at + k], targets[at:at + k] = ids[:k], ids[1:k + 1]
+        pos[at:at + k] = np.arange(k)
+        rows[at:at + k] = i * bs + np.arange(k)
+        slots[i, :k] = np.arange(at, at + k)
+        at += k
+    mask[:count] = True
+    return {"tokens": tokens, "targets": targets, "mask": mask, "pos": pos, "slots": slots, "rows": rows}
 
 
 def truncated_docs(state: TrainState, docs: Sequence[str]) -> int:
@@ -316,8 +366,8 @@ def train_step(state: TrainState, cache: ProgramCache, docs: Sequence[str]) -> t
 def _dispatch_step(state: TrainState, cache: ProgramCache, docs: Sequence[str]) -> tuple[TrainState, Any]:
     """Start one step: the new state and the step's loss as the program returned it (on the jax backend an
     array still being computed: reading it waits for the step, so :func:`train` reads it one step later)."""
-    data = encode_batch(state, step_docs(state, docs), pad=bool(cache.pad))
-    program = cache.get(*program_key(data["tokens"]))
+    data = encode_batch(state, step_docs(state, docs), pad=bool(cache.pad), pack=cache.pack)
+    program = cache.get(*program_key(data))
     out = program(step_inputs(state, data))
     params = {k: out[k] for k in state.params}
     return replace(state, params=params, m=out["adam.m"], v=out["adam.v"], step=state.step + 1), out["loss"]
@@ -446,10 +496,10 @@ class ResidentSteps:
             params[name][...] = state.params[name]
         m[...], v[...] = state.m, state.v
         del buf, params, m, v
-        pad, docs, n_docs, batch = bool(self.cache.pad), self.docs, len(self.docs), state.batch
+        pad, pack, docs, n_docs, batch = bool(self.cache.pad), self.cache.pack, self.docs, len(self.docs), state.batch
         tokenizer = state.tokenizer
         while state.step < stop:
-            if batch == 1 and not pad:  # encode_batch's unpadded arrays, written into the program's own
+            if batch == 1 and not (pad or pack):  # encode_batch's unpadded arrays, written into the program's own
                 ids = tokenizer.encode(docs[state.step % n_docs])
                 n = positions(state, ids)
                 key = (n, 0)
@@ -461,8 +511,8 @@ class ResidentSteps:
                 bound = self.bound.get((key, src, dst)) or self.program(key, src, dst, {"tokens": both[:n],
                                                                                           "targets": both[1:]})
             else:
-                data = encode_batch(state, step_docs(state, docs), pad=pad)
-                key = program_key(data["tokens"])
+                data = encode_batch(state, step_docs(state, docs), pad=pad, pack=pack)
+                key = program_key(data)
                 dst = self.fresh(src)
                 bound = self.program(key, src, dst, data)
                 for name, a in data.items():

@@ -60,6 +60,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "interpreter), jax (XLA on CPU/GPU/TPU; needs gptir[jax]), native (C through the system "
                         "compiler)")
     add_native_options(p)
+    p.add_argument("--pack", action="store_true",
+                   help="pack each batch's documents into rows (multiples of 64): no work on padding "
+                        "outside attention, a few programs per run")
     p.add_argument("--devices", type=positive_int, default=1, metavar="N",
                    help="jax: split each batch over N devices (data parallel; --batch a multiple of N)")
     p.add_argument("--per-length", action="store_true",
@@ -229,6 +232,9 @@ def run(args: argparse.Namespace) -> int:
                              "choose an empty folder or remove them")
     if args.backend != "jax" and (args.devices != 1 or args.per_length):  # options that cannot go together
         raise UsageError("--devices and --per-length need --backend jax")
+    if args.pack and (args.devices != 1 or args.per_length):
+        raise UsageError("--pack cannot be combined with --devices or --per-length (packed rows do not split "
+                         "by document, and pack replaces the per-length programs)")
     if args.backend == "jax":
         from gptir.jaxback import require_jax
 
@@ -256,9 +262,9 @@ def run(args: argparse.Namespace) -> int:
         os.makedirs(args.dump_dir, exist_ok=True)
     pad = False if args.per_length else None  # None: the backend's default (padded on jax)
     cache = T.ProgramCache(state.model, state.adam, state.num_steps, args.backend, pad=pad, devices=args.devices,
-                           cache_dir=args.cache_dir)
+                           cache_dir=args.cache_dir, pack=args.pack)
     if args.backend == "native":  # every length's program at once: a cold cache compiles them in parallel
-        cache.prebuild(T.step_keys(state, docs, until, pad=bool(cache.pad)))
+        cache.prebuild(T.step_keys(state, docs, until, pad=bool(cache.pad), pack=cache.pack))
     progress = Progress(state.step, until, state.num_steps, args.quiet)
     try:
         _dump(args, state, docs)
