@@ -137,3 +137,20 @@ def test_cli_train_pack(tmp_path) -> None:
     assert bad.returncode == 2 and "Traceback" not in bad.stderr  # a usage error, as other clashing options
     assert bad.stderr.splitlines()[-1].startswith("gptir train: error: --pack cannot be combined with --devices")
 
+
+
+def test_cli_trace_microgpt_pack(tmp_path) -> None:
+    """``gptir trace microgpt --batch 4 --pack`` writes the packed loss graph; ``gptir exec`` on it gives the
+    padded batch's loss to rounding."""
+    losses = {}
+    for name, extra in (("padded", []), ("packed", ["--pack"])):
+        out = tmp_path / f"{name}.ir"
+        r = subprocess.run([sys.executable, "-m", "gptir.cli", "trace", "microgpt", "--batch", "4", *extra, "-o", str(out)],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        assert ("slots" in out.read_text()) == (name == "packed")
+        r = subprocess.run([sys.executable, "-m", "gptir.cli", "exec", str(out)], capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 0, r.stderr
+        losses[name] = float(r.stdout.split("=")[1])
+    assert losses["packed"] == pytest.approx(losses["padded"], rel=1e-13) and losses["packed"] > 3.0

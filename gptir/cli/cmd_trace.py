@@ -56,6 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--seed", type=int, default=None, metavar="S", help="the run's random seed (default 42)")
     g.add_argument("--checkpoint", metavar="CKPT", help="take the model and parameters from this checkpoint")
     g.add_argument("--batch", type=positive_int, default=None, metavar="B", help="documents per step (default 1)")
+    g.add_argument("--pack", action="store_true",
+                   help="the batch packed into rows, as gptir train --pack (inputs pos, slots, rows become constants)")
     g.add_argument("--dtype", choices=("f64", "f32"), default=None,
                    help="the model's float type, as gptir train --dtype (default f64)")
     p.set_defaults(func=run)

@@ -19,7 +19,7 @@ from gptir import train as T
 from gptir.data import load_docs
 from gptir.cli.common import RAISE_MEMORY, memory_limit
 from gptir.ir import GptirError, Graph, make_graph
-from gptir.model import loss_graph
+from gptir.model import loss_graph, packed_loss_graph
 from gptir.optim import AdamConfig
 
 
@@ -67,12 +67,13 @@ def trace_microgpt(args: argparse.Namespace) -> Graph:
         batch_docs = docs[:batch]
     state = replace(state, batch=batch)
     T.check_step_memory(state.model, batch, memory_limit(), RAISE_MEMORY)
-    data = T.encode_batch(state, batch_docs)  # raises a clear error for characters outside the vocabulary
-    n = data["tokens"].shape[-1]
-    b = batch if batch > 1 else 0
+    pack = bool(getattr(args, "pack", False))
+    # raises a clear error for characters outside the vocabulary
+    data = T.encode_batch(state, batch_docs, pack=pack)
+    n, b = T.program_key(data)  # (positions or packed rows, batch; 0: one unpadded document)
     if getattr(args, "train_step", False):
-        graph = T.step_graph(state.model, state.adam, state.num_steps, n, b)
+        graph = T.step_graph(state.model, state.adam, state.num_steps, n, b, packed=pack)
     else:
-        graph = loss_graph(state.model, n, b)
+        graph = packed_loss_graph(state.model, n, b) if pack else loss_graph(state.model, n, b)
     # the parameter values travel with the graph: inline in the text, or in the --params-out sidecar
     return constant_inputs(graph, data).replace(params={k: np.asarray(v) for k, v in state.params.items()})
