@@ -13,7 +13,7 @@ one loop nest per group; inside the loop each node's element is a local variable
 are stored only when something outside its group (or the caller) reads them; scalar operands are read
 once before the loop. Reductions, argmax and matmuls are loop nests (matmul: ``i, k, j`` order over
 contiguous rows of the right operand, copied contiguous first when they are not, in register tiles of
-up to :data:`MATMUL_TILE` sums; from :data:`GEMM_MIN` multiply-adds numpy's own BLAS gemm, handed to the
+up to :func:`matmul_tile` sums, in vectors of the build machine's width (:func:`vector_bytes`); from :data:`GEMM_MIN` multiply-adds numpy's own BLAS gemm, handed to the
 program when it is loaded, where numpy has one); gather and scatter_add are loops that check every index (an out-of-range index
 makes the function return the node's number, which becomes the interpreter's one-line ExecError).
 Constant subgraphs are evaluated once, at generation time, by the op table's own numpy ``evaluate``.
@@ -83,8 +83,6 @@ ENTRY = "gptir_main"
 CACHE_ENV = "GPTIR_NATIVE_CACHE"
 FOLD_MAX_ELEMENTS = 4096  # constant subgraphs up to this size are evaluated at generation time
 GEMM_MIN = 32768  # matmul: multiply-adds from which BLAS's gemm is called (when numpy's BLAS is found)
-VECTOR_BYTES = 64  # matmul tiles: the vector type's size (gx_vd, gx_vf in the prelude)
-MATMUL_TILE = 32  # matmul: output columns summed at once (in registers: 4 AVX-512 or 8 AVX2 vectors of f64)
 ALIGN = 64  # bytes: every arena buffer starts on a cache line
 _SAFE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*\Z")
 NO_COMPILER = "the native backend needs a C compiler and none was found (set $CC, or install cc, gcc or clang)"
@@ -151,6 +149,25 @@ def cpu_identity() -> str:
     except OSError:
         text += "\n" + platform.processor()
     return text
+
+
+def vector_bytes() -> int:
+    """The size of the matmul tiles' vector type (``gx_vd``, ``gx_vf`` in the prelude): the build machine's
+    vector registers, 64 bytes with AVX-512 (``avx512f``), 32 with AVX or AVX2, else 16 (SSE2, NEON).
+
+    A vector type wider than the registers is split by the compiler, through the stack: 64-byte vectors on
+    an AVX2-only CPU made microgpt's default training step 4x slower (133 against 31 us a call)."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return 16
+    flags = next((ln for ln in cpu_identity().splitlines() if ln.startswith("flags")), "").split()
+    return 64 if "avx512f" in flags else 32 if "avx" in flags else 16
+
+
+def matmul_tile(vbytes: int) -> int:
+    """Output columns a matmul tile sums at once, kept in registers over k: 32 with 64-byte vectors (4
+    AVX-512 registers of f64), else 8 (2 AVX2 registers: measured fastest on the default and scaled
+    training steps of an AVX2 machine, against 16 and 32)."""
+    return 32 if vbytes >= 64 else 8
 
 
 def available() -> str | None:
@@ -418,10 +435,10 @@ static gx_dgemm_t gx_dgemm;
 static gx_sgemm_t gx_sgemm;
 void gptir_set_blas(void *d, void *s) { gx_dgemm = (gx_dgemm_t)d; gx_sgemm = (gx_sgemm_t)s; }
 
-/* matmul tiles: vectors of 64 bytes (GCC/clang vector types; split into what the machine has), loaded
-   and stored unaligned */
-typedef double gx_vd __attribute__((vector_size(64)));
-typedef float gx_vf __attribute__((vector_size(64)));
+/* matmul tiles: vectors of the machine's register width (GCC/clang vector types), loaded and stored
+   unaligned */
+typedef double gx_vd __attribute__((vector_size(GX_VECTOR_BYTES)));
+typedef float gx_vf __attribute__((vector_size(GX_VECTOR_BYTES)));
 static inline gx_vd gx_vd_ld(const double *p) { gx_vd v; memcpy(&v, p, sizeof v); return v; }
 static inline void gx_vd_st(double *p, gx_vd v) { memcpy(p, &v, sizeof v); }
 static inline gx_vf gx_vf_ld(const float *p) { gx_vf v; memcpy(&v, p, sizeof v); return v; }
@@ -548,6 +565,7 @@ class _Writer:
 
         self.evaluate = evaluate_node
         self.graph = graph
+        self.vbytes = vector_bytes()
         self.nodes = graph.nodes
         self.users = graph.users()
         self.outputs_of: dict[str, list[str]] = {}
@@ -950,12 +968,13 @@ class _Writer:
             # kept in registers over k (independent chains of additions): whole vectors of VECTOR_BYTES
             # (GCC/clang vector types: a multiply and an add per element, as the scalar code), then the
             # columns left over as scalars
-            vw = VECTOR_BYTES // np.dtype(_NP[node.type.dtype]).itemsize
+            vw = self.vbytes // np.dtype(_NP[node.type.dtype]).itemsize
+            tile = matmul_tile(self.vbytes)
             full = n - n % vw if on == 1 else 0
             for j0, j1, vec in ((0, full, True), (full, n, False)):
-                for jb in range(j0, j1, MATMUL_TILE):
-                    w = min(MATMUL_TILE, j1 - jb)
-                    lines += self.matmul_tile(T, m, k, jb, w, vw if vec else 0, am, ak, bk, om, on, ind)
+                for jb in range(j0, j1, tile):
+                    w = min(tile, j1 - jb)
+                    lines += self.matmul_tile(T, m, k, jb, w, vw if vec else 0, am, ak, bk, om, on, ind, tile)
         else:
             lines += [f"{ind}for (int64_t i = 0; i < {m}; i++)" + (" {" if gemm else ""),
                       f"{ind}    for (int64_t j = 0; j < {n}; j++) {{",
@@ -969,10 +988,10 @@ class _Writer:
 
     @staticmethod
     def matmul_tile(T: str, m: int, k: int, j0: int, w: int, vw: int, am: int, ak: int, bk: int, om: int, on: int,
-                    ind: str) -> list[str]:
+                    ind: str, tile: int) -> list[str]:
         """Columns ``j0 .. j0+w`` of ``O = A @ B`` (B's rows contiguous), ``r`` rows at a time with their
         ``r * w`` sums in registers; in vectors of ``vw`` elements (``w`` a multiple of it), or scalars (0)."""
-        rows = max(1, min(m, MATMUL_TILE // w, 4))
+        rows = max(1, min(m, tile // w, 4))
         V = f"gx_v{'d' if T == 'double' else 'f'}"
         out = []
         for i0, i1, r in ((0, m - m % rows, rows), (m - m % rows, m, 1)):
@@ -1084,7 +1103,7 @@ class _Writer:
         used = [n.name for n in self.inputs]
         head = (f"/* gptir native program: {len(self.graph.nodes)} nodes, {len(self.body)} loop nests; "
                 f"inputs {', '.join(used) or 'none'} */")
-        src = "\n".join([head, PRELUDE, *self.consts, "",
+        src = "\n".join([head, f"#define GX_VECTOR_BYTES {self.vbytes}", PRELUDE, *self.consts, "",
                          f"int {ENTRY}(void *const *io, char *arena) {{", "    (void)arena;", *decl,
                          *self.body, "    return 0;", "}", ""])
         outs = [(o, self.graph.nodes[v]) for o, v in self.graph.outputs.items()]

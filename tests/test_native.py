@@ -366,6 +366,42 @@ def test_small_matmuls_in_vector_tiles_and_scalars(dtype, shapes) -> None:
     assert close(got, want, 1e-12 if dtype == "f64" else 1e-5) and np.allclose(got, exact, rtol=1e-5, atol=1e-5)
 
 
+def test_vector_width_follows_the_cpu(monkeypatch) -> None:
+    """64-byte tiles only where the CPU has AVX-512: wider than the registers, gcc splits the vectors
+    through the stack (4x slower on an AVX2 machine); 32 with AVX/AVX2, 16 elsewhere."""
+    monkeypatch.setattr(native.platform, "machine", lambda: "x86_64")
+    for flags, want in (("fpu sse2 avx avx2 fma avx512f avx512dq", 64), ("fpu sse2 avx avx2 fma", 32),
+                        ("fpu sse2 avx", 32), ("fpu sse2", 16)):
+        monkeypatch.setattr(native, "cpu_identity", lambda f=flags: f"x86_64\nmodel name\t: X\nflags\t\t: {f}")
+        assert native.vector_bytes() == want
+    assert (native.matmul_tile(64), native.matmul_tile(32), native.matmul_tile(16)) == (32, 8, 8)
+    monkeypatch.setattr(native.platform, "machine", lambda: "aarch64")
+    assert native.vector_bytes() == 16
+
+
+@needs_cc
+@pytest.mark.parametrize("dtype", ["f64", "f32"])
+def test_every_vector_width_gives_the_same_matmul(dtype, monkeypatch) -> None:
+    """The tiles' vector width changes the code, not the arithmetic: each element is still summed in k
+    order, so 16-, 32- and 64-byte tiles (whichever this CPU has) give bit-identical results."""
+    np_dt = np.float64 if dtype == "f64" else np.float32
+    rng = np.random.default_rng(3)
+    results = {}
+    for width in (16, 32, 64):
+        monkeypatch.setattr(native, "vector_bytes", lambda w=width: w)
+        b = Builder("m")
+        x = b.input("x", TensorType(dtype, (3, 5, 7)))
+        w = b.input("w", TensorType(dtype, (7, 70)))
+        g = b.finish({"y": b.emit("matmul", [x, w], {})})
+        prog = native.compile_graph(g)
+        assert f"#define GX_VECTOR_BYTES {width}\n" in prog.source
+        if width == 16:
+            ins = {"x": rng.standard_normal((3, 5, 7)).astype(np_dt), "w": rng.standard_normal((7, 70)).astype(np_dt)}
+        results[width] = prog(ins)["y"]
+    assert close(results[16], run(g, ins)["y"], 1e-12 if dtype == "f64" else 1e-5)
+    assert results[16].tobytes() == results[32].tobytes() == results[64].tobytes()
+
+
 @needs_cc
 @pytest.mark.parametrize("dtype", ["f64", "f32"])
 def test_large_matmuls_call_numpy_blas_or_loops(dtype) -> None:
