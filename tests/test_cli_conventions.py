@@ -231,6 +231,13 @@ def test_documents_longer_than_the_block_are_counted_once_on_stderr(tmp_path: Pa
     assert "note:" not in run("train", "--data", str(fits), "--steps", "1", "-n", "0").stderr
 
 
+def test_the_train_log_schema_knows_every_backend() -> None:
+    from gptir.train import BACKENDS
+
+    schema = json.loads((Path(__file__).resolve().parents[1] / "schemas" / "gptir-train-log-1.schema.json").read_text())
+    assert schema["oneOf"][0]["properties"]["run"]["properties"]["backend"]["enum"] == list(BACKENDS)
+
+
 def test_the_run_record_reproduces_the_run(data: Path, tmp_path: Path) -> None:
     import lark
     import numpy as np

@@ -247,6 +247,19 @@ def test_trace_microgpt_output_parses_and_runs(tmp_path: Any) -> None:
     assert abs(loss - math.log(27)) < 0.3, loss
 
 
+def test_trace_microgpt_batch_is_the_first_training_batch(tmp_path: Any) -> None:
+    """``--batch`` larger than the data wraps around as training does, so ``gptir exec`` gives step 1's loss."""
+    data = tmp_path / "six.txt"
+    data.write_text("emma\nolivia\nava\nisabella\nsophia\nmia\n")
+    small = ["--data", str(data), "--n-embd", "8", "--n-head", "2", "--block-size", "4", "--batch", "7"]
+    for extra in ([], ["--pack"]):
+        ok("trace", "microgpt", *small, *extra, "-o", str(tmp_path / "b.ir"))
+        traced = float(ok("exec", str(tmp_path / "b.ir")).removeprefix("loss = "))
+        ok("train", *small, *extra, "--steps", "1", "-n", "0", "--quiet", "--log", str(tmp_path / "log.jsonl"))
+        step1 = json.loads((tmp_path / "log.jsonl").read_text().splitlines()[1])["loss"]
+        assert abs(traced - step1) <= 1e-13 * abs(step1), (extra, traced, step1)
+
+
 # ---- nothing escapes as a traceback ------------------------------------------------------------
 
 BIG_IR = """graph g {

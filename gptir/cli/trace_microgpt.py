@@ -64,7 +64,7 @@ def trace_microgpt(args: argparse.Namespace) -> Graph:
     else:
         if docs is None:
             raise GptirError("with --checkpoint, name the document to trace with --doc NAME")
-        batch_docs = docs[:batch]
+        batch_docs = T.step_docs(replace(state, batch=batch, step=0), docs)  # training's first batch (wraps around)
     state = replace(state, batch=batch)
     T.check_step_memory(state.model, batch, memory_limit(), RAISE_MEMORY)
     pack = bool(getattr(args, "pack", False))
