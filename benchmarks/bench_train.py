@@ -130,6 +130,11 @@ JAX_ROWS = ("jax", JAX_PER_LENGTH, "jax" + PACKED)
 NUMPY_ROWS = ("compiled", MULTI_THREADED, "compiled" + PACKED, MULTI_THREADED + PACKED)
 
 
+def layout_of(backend: str) -> str:
+    """The batch layout a benchmark row's programs use: packed, padded (the jax backend's default) or per-length."""
+    return "packed" if backend.endswith(PACKED) else "padded" if backend == "jax" else "per-length"
+
+
 def packed_shapes(run: tm.Run, steps: int) -> list[tuple[int, int]]:
     """Every packed program key ``(rows, batch)`` of the first ``steps`` steps, in first-use order."""
     from gptir import train as T
@@ -268,7 +273,7 @@ def step_flops(gtrain: Any, run: tm.Run, steps: int, layout: str = "per-length")
             key = T.program_key(T.pack_batch(replace(run.state, step=s), T.step_docs(replace(run.state, step=s),
                                                                                       run.docs)))
         elif layout == "padded":
-            key = (run.state.model.block_size, bkey)
+            key = (run.state.model.block_size, run.batch)  # the jax program: batched even for one document
         else:
             key = (tm.encode(run, tm.step_docs(run, s))["tokens"].shape[-1], bkey)
         if key not in per_shape:
@@ -561,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
         backends: list[tuple[str, int]] = []
         if gtrain is not None and run.state is not None:
             backends.append(("compiled", steps))
-            if name == "large" and not args.skip_jax:
+            if name == "large":  # the jax comparison's numpy rows (and packing's effect, with or without jax)
                 backends.append((MULTI_THREADED, steps))
                 backends.extend([("compiled" + PACKED, steps), (MULTI_THREADED + PACKED, steps)])
             if not args.skip_jax and jax_available():
@@ -581,9 +586,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.extend(new_rows)
         if gtrain is not None and run.state is not None:
             FLOPS[name] = step_flops(gtrain, run, steps)
-            if name == "large":
-                FLOPS[name + "/padded"] = step_flops(gtrain, run, steps, "padded")
-                FLOPS[name + "/packed"] = step_flops(gtrain, run, steps, "packed")
+            for layout in ("padded", "packed"):  # the layouts some row of this config ran
+                if any(layout_of(b) == layout for b, _ in backends):
+                    FLOPS[f"{name}/{layout}"] = step_flops(gtrain, run, steps, layout)
         if name == "default" and any(r.backend == "native" and not r.error for r in new_rows):
             NATIVE_WHOLE["default"] = native_whole_run(1000)
         compiled = next((r for r in new_rows if r.backend == "compiled"), None)
@@ -608,8 +613,7 @@ def main(argv: list[str] | None = None) -> int:
           "torch over the steps both ran")
     print()
     for r in rows:
-        layout = "/packed" if r.backend.endswith(PACKED) else "/padded" if r.backend == "jax" else ""
-        flops = FLOPS.get(r.config + layout, FLOPS.get(r.config))
+        flops = FLOPS.get(f"{r.config}/{layout_of(r.backend)}", FLOPS.get(r.config))
         if flops and r.per_step:
             print(f"{r.config}/{r.backend}: {flops / 1e3:.0f} kFLOP per step, "
                   f"{flops / r.per_step / 1e9:.3f} GFLOP/s")

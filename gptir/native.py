@@ -156,18 +156,19 @@ def vector_bytes() -> int:
     vector registers, 64 bytes with AVX-512 (``avx512f``), 32 with AVX or AVX2, else 16 (SSE2, NEON).
 
     A vector type wider than the registers is split by the compiler, through the stack: 64-byte vectors on
-    an AVX2-only CPU made microgpt's default training step 4x slower (133 against 31 us a call)."""
+    an AVX2-only CPU made microgpt's default training step 4x slower (133 against 29 us a call)."""
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return 16
     flags = next((ln for ln in cpu_identity().splitlines() if ln.startswith("flags")), "").split()
     return 64 if "avx512f" in flags else 32 if "avx" in flags else 16
 
 
-def matmul_tile(vbytes: int) -> int:
-    """Output columns a matmul tile sums at once, kept in registers over k: 32 with 64-byte vectors (4
-    AVX-512 registers of f64), else 8 (2 AVX2 registers: measured fastest on the default and scaled
-    training steps of an AVX2 machine, against 16 and 32)."""
-    return 32 if vbytes >= 64 else 8
+def matmul_tile(vbytes: int, itemsize: int = 8) -> int:
+    """Output columns a matmul tile sums at once, kept in registers over k: 32 with 64-byte vectors (as
+    tuned on AVX-512: 4 registers of f64, 2 of f32), else two vectors' worth (on AVX2: 8 columns of f64,
+    16 of f32; measured fastest on the default training step of an AVX2 machine, f64 29 us against 37 us
+    with 16 columns and 41 us with 32, f32 17 us against 19.5 us with 8 columns)."""
+    return 32 if vbytes >= 64 else 2 * vbytes // itemsize
 
 
 def available() -> str | None:
@@ -964,12 +965,13 @@ class _Writer:
             lines += [f"{ind}if ({fn}) {fn}(101, {ta}, {tb}, {m}, {n}, {k}, 1, A, {lda}, B, {ldb}, 0, O, {n});",
                       f"{ind}else"]
         if bn == 1 and n > 1 and gemm is None:  # rows of B contiguous: i, k, j (each element summed in k order)
-            # j in blocks of up to MATMUL_TILE columns and rows in blocks of r, so that r * w sums are
-            # kept in registers over k (independent chains of additions): whole vectors of VECTOR_BYTES
+            # j in blocks of up to matmul_tile() columns and rows in blocks of r, so that r * w sums are
+            # kept in registers over k (independent chains of additions): whole vectors of self.vbytes
             # (GCC/clang vector types: a multiply and an add per element, as the scalar code), then the
             # columns left over as scalars
-            vw = self.vbytes // np.dtype(_NP[node.type.dtype]).itemsize
-            tile = matmul_tile(self.vbytes)
+            itemsize = np.dtype(_NP[node.type.dtype]).itemsize
+            vw = self.vbytes // itemsize
+            tile = matmul_tile(self.vbytes, itemsize)
             full = n - n % vw if on == 1 else 0
             for j0, j1, vec in ((0, full, True), (full, n, False)):
                 for jb in range(j0, j1, tile):

@@ -27,7 +27,7 @@ MAX_PARAMS = 20_000_000  # ~0.5 GB of float64 state (parameters and two moments)
 BACKENDS = ("compiled", "interp", "jax", "native")
 # the batch inputs a data-parallel (--devices N) program splits over its devices
 BATCH_INPUTS = ("tokens", "targets", "mask")
-PACK_QUANTUM = 64  # a packed batch's row count is a multiple of this (see packed_rows)
+PACK_QUANTUM = 64  # a packed batch's row count is a multiple of this, or batch * block_size (see packed_rows)
 
 Runner = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
 
@@ -178,7 +178,7 @@ class ProgramCache:
     document), so a run compiles one program; without it each document length gets its own.
     ``pad=None`` means: pad on the jax backend (where compiling is costly), not on the others.
     With ``pack`` every step's documents are packed into rows (:func:`pack_batch`) and the programs
-    are keyed by their row count: the per-token layers do no work on padding (``pad`` is then unused).
+    are keyed by their row count: the per-token layers skip the padding (``pad`` is then unused).
     """
 
     model: GPTConfig

@@ -374,7 +374,8 @@ def test_vector_width_follows_the_cpu(monkeypatch) -> None:
                         ("fpu sse2 avx", 32), ("fpu sse2", 16)):
         monkeypatch.setattr(native, "cpu_identity", lambda f=flags: f"x86_64\nmodel name\t: X\nflags\t\t: {f}")
         assert native.vector_bytes() == want
-    assert (native.matmul_tile(64), native.matmul_tile(32), native.matmul_tile(16)) == (32, 8, 8)
+    assert [native.matmul_tile(w, 8) for w in (64, 32, 16)] == [32, 8, 4]  # f64: 4, 2, 2 vectors
+    assert [native.matmul_tile(w, 4) for w in (64, 32, 16)] == [32, 16, 8]  # f32: 2, 2, 2 vectors
     monkeypatch.setattr(native.platform, "machine", lambda: "aarch64")
     assert native.vector_bytes() == 16
 

@@ -7,8 +7,10 @@ packed run gives the padded run's losses on every backend; the row counts come i
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,9 +48,11 @@ def test_pack_batch_layout() -> None:
 
 def test_packed_rows_come_in_multiples_of_the_quantum() -> None:
     assert T.packed_rows(1, 64, 16) == T.PACK_QUANTUM == 64
+    assert [T.packed_rows(n, 64, 16) for n in (63, 64, 65, 128, 129)] == [64, 64, 128, 128, 192]  # no filler at 64
     assert T.packed_rows(460, 64, 16) == 512
-    assert T.packed_rows(1000, 64, 16) == 1024
+    assert T.packed_rows(1000, 64, 16) == 1024 == T.packed_rows(1024, 64, 16)
     assert T.packed_rows(20, 2, 16) == 32  # never more rows than the padded batch
+    assert T.packed_rows(65, 5, 13) == 65  # capped at 5 * 13, not a multiple of 64
 
 
 def test_packed_loss_and_gradients_are_the_padded_batchs() -> None:
@@ -71,20 +75,29 @@ def test_packed_loss_and_gradients_are_the_padded_batchs() -> None:
 
 
 def test_filler_rows_change_nothing() -> None:
-    """Rows past the documents (masked, token 0) leave the loss as it is, whatever they hold."""
+    """Rows past the documents (masked) and document slots past a document's end leave the loss and its
+    gradients as they are, whatever they hold or point at."""
     st, docs = T.start(DOCS, batch=2, **SMALL)
     data = T.pack_batch(st, ["ava", "mia"])  # 8 positions in 16 rows
     assert data["mask"].sum() == 8 and len(data["mask"]) == 16
-    g = packed_loss_graph(st.model, 16, 2)
-    base = float(run(g, data, st.params)["loss"])
-    noisy = dict(data, tokens=data["tokens"].copy(), pos=data["pos"].copy())
+    names = list(param_shapes(st.model))
+    g = grad(packed_loss_graph(st.model, 16, 2), wrt=names, of="loss")
+    base = run(g, data, st.params)
+    noisy = {k: v.copy() for k, v in data.items()}
     noisy["tokens"][8:] = np.arange(8) % st.model.vocab_size
+    noisy["targets"][8:] = np.arange(8, 0, -1)
     noisy["pos"][8:] = 7
-    assert float(run(g, noisy, st.params)["loss"]) == base
+    noisy["rows"][8:] = np.arange(8) + 3  # filler rows read any document slot
+    noisy["slots"][:, 4:] = np.arange(8, 12)  # slots past each document's 4 positions point at filler rows
+    got = run(g, noisy, st.params)
+    assert float(got["loss"]) == float(base["loss"]) > 1.0
+    wanted = gradient_outputs_of(g, names)
+    for name in names:
+        np.testing.assert_allclose(got[wanted[name]], base[wanted[name]], rtol=1e-13, atol=1e-17, err_msg=name)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_packed_run_gives_the_padded_runs_losses(backend: str, tmp_path) -> None:
+def test_packed_run_gives_the_padded_runs_losses(backend: str, tmp_path: Path) -> None:
     """(The native backend runs packed steps on its resident state; its build cache is a fresh folder.)"""
     st, docs = T.start(DOCS, batch=4, **SMALL)
     padded = T.ProgramCache(st.model, st.adam, st.num_steps, "compiled", pad=True)
@@ -97,6 +110,21 @@ def test_packed_run_gives_the_padded_runs_losses(backend: str, tmp_path) -> None
     assert all(batch == 4 for _, batch in packed.programs)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_packed_run_switching_row_counts(backend: str, tmp_path: Path) -> None:
+    """A run whose batches pack into different row counts (here 64 and 128 rows of batch 10) uses one program
+    per count, in turn (on the native backend: several programs bound to its resident state)."""
+    st, docs = T.start(DOCS * 5, seed=1, num_steps=30, n_embd=8, n_head=2, block_size=16, batch=10)
+    padded = T.ProgramCache(st.model, st.adam, st.num_steps, "compiled", pad=True)
+    packed = T.ProgramCache(st.model, st.adam, st.num_steps, backend, pack=True, cache_dir=str(tmp_path / "cache"))
+    keys = T.step_keys(st, docs, 10, pack=True)
+    assert sorted(keys) == [(64, 10), (128, 10)]
+    want = [loss for _, loss in T.train(st, docs, padded, until=10)]
+    got = [loss for _, loss in T.train(st, docs, packed, until=10)]
+    assert len(got) == 10 and max(abs(a - b) for a, b in zip(got, want)) <= 1e-12
+    assert sorted(packed.programs) == sorted(keys)
+
+
 def test_packed_one_document_batch_is_the_reference_loss() -> None:
     st, docs = T.start(DOCS, **SMALL)
     one = T.encode_batch(st, [docs[0]])
@@ -106,7 +134,8 @@ def test_packed_one_document_batch_is_the_reference_loss() -> None:
     assert got == pytest.approx(want, rel=1e-13)
     cache = T.ProgramCache(st.model, st.adam, st.num_steps, "compiled", pack=True)
     straight = [loss for _, loss in T.train(st, docs, T.ProgramCache(st.model, st.adam, st.num_steps), until=3)]
-    assert max(abs(a - b) for a, b in zip(straight, [l for _, l in T.train(st, docs, cache, until=3)])) <= 1e-12
+    packed = [loss for _, loss in T.train(st, docs, cache, until=3)]
+    assert max(abs(a - b) for a, b in zip(straight, packed)) <= 1e-12
 
 
 def test_pack_with_devices_is_refused() -> None:
@@ -115,7 +144,7 @@ def test_pack_with_devices_is_refused() -> None:
         T.ProgramCache(st.model, st.adam, st.num_steps, "jax", pack=True, devices=2)
 
 
-def test_cli_train_pack(tmp_path) -> None:
+def test_cli_train_pack(tmp_path: Path) -> None:
     data = tmp_path / "names.txt"
     data.write_text("\n".join(DOCS) + "\n")
     base = [sys.executable, "-m", "gptir.cli", "train", "--data", str(data), "--steps", "6", "--batch", "4",
@@ -127,8 +156,6 @@ def test_cli_train_pack(tmp_path) -> None:
         assert r.returncode == 0, r.stderr
         runs[name] = [line for line in log.read_text().splitlines() if '"step"' in line]
     assert len(runs["packed"]) == 6
-    import json
-
     a = [json.loads(x)["loss"] for x in runs["padded"]]
     b = [json.loads(x)["loss"] for x in runs["packed"]]
     assert max(abs(x - y) for x, y in zip(a, b)) <= 1e-12
@@ -138,8 +165,7 @@ def test_cli_train_pack(tmp_path) -> None:
     assert bad.stderr.splitlines()[-1].startswith("gptir train: error: --pack cannot be combined with --devices")
 
 
-
-def test_cli_trace_microgpt_pack(tmp_path) -> None:
+def test_cli_trace_microgpt_pack(tmp_path: Path) -> None:
     """``gptir trace microgpt --batch 4 --pack`` writes the packed loss graph; ``gptir exec`` on it gives the
     padded batch's loss to rounding."""
     losses = {}

@@ -61,8 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "compiler)")
     add_native_options(p)
     p.add_argument("--pack", action="store_true",
-                   help="pack each batch's documents into rows (multiples of 64): no work on padding "
-                        "outside attention, a few programs per run")
+                   help="pack each batch's documents into rows (a multiple of 64, at most B x block size): "
+                        "no work on padding outside attention, a few programs per run")
     p.add_argument("--devices", type=positive_int, default=1, metavar="N",
                    help="jax: split each batch over N devices (data parallel; --batch a multiple of N)")
     p.add_argument("--per-length", action="store_true",
@@ -230,11 +230,11 @@ def run(args: argparse.Namespace) -> int:
         if old:  # a mix of two runs would make `gptir diff DIR` compare unrelated dumps
             raise GptirError(f"--dump-dir {args.dump_dir} already holds dumps ({old[0]}, ...): "
                              "choose an empty folder or remove them")
-    if args.backend != "jax" and (args.devices != 1 or args.per_length):  # options that cannot go together
-        raise UsageError("--devices and --per-length need --backend jax")
-    if args.pack and (args.devices != 1 or args.per_length):
+    if args.pack and (args.devices != 1 or args.per_length):  # options that cannot go together
         raise UsageError("--pack cannot be combined with --devices or --per-length (packed rows do not split "
                          "by document, and pack replaces the per-length programs)")
+    if args.backend != "jax" and (args.devices != 1 or args.per_length):
+        raise UsageError("--devices and --per-length need --backend jax")
     if args.backend == "jax":
         from gptir.jaxback import require_jax
 
