@@ -190,3 +190,22 @@ def test_slice_files_without_steps_still_parse() -> None:
     g2 = parse(print_graph(g).replace("stop=(4,)", "stop=(-1,), step=(-2,)").replace("start=(1,)", "start=(4,)"))
     np.testing.assert_array_equal(run(g2, {"x": np.arange(5.0)})["out"], [4.0, 2.0, 0.0])
     assert parse(print_graph(g2)).same_as(g2)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64])
+def test_scatter_add_sums_each_row_in_index_order(dtype: Any) -> None:
+    """scatter_add is np.add.at's arithmetic exactly (each output row's sum in index order), whichever way it
+    is computed (f64 goes through np.bincount): with heavy duplicates, signed zeros, infinities and NaN."""
+    rng = np.random.default_rng(5)
+    idx = rng.integers(0, 6, (40, 3))
+    idx[:, 0] = 2  # one row gets a third of everything
+    upd = (rng.standard_normal((40, 3, 4)) * 1e3).astype(dtype)
+    if dtype != np.int64:
+        upd[0, 1] = [-0.0, np.inf, -np.inf, np.nan]
+        upd[5, 2, 0] = -np.inf
+    want = np.zeros((6, 4), dtype)
+    np.add.at(want, idx, upd)
+    got = OPS["scatter_add"].evaluate([upd, idx], {"size": 6})
+    assert got.dtype == want.dtype and got.shape == (6, 4)
+    assert got.tobytes() == want.tobytes()
+    assert np.isnan(got).any() if dtype != np.int64 else got.any()
