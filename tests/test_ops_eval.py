@@ -192,10 +192,19 @@ def test_slice_files_without_steps_still_parse() -> None:
     assert parse(print_graph(g2)).same_as(g2)
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64])
-def test_scatter_add_sums_each_row_in_index_order(dtype: Any) -> None:
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64, "f64-large"])
+def test_scatter_add_sums_each_row_in_index_order(dtype: Any, monkeypatch: Any) -> None:
     """scatter_add is np.add.at's arithmetic exactly (each output row's sum in index order), whichever way it
     is computed (f64 goes through np.bincount): with heavy duplicates, signed zeros, infinities and NaN."""
+    via_bincount = dtype == np.float64
+    if dtype == "f64-large":  # past BINCOUNT_MAX_ELEMENTS: np.add.at itself (no index array as big as the updates)
+        import gptir.ops
+
+        monkeypatch.setattr(gptir.ops, "BINCOUNT_MAX_ELEMENTS", 100)
+        dtype = np.float64
+    calls = []
+    bincount = np.bincount
+    monkeypatch.setattr(np, "bincount", lambda *a, **k: calls.append(1) or bincount(*a, **k))
     rng = np.random.default_rng(5)
     idx = rng.integers(0, 6, (40, 3))
     idx[:, 0] = 2  # one row gets a third of everything
@@ -209,3 +218,4 @@ def test_scatter_add_sums_each_row_in_index_order(dtype: Any) -> None:
     assert got.dtype == want.dtype and got.shape == (6, 4)
     assert got.tobytes() == want.tobytes()
     assert np.isnan(got).any() if dtype != np.int64 else got.any()
+    assert len(calls) == (1 if via_bincount else 0)
